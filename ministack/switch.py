@@ -1,0 +1,721 @@
+"""The public API: Switch, Port, Binding, Verdict and the virtual wire.
+
+Everything here is a thin layer over the C datapath (ministack._native): the filter, the
+bindings table, explain() and the counters all live in C. This module converts arguments,
+turns return codes into exceptions with useful messages, and formats results.
+"""
+from __future__ import annotations
+
+import ipaddress
+import os
+import threading
+from array import array
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence, Union
+
+from ministack._native import ffi, lib
+from ministack.errors import BindError, MiniStackError, PortError
+from ministack.protocols import protocol_name, protocol_number
+
+Frame = Union[bytes, bytearray, memoryview, Any]  # Any: a scapy packet (anything bytes() takes)
+
+RESERVED_NAMES = ("nic", "host")
+DEFAULT_ADDRESSES = ("10.0.0.2", "fd00::2")
+DEFAULT_MAC = "02:4d:53:00:00:02"
+
+REASONS = [ffi.string(lib.ms_reason_name(i)).decode() for i in range(lib.MS_R_COUNT)]
+#: Reasons a port's counters can show, in the filter's order, then delivery outcomes.
+PORT_DROP_REASONS = REASONS[lib.MS_R_MALFORMED:lib.MS_R_SPOOFED_SRC_PORT + 1] + ["ring-full"]
+NIC_DROP_REASONS = ["ring-full", "no-binding"]
+BIND_REASONS = {
+    lib.MS_BIND_ADDRESS_NOT_LOCAL: "address-not-local",
+    lib.MS_BIND_IN_USE: "in-use",
+    lib.MS_BIND_BAD_PROTOCOL: "bad-protocol",
+    lib.MS_BIND_BAD_PORT: "bad-port",
+    lib.MS_BIND_NOT_OWNER: "not-owner",
+    lib.MS_BIND_NO_SPACE: "in-use",
+}
+
+
+def _timeout_ms(timeout: float | None) -> int:
+    if timeout is None:
+        return -1
+    if timeout < 0:
+        raise ValueError(f"timeout must be >= 0 seconds or None (wait forever), not {timeout}")
+    return int(timeout * 1000)
+
+
+def frame_bytes(frame: Frame) -> bytes:
+    """The bytes of a frame given as bytes, bytearray, memoryview or a scapy packet.
+
+    >>> frame_bytes(bytearray(b"ab"))
+    b'ab'
+    """
+    if isinstance(frame, bytes):
+        return frame
+    if isinstance(frame, (bytearray, memoryview)):
+        return bytes(frame)
+    if hasattr(type(frame), "__bytes__"):
+        return bytes(frame)
+    raise TypeError(
+        f"a frame must be bytes, bytearray, memoryview or a scapy packet, "
+        f"not {type(frame).__name__}")
+
+
+def _pack(frames: Iterable[Frame], buf_size: int) -> tuple[bytes, array, int]:
+    """Frames packed back to back, their lengths, and how many there are."""
+    if not isinstance(frames, (list, tuple)):
+        frames = list(frames)
+    try:
+        data = b"".join(frames)
+        lens = array("I", map(len, frames))
+        if len(data) != sum(lens):  # memoryviews of wider items count items, not bytes
+            raise TypeError
+    except TypeError:
+        frames = [frame_bytes(f) for f in frames]
+        data = b"".join(frames)
+        lens = array("I", map(len, frames))
+    if lens and max(lens) > buf_size:
+        i = max(range(len(lens)), key=lens.__getitem__)
+        raise ValueError(
+            f"frame {i} is {lens[i]} bytes, larger than a port buffer ({buf_size} bytes); "
+            f"split it, or create the switch with a larger buf_size")
+    return data, lens, len(lens)
+
+
+def _ip(address: Any) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(address.strip() if isinstance(address, str) else address)
+    except (ValueError, TypeError):
+        return None
+
+
+def _ip_text(family: int, raw: bytes) -> str:
+    return str(ipaddress.ip_address(bytes(raw[:4] if family == 4 else raw[:16])))
+
+
+def _mac_bytes(mac: str) -> bytes:
+    parts = mac.split(":")
+    try:
+        raw = bytes(int(p, 16) for p in parts)
+    except ValueError:
+        raw = b""
+    if len(parts) != 6 or len(raw) != 6:
+        raise ValueError(f"{mac!r} is not a MAC address; write it like 02:4d:53:00:00:02")
+    return raw
+
+
+def _mac_text(raw: bytes) -> str:
+    return ":".join(f"{b:02x}" for b in bytes(raw))
+
+
+@dataclass(frozen=True)
+class Binding:
+    """A (local IP, protocol, local port) tuple held by a port.
+
+    >>> import ministack as ms
+    >>> with ms.Switch() as sw:
+    ...     sw.port("app1").bind("10.0.0.2", "udp", 5000)
+    Binding(port='app1', ip='10.0.0.2', protocol='udp', local_port=5000)
+    """
+
+    port: str
+    ip: str
+    protocol: str
+    local_port: int
+
+    @property
+    def proto(self) -> int:
+        """The IP protocol number."""
+        return protocol_number(self.protocol)  # type: ignore[return-value]
+
+    @property
+    def family(self) -> int:
+        """4 or 6."""
+        return ipaddress.ip_address(self.ip).version
+
+    def __str__(self) -> str:
+        ip = f"[{self.ip}]" if ":" in self.ip else self.ip
+        return f"{self.protocol} {ip}:{self.local_port}"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the switch does with a frame: see Switch.explain().
+
+    ``action`` is "forward" or "drop"; ``reason`` the drop reason (None when forwarded);
+    ``to`` is "wire", "host" or a port name (None when dropped); ``detail`` a sentence that
+    names the binding checked.
+    """
+
+    action: str
+    reason: str | None
+    to: str | None
+    detail: str
+
+
+class Wire:
+    """The far end of the virtual NIC: the network, as seen from outside the switch.
+
+    >>> import ministack as ms
+    >>> with ms.Switch() as sw:
+    ...     sw.wire.capture()
+    []
+    """
+
+    def __init__(self, switch: "Switch") -> None:
+        self._switch = switch
+        self._app = lib.ms_switch_wire(switch._sw)
+        if self._app == ffi.NULL:
+            raise MiniStackError("could not open the virtual wire")
+        self._buf_size = lib.ms_app_buf_size(self._app)
+        self._slots = lib.ms_app_slots(self._app)
+        self._lock = threading.Lock()
+        self._rxbuf = ffi.new("uint8_t[]", self._slots * self._buf_size)
+        self._rxlens = ffi.new("uint32_t[]", self._slots)
+
+    def inject(self, frames: Frame | Sequence[Frame], timeout: float | None = 1.0) -> int:
+        """Deliver one frame, or a list of frames, to the switch as if from the network.
+
+        Returns how many were queued (all of them unless the switch stayed busy for
+        ``timeout`` seconds).
+        """
+        self._switch._check_open()
+        if not isinstance(frames, (list, tuple)):
+            frames = [frames]
+        data, lens, n = _pack(frames, self._buf_size)
+        with self._lock:
+            rc = lib.ms_app_send(self._app, ffi.from_buffer("uint8_t[]", data), ffi.from_buffer("uint32_t[]", lens), n,
+                                 _timeout_ms(timeout))
+        if rc < 0:
+            raise MiniStackError(f"inject failed: {_strerror(rc)}")
+        return rc
+
+    def capture(self, timeout: float = 0.1) -> list[bytes]:
+        """Frames that reached the wire since the last call, oldest first.
+
+        Waits up to ``timeout`` seconds for the switch to finish with every frame already
+        sent, so a capture right after send() sees that frame's outcome. Frames beyond the
+        wire ring's capacity (4096 by default) are dropped and counted as NIC ring-full.
+        """
+        self._switch._check_open()
+        lib.ms_switch_sync(self._switch._sw, _timeout_ms(timeout))
+        out: list[bytes] = []
+        with self._lock:
+            while True:
+                n = lib.ms_app_recv(self._app, self._rxbuf, self._rxlens, self._slots, 0)
+                for i in range(n):
+                    start = i * self._buf_size
+                    out.append(bytes(ffi.buffer(self._rxbuf + start, self._rxlens[i])))
+                if n < self._slots:
+                    return out
+
+    def _close(self) -> None:
+        if self._app != ffi.NULL:
+            lib.ms_app_close(self._app)
+            self._app = ffi.NULL
+
+
+def _strerror(rc: int) -> str:
+    return os.strerror(-rc) if rc < 0 else str(rc)
+
+
+class Port:
+    """A switch port: its own packet memory (TX and RX rings), its own bindings.
+
+    >>> import ministack as ms
+    >>> with ms.Switch() as sw:
+    ...     a = sw.port("app1")
+    ...     b = a.bind("10.0.0.2", "udp", 5000)
+    ...     a.bindings()
+    [Binding(port='app1', ip='10.0.0.2', protocol='udp', local_port=5000)]
+    """
+
+    def __init__(self, switch: "Switch", name: str, pid: int, mtu: int) -> None:
+        self._switch = switch
+        self.name = name
+        self.mtu = mtu
+        self._id = pid
+        self._app = lib.ms_switch_app(switch._sw, pid)
+        if self._app == ffi.NULL:
+            raise PortError(f"could not map the memory of port {name!r}")
+        self._buf_size = lib.ms_app_buf_size(self._app)
+        self._send_lock = threading.Lock()
+        self._recv_lock = threading.Lock()
+        self._rxbuf: Any = None
+        self._rxlens: Any = None
+        self._closed = False
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"mtu={self.mtu}"
+        return f"<Port {self.name!r} {state}>"
+
+    def _check_open(self) -> None:
+        self._switch._check_open()
+        if self._closed:
+            raise PortError(f"port {self.name!r} is closed; create a new one with "
+                            f"sw.port({self.name!r})")
+
+    # --- bindings -------------------------------------------------------------------
+
+    def bind(self, ip: str, protocol: str | int, port: int = 0) -> Binding:
+        """Hold (ip, protocol, port) for this port: frames from the NIC addressed to it come
+        here, and this port may send from it.
+
+        ``protocol`` is a name ("udp", "tcp", "sctp", "dccp", "udplite", "icmp", "icmpv6")
+        or any IP protocol number; ``port`` is 0 for port-less protocols and the echo
+        identifier for ICMP. Raises BindError with ``reason`` when refused.
+
+        >>> import ministack as ms
+        >>> with ms.Switch() as sw:
+        ...     a = sw.port("app1")
+        ...     a.bind("10.0.0.2", "udp", 5000)
+        ...     a.bind("10.0.0.2", 253)
+        Binding(port='app1', ip='10.0.0.2', protocol='udp', local_port=5000)
+        Binding(port='app1', ip='10.0.0.2', protocol='253', local_port=0)
+        """
+        self._check_open()
+        addr, proto, l4port = self._switch._tuple(ip, protocol, port)
+        rc = lib.ms_bind(self._switch._sw, self._id, addr.version, addr.packed, proto, l4port)
+        if rc == lib.MS_BIND_OK:
+            return Binding(self.name, str(addr), protocol_name(proto), l4port)
+        if rc < 0:
+            self._check_open()
+            raise MiniStackError(f"bind failed: {_strerror(rc)}")
+        raise self._switch._bind_error(rc, self.name, addr, proto, l4port)
+
+    def unbind(self, binding: Binding) -> None:
+        """Release a binding this port holds.
+
+        >>> import ministack as ms
+        >>> with ms.Switch() as sw:
+        ...     a = sw.port("app1")
+        ...     a.unbind(a.bind("10.0.0.2", "tcp", 80))
+        ...     a.bindings()
+        []
+        """
+        self._check_open()
+        if not isinstance(binding, Binding):
+            raise TypeError(f"unbind() takes a Binding returned by bind(), not "
+                            f"{type(binding).__name__}")
+        addr = ipaddress.ip_address(binding.ip)
+        rc = lib.ms_unbind(self._switch._sw, self._id, addr.version, addr.packed,
+                           binding.proto, binding.local_port)
+        if rc == lib.MS_BIND_NOT_OWNER:
+            raise BindError("not-owner", f"{binding} is bound by port {binding.port!r}, not "
+                            f"{self.name!r}; call unbind() on port {binding.port!r}")
+        if rc < 0:
+            raise BindError("not-owner", f"{binding} is not bound by port {self.name!r} "
+                            f"(already unbound?); its bindings: "
+                            f"{', '.join(map(str, self.bindings())) or 'none'}")
+
+    def bindings(self) -> list[Binding]:
+        """This port's bindings."""
+        return [b for b in self._switch.bindings() if b.port == self.name]
+
+    # --- frames ---------------------------------------------------------------------
+
+    def send(self, frame: Frame, timeout: float | None = None) -> None:
+        """Queue one frame for the switch (bytes, bytearray, memoryview or scapy packet).
+
+        Waits while the TX ring is full; raises TimeoutError if it stays full for
+        ``timeout`` seconds (None: wait as long as it takes). What the switch then does with
+        the frame shows in stats(), drops() and, for a forwarded frame, on the wire.
+        """
+        if self.send_batch([frame], timeout) != 1:
+            raise TimeoutError(f"port {self.name!r}: the TX ring stayed full for {timeout} s; "
+                               f"is the switch running?")
+
+    def send_batch(self, frames: Iterable[Frame], timeout: float | None = None) -> int:
+        """Queue many frames in one call; returns how many were queued (all of them unless
+        the ring stayed full for ``timeout`` seconds).
+
+        >>> import ministack as ms
+        >>> with ms.Switch() as sw:
+        ...     sw.port("app1").send_batch([b"x" * 60] * 3)
+        3
+        """
+        self._check_open()
+        data, lens, n = _pack(frames, self._buf_size)
+        if n == 0:
+            return 0
+        with self._send_lock:
+            rc = lib.ms_app_send(self._app, ffi.from_buffer("uint8_t[]", data), ffi.from_buffer("uint32_t[]", lens), n,
+                                 _timeout_ms(timeout))
+        if rc < 0:
+            raise PortError(f"port {self.name!r}: send failed: {_strerror(rc)}")
+        return rc
+
+    def recv(self, timeout: float | None = 1.0) -> bytes | None:
+        """The next frame delivered to this port, or None after ``timeout`` seconds."""
+        got = self.recv_batch(1, timeout)
+        return got[0] if got else None
+
+    def recv_batch(self, max_n: int = 64, timeout: float | None = 1.0) -> list[bytes]:
+        """Up to ``max_n`` frames, waiting up to ``timeout`` seconds for the first."""
+        self._check_open()
+        if max_n < 1:
+            raise ValueError(f"max_n must be at least 1, not {max_n}")
+        with self._recv_lock:
+            if self._rxlens is None or len(self._rxlens) < max_n:
+                self._rxbuf = ffi.new("uint8_t[]", max_n * self._buf_size)
+                self._rxlens = ffi.new("uint32_t[]", max_n)
+            n = lib.ms_app_recv(self._app, self._rxbuf, self._rxlens, max_n,
+                                _timeout_ms(timeout))
+            return [bytes(ffi.buffer(self._rxbuf + i * self._buf_size, self._rxlens[i]))
+                    for i in range(n)]
+
+    def stats(self) -> dict[str, Any]:
+        """This port's counters (the same dict as in Switch.stats()["ports"])."""
+        self._check_open()
+        return self._switch._port_stats(self._id)
+
+    def close(self) -> None:
+        """Release the port: its bindings, its memory. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._app != ffi.NULL:
+            lib.ms_app_close(self._app)
+            self._app = ffi.NULL
+        if not self._switch._closed:
+            lib.ms_port_destroy(self._switch._sw, self._id)
+            self._switch._ports.pop(self.name, None)
+
+    def __enter__(self) -> "Port":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Switch:
+    """A MiniStack switch between a NIC and application ports.
+
+    ``nic="virtual"`` (the default) is an in-memory wire that needs no privileges: reach
+    its far end through ``sw.wire``. ``addresses`` are the host addresses ports may bind
+    (default 10.0.0.2 and fd00::2).
+
+    >>> import ministack as ms
+    >>> with ms.Switch(nic="virtual", addresses=["10.0.0.2", "fd00::2"]) as sw:
+    ...     a = sw.port("app1")
+    ...     _ = a.bind("10.0.0.2", "udp", 5000)
+    ...     sw.stats()["ports"]["app1"]["tx"]
+    {'frames': 0, 'bytes': 0}
+    """
+
+    def __init__(self, nic: str = "virtual", addresses: Sequence[str] | None = None, *,
+                 mac: str = DEFAULT_MAC, backend: str = "auto", mtu: int = 1500,
+                 ring_slots: int = 1024, buf_size: int = 2048, wire_slots: int = 4096,
+                 max_bindings: int = 16384) -> None:
+        self._sw: Any = ffi.NULL
+        self._closed = True
+        self._ports: dict[str, Port] = {}
+        self._wire: Wire | None = None
+        if nic != "virtual":
+            raise MiniStackError(
+                f"nic={nic!r}: real interfaces are not supported by this version yet; "
+                f"use nic='virtual'")
+        if backend not in ("auto", "afxdp", "afpacket"):
+            raise ValueError(f"backend must be 'auto', 'afxdp' or 'afpacket', not {backend!r}")
+        for name, v in (("ring_slots", ring_slots), ("wire_slots", wire_slots)):
+            if v < 2 or v & (v - 1):
+                raise ValueError(f"{name} must be a power of two >= 2, not {v}")
+        if buf_size < 128 or buf_size % 64 or buf_size > 65536:
+            raise ValueError(f"buf_size must be a multiple of 64 in 128..65536, not {buf_size}")
+        if not 68 <= mtu <= buf_size - 14:
+            raise ValueError(f"mtu must be in 68..{buf_size - 14} (buf_size - 14), not {mtu}")
+        self.nic = nic
+        self.mtu = mtu
+        self.mac = _mac_text(_mac_bytes(mac))
+        addrs = list(DEFAULT_ADDRESSES if addresses is None else addresses)
+        parsed = []
+        for a in addrs:
+            ip = _ip(a)
+            if ip is None:
+                raise ValueError(f"{a!r} is not an IP address (addresses=[...] takes strings "
+                                 f"like '10.0.0.2' or 'fd00::2')")
+            parsed.append(ip)
+        self.addresses: list[str] = [str(ip) for ip in parsed]
+
+        cfg = ffi.new("struct ms_config *")
+        cfg.mac = list(_mac_bytes(self.mac))
+        cfg.ring_slots, cfg.buf_size = ring_slots, buf_size
+        cfg.wire_slots, cfg.max_bindings = wire_slots, max_bindings
+        out = ffi.new("ms_switch **")
+        rc = lib.ms_switch_create(cfg, out)
+        if rc < 0:
+            raise MiniStackError(f"could not create the switch: {_strerror(rc)}")
+        self._sw = out[0]
+        self._closed = False
+        for ip in parsed:
+            lib.ms_switch_add_address(self._sw, ip.version, ip.packed)
+        if lib.ms_switch_attach_virtual(self._sw) < 0 or lib.ms_switch_start(self._sw) < 0:
+            self.close()
+            raise MiniStackError("could not start the switch thread")
+        self._wire = Wire(self)
+
+    # --- lifecycle ------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise MiniStackError("the switch is closed; create a new ms.Switch(...)")
+
+    def close(self) -> None:
+        """Stop the switch and release every port. Idempotent."""
+        if self._closed:
+            return
+        for p in list(self._ports.values()):
+            p.close()
+        if self._wire is not None:
+            self._wire._close()
+        self._closed = True
+        lib.ms_switch_destroy(self._sw)
+        self._sw = ffi.NULL
+
+    def __enter__(self) -> "Switch":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"{len(self._ports)} ports"
+        return f"<Switch nic={self.nic!r} mac={self.mac} {state}>"
+
+    @property
+    def wire(self) -> Wire:
+        """The far end of the virtual NIC (nic="virtual" only)."""
+        self._check_open()
+        assert self._wire is not None
+        return self._wire
+
+    # --- ports and bindings ---------------------------------------------------------
+
+    def port(self, name: str, mtu: int | None = None) -> Port:
+        """Create a port with its own memory. Raises PortError on a taken or reserved name.
+
+        >>> import ministack as ms
+        >>> with ms.Switch() as sw:
+        ...     sw.port("app1")
+        <Port 'app1' mtu=1500>
+        """
+        self._check_open()
+        if not isinstance(name, str) or not name or len(name.encode()) >= lib.MS_NAME_MAX:
+            raise PortError(f"a port name is a non-empty string of at most "
+                            f"{lib.MS_NAME_MAX - 1} bytes, not {name!r}")
+        if name in RESERVED_NAMES:
+            raise PortError(f"{name!r} is reserved (it names the NIC side in explain() and "
+                            f"stats()); choose another port name")
+        if name in self._ports:
+            raise PortError(f"port {name!r} already exists on this switch; choose another "
+                            f"name or close it first")
+        mtu = self.mtu if mtu is None else mtu
+        if not 68 <= mtu <= lib.ms_switch_buf_size(self._sw) - 14:
+            raise ValueError(f"mtu must be in 68..{lib.ms_switch_buf_size(self._sw) - 14}, "
+                             f"not {mtu}")
+        pid = lib.ms_port_create(self._sw, name.encode(), mtu)
+        if pid < 0:
+            if pid == -17:  # EEXIST
+                raise PortError(f"port {name!r} already exists on this switch")
+            if pid == -28:  # ENOSPC
+                raise PortError(f"this switch already has {lib.MS_MAX_PORTS} ports; close "
+                                f"one first")
+            raise PortError(f"could not create port {name!r}: {_strerror(pid)}")
+        p = Port(self, name, pid, mtu)
+        self._ports[name] = p
+        return p
+
+    def ports(self) -> list[Port]:
+        """The open ports."""
+        return list(self._ports.values())
+
+    def _port_name(self, pid: int) -> str:
+        for p in self._ports.values():
+            if p._id == pid:
+                return p.name
+        return f"#{pid}"
+
+    def bindings(self) -> list[Binding]:
+        """Every binding on the switch, with the port that holds it."""
+        self._check_open()
+        n = lib.ms_bindings(self._sw, ffi.NULL, 0)
+        buf = ffi.new("struct ms_binding_info[]", max(n, 1))
+        n = lib.ms_bindings(self._sw, buf, n)
+        out = [Binding(self._port_name(b.port), _ip_text(b.family, ffi.buffer(b.ip)),
+                       protocol_name(b.proto), b.l4port) for b in buf[0:n]]
+        return sorted(out, key=lambda b: (b.port, b.family, b.ip, b.proto, b.local_port))
+
+    def _tuple(self, ip: Any, protocol: str | int, port: int) -> tuple[Any, int, int]:
+        """Validate bind() arguments that need no switch state; raise BindError."""
+        addr = _ip(ip)
+        if addr is None:
+            raise BindError("address-not-local",
+                            f"{ip!r} is not an IP address; bind one of this switch's "
+                            f"addresses ({', '.join(self.addresses)})")
+        proto = protocol_number(protocol)
+        if proto is None:
+            raise BindError("bad-protocol",
+                            f"unknown protocol {protocol!r}; use a name (tcp, udp, sctp, "
+                            f"dccp, udplite, icmp, icmpv6) or a number 0-255")
+        if isinstance(port, bool) or not isinstance(port, int):
+            raise BindError("bad-port", f"the port must be an integer 0-65535, not {port!r}")
+        if not 0 <= port <= 65535:
+            raise BindError("bad-port", f"port {port} is outside 0..65535")
+        return addr, proto, port
+
+    def _bind_error(self, rc: int, port: str, addr: Any, proto: int, l4port: int) -> BindError:
+        reason = BIND_REASONS.get(rc, "in-use")
+        name = protocol_name(proto)
+        what = f"{name} {addr}:{l4port}"
+        if reason == "address-not-local":
+            msg = (f"{addr} is not an address of {self.nic} (addresses: "
+                   f"{', '.join(self.addresses)})")
+        elif reason == "in-use" and rc == lib.MS_BIND_NO_SPACE:
+            msg = "the bindings table is full; unbind something first"
+        elif reason == "in-use":
+            holder = next((b.port for b in self.bindings() if b.ip == str(addr)
+                           and b.proto == proto and b.local_port == l4port), "?")
+            who = "this port" if holder == port else f"port {holder!r}"
+            msg = f"{what} is already bound by {who}; pick another port number"
+        elif reason == "bad-protocol":
+            if addr.version == 6 and lib.ms_ipv6_is_ext_header(proto):
+                msg = (f"protocol {proto} is an IPv6 extension header, not an upper-layer "
+                       f"protocol; it cannot be bound")
+            else:
+                other = "icmpv6" if proto == 1 else "icmp"
+                msg = (f"protocol {name} ({proto}) does not exist for IPv{addr.version} "
+                       f"address {addr}; bind {other!r} instead")
+        else:  # bad-port
+            if lib.ms_proto_has_ports(addr.version, proto):
+                msg = (f"{name} needs a port 1-65535; port 0 means 'any' to sockets and is "
+                       f"never a source port")
+            else:
+                msg = f"protocol {name} has no ports; bind it with port 0"
+        return BindError(reason, msg)
+
+    # --- verdicts -------------------------------------------------------------------
+
+    def explain(self, port: str, frame: Frame) -> Verdict:
+        """What would happen to ``frame``, sent by port ``port`` or, with port "nic",
+        arriving from the NIC. Runs the datapath's own parser and filter; nothing is sent.
+
+        >>> import ministack as ms
+        >>> with ms.Switch() as sw:
+        ...     a = sw.port("app1")
+        ...     sw.explain("app1", b"\\x00" * 10).reason
+        'malformed'
+        """
+        self._check_open()
+        data = frame_bytes(frame)
+        if port == "nic":
+            pid = -1
+        elif port in self._ports:
+            pid = self._ports[port]._id
+        else:
+            raise PortError(f"no port {port!r} on this switch (ports: "
+                            f"{', '.join(self._ports) or 'none'}; 'nic' for NIC input)")
+        v = ffi.new("struct ms_verdict *")
+        rc = lib.ms_explain(self._sw, pid, data, len(data), v)
+        if rc < 0:
+            raise PortError(f"port {port!r} is closed")
+        reason = None if v.reason == lib.MS_OK else REASONS[v.reason]
+        to = {lib.MS_TO_WIRE: "wire", lib.MS_TO_HOST: "host",
+              lib.MS_TO_PORT: self._port_name(v.to_port)}.get(v.dest)
+        action = "forward" if v.action else "drop"
+        return Verdict(action, reason, to, self._detail(port, v, reason, to))
+
+    def _detail(self, port: str, v: Any, reason: str | None, to: str | None) -> str:
+        p = v.parsed
+        note = ffi.string(p.note).decode() if p.note != ffi.NULL else ""
+        if p.family:
+            name = protocol_name(p.proto)
+            src = _ip_text(p.family, ffi.buffer(p.src_ip))
+            dst = _ip_text(p.family, ffi.buffer(p.dst_ip))
+            sport, dport = (p.sport, p.dport) if p.has_ports else (0, 0)
+        if port == "nic":
+            if reason is None and to != "host":
+                return f"{name} {dst}:{dport} is bound by port {to!r}; delivered there"
+            why = (f"it is not plain IP a port can own: {note}" if note
+                   else f"no port bound {name} {dst}:{dport}")
+            if to == "host":
+                return f"{why}; left to the host stack"
+            return f"{why}; the virtual NIC has no host stack, so it is dropped (no-binding)"
+        mine = [b for b in self.bindings() if b.port == port]
+        held = ", ".join(map(str, mine)) or "nothing"
+        if reason is None:
+            where = "leaves through the NIC" if to == "wire" else f"is delivered to port {to!r}"
+            return f"its source {name} {src}:{sport} matches {port}'s binding; it {where}"
+        if reason == "oversize":
+            return f"the frame is {p.len} bytes, more than {port}'s MTU plus 14"
+        if reason == "spoofed-src-mac":
+            return (f"source MAC {_mac_text(ffi.buffer(p.src_mac))} is not the NIC's MAC "
+                    f"{self.mac}")
+        if reason == "spoofed-src-ip":
+            return f"source {src} is not an address {port} bound ({port} holds: {held})"
+        if reason == "spoofed-protocol":
+            return f"{port} bound {src}, but not for {name} ({port} holds: {held})"
+        if reason == "spoofed-src-port":
+            return (f"{port} bound {name} on {src}, but not port {sport} ({port} holds: "
+                    f"{held})")
+        return f"dropped because {note}"
+
+    # --- observation ----------------------------------------------------------------
+
+    def _port_stats(self, pid: int) -> dict[str, Any]:
+        s = ffi.new("struct ms_port_stats *")
+        lib.ms_port_stats(self._sw, pid, s)
+        return {
+            "tx": {"frames": s.tx.frames, "bytes": s.tx.bytes},
+            "rx": {"frames": s.rx.frames, "bytes": s.rx.bytes},
+            "drops": {r: s.drops[REASONS.index(r)] for r in PORT_DROP_REASONS},
+        }
+
+    def stats(self) -> dict[str, Any]:
+        """Counters per port and for the NIC; they only grow.
+
+        ``{"ports": {name: {"tx": {"frames", "bytes"}, "rx": {...}, "drops": {reason: n}}},
+        "nic": {"rx": {...}, "tx": {...}, "to-host": {...}, "drops": {reason: n}}}``
+        """
+        self._check_open()
+        ports = {name: self._port_stats(p._id) for name, p in self._ports.items()}
+        n = ffi.new("struct ms_nic_stats *")
+        lib.ms_nic_stats(self._sw, n)
+        nic = {
+            "rx": {"frames": n.rx.frames, "bytes": n.rx.bytes},
+            "tx": {"frames": n.tx.frames, "bytes": n.tx.bytes},
+            "to-host": {"frames": n.to_host.frames, "bytes": n.to_host.bytes},
+            "drops": {r: n.drops[REASONS.index(r)] for r in NIC_DROP_REASONS},
+        }
+        return {"ports": ports, "nic": nic}
+
+    def drops(self, limit: int = 100) -> list[dict[str, Any]]:
+        """The most recent drops (at most ``limit``, newest last; the switch keeps 1,024):
+        dicts with port, direction ("tx" | "rx"), reason, time (seconds since the epoch),
+        len and frame (bytes)."""
+        self._check_open()
+        limit = max(0, min(int(limit), lib.MS_DROPLOG_LEN))
+        if limit == 0:
+            return []
+        recs = ffi.new("struct ms_drop_record[]", limit)
+        n = lib.ms_drops(self._sw, recs, limit)
+        return [{
+            "port": ffi.string(r.port_name).decode(),
+            "direction": "rx" if r.direction else "tx",
+            "reason": REASONS[r.reason],
+            "time": r.time_ns / 1e9,
+            "len": r.len,
+            "frame": bytes(ffi.buffer(r.frame, r.caplen)),
+        } for r in recs[0:n]]
+
+    def sync(self, timeout: float | None = 1.0) -> bool:
+        """Wait until the switch has handled every frame queued so far; False on timeout."""
+        self._check_open()
+        return lib.ms_switch_sync(self._sw, _timeout_ms(timeout)) == 0
+

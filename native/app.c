@@ -1,0 +1,166 @@
+/* The application side of a port: fill the TX ring, drain the RX ring, wait on the port's
+ * eventfd when there is nothing to do. Only shared memory is touched per frame; a system
+ * call happens only to ring a sleeping switch's doorbell or to sleep. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ministack.h"
+#include "ring.h"
+
+struct ms_app {
+    struct ms_port_shm *shm;
+    size_t size;
+    int memfd, doorbell, wake_fd;
+};
+
+ms_app *ms_app_open(int memfd, int doorbell_fd, int wake_fd)
+{
+    ms_app *a = calloc(1, sizeof(*a));
+    if (!a)
+        return NULL;
+    a->memfd = a->doorbell = a->wake_fd = -1;
+    if (ms_shm_map(memfd, &a->shm, &a->size) < 0)
+        goto fail;
+    a->memfd = fcntl(memfd, F_DUPFD_CLOEXEC, 0);
+    a->doorbell = fcntl(doorbell_fd, F_DUPFD_CLOEXEC, 0);
+    a->wake_fd = fcntl(wake_fd, F_DUPFD_CLOEXEC, 0);
+    if (a->memfd < 0 || a->doorbell < 0 || a->wake_fd < 0)
+        goto fail;
+    return a;
+fail:
+    ms_app_close(a);
+    return NULL;
+}
+
+void ms_app_close(ms_app *a)
+{
+    if (!a)
+        return;
+    if (a->shm)
+        munmap(a->shm, a->size);
+    if (a->memfd >= 0)
+        close(a->memfd);
+    if (a->doorbell >= 0)
+        close(a->doorbell);
+    if (a->wake_fd >= 0)
+        close(a->wake_fd);
+    free(a);
+}
+
+uint32_t ms_app_buf_size(ms_app *a) { return a->shm->tx.buf_size; }
+uint32_t ms_app_slots(ms_app *a) { return a->shm->tx.num_slots; }
+
+static void kick(ms_app *a)
+{
+    atomic_thread_fence(memory_order_seq_cst);
+    if (atomic_load_explicit(&a->shm->kick_wanted, memory_order_relaxed) &&
+        atomic_exchange(&a->shm->kick_wanted, 0)) {
+        uint64_t one = 1;
+        ssize_t w = write(a->doorbell, &one, sizeof(one));
+        (void)w;
+    }
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Sleep until the switch moves r's tail past `seen`, or the deadline (-1: none) passes.
+ * Returns 0 when woken or the tail moved, -ETIMEDOUT otherwise. */
+static int wait_tail(ms_app *a, struct ms_ring *r, uint32_t seen, int64_t deadline)
+{
+    atomic_store_explicit(&r->cur, seen, memory_order_relaxed);
+    atomic_fetch_or(&r->flags, MS_RING_NEED_WAKEUP);
+    atomic_thread_fence(memory_order_seq_cst);
+    if (atomic_load_explicit(&r->tail, memory_order_acquire) != seen)
+        return 0;
+    int timeout = -1;
+    if (deadline >= 0) {
+        int64_t left = deadline - now_ms();
+        if (left <= 0)
+            return -ETIMEDOUT;
+        timeout = left > 1000000 ? 1000000 : (int)left;
+    }
+    struct pollfd pfd = {.fd = a->wake_fd, .events = POLLIN};
+    int rc = poll(&pfd, 1, timeout);
+    uint64_t v;
+    ssize_t n = read(a->wake_fd, &v, sizeof(v));
+    (void)n;
+    if (rc == 0 && atomic_load_explicit(&r->tail, memory_order_acquire) == seen)
+        return -ETIMEDOUT;
+    return 0;
+}
+
+int ms_app_send(ms_app *a, const uint8_t *data, const uint32_t *lens, uint32_t n, int timeout_ms)
+{
+    struct ms_ring *r = &a->shm->tx;
+    int64_t deadline = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
+    uint32_t sent = 0;
+    size_t off = 0;
+    for (uint32_t i = 0; i < n; i++)
+        if (lens[i] > r->buf_size)
+            return -EMSGSIZE;
+    while (sent < n) {
+        uint32_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
+        uint32_t tail = atomic_load_explicit(&r->tail, memory_order_acquire);
+        uint32_t space = tail - head;
+        if (space == 0) {
+            kick(a);
+            if (wait_tail(a, r, tail, deadline) < 0)
+                break;
+            continue;
+        }
+        if (space > n - sent)
+            space = n - sent;
+        for (uint32_t j = 0; j < space; j++) {
+            uint32_t len = lens[sent + j];
+            memcpy(ms_ring_buf(a->shm, r, head + j), data + off, len);
+            ms_ring_slot(a->shm, r, head + j)->len = len;
+            off += len;
+        }
+        atomic_store_explicit(&r->head, head + space, memory_order_release);
+        kick(a);
+        sent += space;
+    }
+    return (int)sent;
+}
+
+int ms_app_recv(ms_app *a, uint8_t *out, uint32_t *lens, uint32_t max, int timeout_ms)
+{
+    struct ms_ring *r = &a->shm->rx;
+    int64_t deadline = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
+    uint32_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
+    uint32_t tail = atomic_load_explicit(&r->tail, memory_order_acquire);
+    while (tail == head && timeout_ms != 0) {
+        if (wait_tail(a, r, tail, deadline) < 0)
+            break;
+        tail = atomic_load_explicit(&r->tail, memory_order_acquire);
+    }
+    uint32_t n = tail - head;
+    if (n > r->num_slots)
+        n = r->num_slots;
+    if (n > max)
+        n = max;
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t len = ms_ring_slot(a->shm, r, head + i)->len;
+        if (len > r->buf_size)
+            len = r->buf_size;
+        memcpy(out + (size_t)i * r->buf_size, ms_ring_buf(a->shm, r, head + i), len);
+        lens[i] = len;
+    }
+    atomic_store_explicit(&r->head, head + n, memory_order_release);
+    return (int)n;
+}
+
+struct ms_port_shm *ms_app_shm(ms_app *a) { return a->shm; }
+void ms_app_kick(ms_app *a) { kick(a); }

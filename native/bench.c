@@ -1,0 +1,260 @@
+/* Benchmark drivers. Traffic is generated and drained here, in C, so the figures measure
+ * the switch and not the Python interpreter. Each driver is one thread that both fills the
+ * source ring and drains the destination ring: with the switch thread that makes two busy
+ * threads, one per core (a third would halve everything on this 2-core machine). */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sched.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ring.h"
+#include "switch_internal.h"
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+/* --- baseline: a plain copy-only SPSC ring in a memfd between two threads ------------ */
+
+struct baseline {
+    struct ms_port_shm *shm;
+    uint32_t frame_len, batch;
+    _Atomic int stop;
+    uint64_t produced, consumed;
+    uint64_t sum;
+};
+
+static void *baseline_producer(void *arg)
+{
+    struct baseline *b = arg;
+    struct ms_ring *r = &b->shm->tx;
+    uint8_t frame[2048];
+    memset(frame, 0xab, sizeof(frame));
+    uint64_t n = 0;
+    while (!atomic_load_explicit(&b->stop, memory_order_relaxed)) {
+        uint32_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
+        uint32_t space = atomic_load_explicit(&r->tail, memory_order_acquire) - head;
+        if (space > b->batch)
+            space = b->batch;
+        if (!space) {
+            cpu_relax();
+            continue;
+        }
+        for (uint32_t j = 0; j < space; j++) {
+            memcpy(ms_ring_buf(b->shm, r, head + j), frame, b->frame_len);
+            ms_ring_slot(b->shm, r, head + j)->len = b->frame_len;
+        }
+        atomic_store_explicit(&r->head, head + space, memory_order_release);
+        n += space;
+    }
+    b->produced = n;
+    return NULL;
+}
+
+static void *baseline_consumer(void *arg)
+{
+    struct baseline *b = arg;
+    struct ms_ring *r = &b->shm->tx;
+    uint64_t n = 0, sum = 0;
+    while (!atomic_load_explicit(&b->stop, memory_order_relaxed)) {
+        uint32_t first, k = ms_tx_pending(r, &first);
+        if (!k) {
+            cpu_relax();
+            continue;
+        }
+        for (uint32_t j = 0; j < k; j++)
+            sum += ms_ring_slot(b->shm, r, first + j)->len + ms_ring_buf(b->shm, r, first + j)[0];
+        ms_tx_release(r, k);
+        n += k;
+    }
+    b->consumed = n;
+    b->sum = sum;
+    return NULL;
+}
+
+int ms_bench_baseline(uint32_t frame_len, uint32_t batch, double seconds, struct ms_bench_result *res)
+{
+    struct baseline b = {.frame_len = frame_len, .batch = batch ? batch : 1};
+    size_t size;
+    if (frame_len > 2048)
+        return -EINVAL;
+    int fd = ms_shm_create("ministack-baseline", 1024, 2048, &b.shm, &size);
+    if (fd < 0)
+        return fd;
+    pthread_t p, c;
+    double t0 = now_s();
+    pthread_create(&c, NULL, baseline_consumer, &b);
+    pthread_create(&p, NULL, baseline_producer, &b);
+    struct timespec d = {(time_t)seconds, (long)((seconds - (double)(time_t)seconds) * 1e9)};
+    nanosleep(&d, NULL);
+    atomic_store(&b.stop, 1);
+    pthread_join(p, NULL);
+    pthread_join(c, NULL);
+    double t = now_s() - t0;
+    munmap(b.shm, size);
+    close(fd);
+    res->frames = b.consumed;
+    res->sent = b.produced;
+    res->seconds = t;
+    res->mpps = (double)b.consumed / t / 1e6;
+    return 0;
+}
+
+/* --- through the switch ------------------------------------------------------------- */
+
+int ms_bench_run(ms_switch *sw, int src, int dst, const uint8_t *frames, const uint32_t *lens,
+                 uint32_t nframes, uint32_t batch, double seconds, struct ms_bench_result *res)
+{
+    if (!nframes || !batch)
+        return -EINVAL;
+    ms_app *in = src >= 0 ? ms_switch_app(sw, src) : ms_switch_wire(sw);
+    ms_app *out = dst >= 0 ? ms_switch_app(sw, dst) : ms_switch_wire(sw);
+    size_t *offs = malloc(nframes * sizeof(*offs));
+    if (!in || !out || !offs) {
+        ms_app_close(in);
+        ms_app_close(out);
+        free(offs);
+        return -ENOMEM;
+    }
+    for (uint32_t i = 0, o = 0; i < nframes; o += lens[i], i++)
+        offs[i] = o;
+    struct ms_port_shm *ins = ms_app_shm(in), *outs = ms_app_shm(out);
+    struct ms_ring *tx = &ins->tx, *rx = &outs->rx;
+    uint64_t sent = 0, got = 0, got_at_start = 0;
+    uint32_t fi = 0;
+    double warm = seconds * 0.1, t0 = now_s(), t_start = t0, t_end = t0 + warm + seconds;
+    int warming = 1;
+    for (uint64_t iter = 0;; iter++) {
+        if ((iter & 255) == 0) {
+            double t = now_s();
+            if (warming && t >= t0 + warm) {
+                warming = 0;
+                t_start = t;
+                got_at_start = got;
+            }
+            if (t >= t_end)
+                break;
+        }
+        uint32_t head = atomic_load_explicit(&tx->head, memory_order_relaxed);
+        uint32_t k = atomic_load_explicit(&tx->tail, memory_order_acquire) - head;
+        if (k > batch)
+            k = batch;
+        for (uint32_t j = 0; j < k; j++) {
+            memcpy(ms_ring_buf(ins, tx, head + j), frames + offs[fi], lens[fi]);
+            ms_ring_slot(ins, tx, head + j)->len = lens[fi];
+            if (++fi == nframes)
+                fi = 0;
+        }
+        if (k) {
+            atomic_store_explicit(&tx->head, head + k, memory_order_release);
+            ms_app_kick(in);
+            sent += k;
+        }
+        uint32_t rh = atomic_load_explicit(&rx->head, memory_order_relaxed);
+        uint32_t m = atomic_load_explicit(&rx->tail, memory_order_acquire) - rh;
+        if (m) {
+            atomic_store_explicit(&rx->head, rh + m, memory_order_release);
+            got += m;
+        } else if (!k) {
+            cpu_relax();
+        }
+    }
+    double t = now_s() - t_start;
+    res->frames = got - got_at_start;
+    res->sent = sent;
+    res->seconds = t;
+    res->mpps = (double)res->frames / t / 1e6;
+    /* Let the switch finish what is in flight so later runs start from empty rings. */
+    double until = now_s() + 0.2;
+    while (now_s() < until) {
+        uint32_t rh = atomic_load_explicit(&rx->head, memory_order_relaxed);
+        uint32_t pending = tx->num_slots - (atomic_load_explicit(&tx->tail, memory_order_acquire) -
+                                            atomic_load_explicit(&tx->head, memory_order_relaxed));
+        atomic_store_explicit(&rx->head, atomic_load_explicit(&rx->tail, memory_order_acquire),
+                              memory_order_release);
+        if (!pending && rh == atomic_load_explicit(&rx->tail, memory_order_acquire))
+            break;
+        sched_yield();
+    }
+    free(offs);
+    ms_app_close(in);
+    ms_app_close(out);
+    return 0;
+}
+
+/* --- a wire sink for measuring a Python sender -------------------------------------- */
+
+struct ms_bench_sink {
+    pthread_t thread;
+    ms_app *wire;
+    _Atomic int stop;
+    _Atomic uint64_t frames;
+};
+
+static void *sink_loop(void *arg)
+{
+    struct ms_bench_sink *s = arg;
+    struct ms_port_shm *shm = ms_app_shm(s->wire);
+    struct ms_ring *rx = &shm->rx;
+    while (!atomic_load_explicit(&s->stop, memory_order_relaxed)) {
+        uint32_t rh = atomic_load_explicit(&rx->head, memory_order_relaxed);
+        uint32_t m = atomic_load_explicit(&rx->tail, memory_order_acquire) - rh;
+        if (m) {
+            atomic_store_explicit(&rx->head, rh + m, memory_order_release);
+            atomic_fetch_add_explicit(&s->frames, m, memory_order_relaxed);
+        } else {
+            /* The Python sender needs the other core: poll gently. */
+            struct timespec d = {0, 20000};
+            nanosleep(&d, NULL);
+        }
+    }
+    return NULL;
+}
+
+int ms_bench_sink_start(ms_switch *sw)
+{
+    struct ms_bench_sink **slot = ms_switch_sink_slot(sw);
+    if (*slot)
+        return -EBUSY;
+    struct ms_bench_sink *s = calloc(1, sizeof(*s));
+    if (!s)
+        return -ENOMEM;
+    s->wire = ms_switch_wire(sw);
+    if (!s->wire || pthread_create(&s->thread, NULL, sink_loop, s) != 0) {
+        ms_app_close(s->wire);
+        free(s);
+        return -EINVAL;
+    }
+    *slot = s;
+    return 0;
+}
+
+uint64_t ms_bench_sink_stop(ms_switch *sw)
+{
+    struct ms_bench_sink **slot = ms_switch_sink_slot(sw);
+    struct ms_bench_sink *s = *slot;
+    if (!s)
+        return 0;
+    atomic_store(&s->stop, 1);
+    pthread_join(s->thread, NULL);
+    uint64_t n = atomic_load(&s->frames);
+    ms_app_close(s->wire);
+    free(s);
+    *slot = NULL;
+    return n;
+}

@@ -1,0 +1,190 @@
+/* MiniStack public C API: the switch (control side) and a port's application side.
+ *
+ * This header is also the cffi declaration of the Python binding: ministack/_build.py
+ * feeds it to cdef() after dropping preprocessor lines other than integer #defines, so it
+ * must stay plain C declarations (no macros with expressions, no inline code).
+ */
+#ifndef MINISTACK_H
+#define MINISTACK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define MS_NAME_MAX 32
+#define MS_MAX_PORTS 256
+#define MS_MAX_ADDRS 64
+#define MS_BATCH 256
+#define MS_DROPLOG_LEN 1024
+
+/* Verdict reasons. The TX filter returns the first failing one in this order (DESIGN.md);
+ * RING_FULL and NO_BINDING are delivery outcomes, not filter checks. */
+enum ms_reason {
+    MS_OK = 0,
+    MS_R_MALFORMED = 1,
+    MS_R_OVERSIZE = 2,
+    MS_R_SPOOFED_SRC_MAC = 3,
+    MS_R_VLAN = 4,
+    MS_R_NOT_ALLOWED = 5,
+    MS_R_FRAGMENT = 6,
+    MS_R_UNSUPPORTED_HEADER = 7,
+    MS_R_SPOOFED_SRC_IP = 8,
+    MS_R_SPOOFED_PROTOCOL = 9,
+    MS_R_SPOOFED_SRC_PORT = 10,
+    MS_R_RING_FULL = 11,
+    MS_R_NO_BINDING = 12,
+    MS_R_COUNT = 13
+};
+
+/* Why bind() refused. */
+enum ms_bind_result {
+    MS_BIND_OK = 0,
+    MS_BIND_ADDRESS_NOT_LOCAL = 1,
+    MS_BIND_IN_USE = 2,
+    MS_BIND_BAD_PROTOCOL = 3,
+    MS_BIND_BAD_PORT = 4,
+    MS_BIND_NOT_OWNER = 5,
+    MS_BIND_NO_SPACE = 6
+};
+
+/* Where explain() says a frame goes. */
+enum ms_dest {
+    MS_TO_NONE = 0,   /* dropped */
+    MS_TO_WIRE = 1,   /* a port's frame that leaves through the NIC */
+    MS_TO_PORT = 2,   /* delivered to port `to_port` (RX demux or hairpin) */
+    MS_TO_HOST = 3    /* left to the host kernel stack (real NICs only) */
+};
+
+struct ms_config {
+    uint8_t mac[6];
+    uint32_t ring_slots;    /* per port ring, power of two; 0 = default 1024 */
+    uint32_t buf_size;      /* bytes per slot buffer; 0 = default 2048 */
+    uint32_t wire_slots;    /* virtual wire rings; 0 = default 4096 */
+    uint32_t max_bindings;  /* 0 = default 16384 */
+};
+
+/* What the parser read from a frame, for explain() and tests. IPs are network order,
+ * IPv4 in the first 4 bytes. */
+struct ms_parsed {
+    uint32_t len;
+    uint32_t problems;      /* bit (1 << reason) for each structural problem found */
+    uint16_t ethertype;
+    uint8_t family;         /* 4, 6, or 0 when not IP */
+    uint8_t proto;
+    uint16_t sport, dport;  /* host order; the echo identifier for ICMP/ICMPv6 echo */
+    uint8_t src_ip[16];
+    uint8_t dst_ip[16];
+    uint8_t src_mac[6];
+    uint8_t dst_mac[6];
+    uint8_t icmp_type;
+    uint8_t has_ports;      /* 1 when sport/dport came from the L4 header */
+    const char *note;       /* static sentence on the first problem found, or NULL */
+};
+
+struct ms_verdict {
+    int action;             /* 1 forward, 0 drop */
+    int reason;             /* enum ms_reason; MS_OK when forwarded */
+    int dest;               /* enum ms_dest */
+    int to_port;            /* port id when dest == MS_TO_PORT */
+    struct ms_parsed parsed;
+};
+
+struct ms_counter {
+    uint64_t frames;
+    uint64_t bytes;
+};
+
+struct ms_port_stats {
+    struct ms_counter tx;
+    struct ms_counter rx;
+    uint64_t drops[13];     /* indexed by enum ms_reason */
+};
+
+struct ms_nic_stats {
+    struct ms_counter rx;
+    struct ms_counter tx;
+    struct ms_counter to_host;
+    uint64_t drops[13];
+};
+
+struct ms_drop_record {
+    uint64_t seq;           /* 1, 2, ... in the order the drops happened */
+    int64_t time_ns;        /* CLOCK_REALTIME */
+    int32_t port;           /* port id, -1 for the NIC */
+    char port_name[32];
+    uint8_t direction;      /* 0 tx (from a port), 1 rx (towards a port) */
+    uint8_t reason;
+    uint32_t len;           /* frame length */
+    uint32_t caplen;        /* bytes of the frame kept in `frame` */
+    uint8_t frame[2048];
+};
+
+struct ms_binding_info {
+    int port;
+    uint8_t family;
+    uint8_t proto;
+    uint16_t l4port;
+    uint8_t ip[16];
+};
+
+typedef struct ms_switch ms_switch;
+typedef struct ms_app ms_app;
+
+/* --- switch, control side (all thread-safe; they wait at most one switch round) --- */
+int ms_switch_create(const struct ms_config *cfg, ms_switch **out);
+int ms_switch_add_address(ms_switch *sw, int family, const uint8_t *ip);
+int ms_switch_attach_virtual(ms_switch *sw);
+int ms_switch_start(ms_switch *sw);
+void ms_switch_destroy(ms_switch *sw);
+/* Wait until every frame queued so far by ports and the wire has been handled (timeout_ms
+ * -1: no limit). 0, or -ETIMEDOUT. */
+int ms_switch_sync(ms_switch *sw, int timeout_ms);
+uint32_t ms_switch_buf_size(ms_switch *sw);
+
+int ms_port_create(ms_switch *sw, const char *name, uint32_t mtu);
+int ms_port_destroy(ms_switch *sw, int port);
+int ms_port_memfd(ms_switch *sw, int port);
+int ms_port_name(ms_switch *sw, int port, char *out);
+
+int ms_bind(ms_switch *sw, int port, int family, const uint8_t *ip, int proto, int l4port);
+int ms_unbind(ms_switch *sw, int port, int family, const uint8_t *ip, int proto, int l4port);
+int ms_bindings(ms_switch *sw, struct ms_binding_info *out, int max);
+
+int ms_explain(ms_switch *sw, int port, const uint8_t *frame, uint32_t len, struct ms_verdict *v);
+int ms_parse_frame(const uint8_t *frame, uint32_t len, struct ms_parsed *p);
+const char *ms_reason_name(int reason);
+
+int ms_port_stats(ms_switch *sw, int port, struct ms_port_stats *out);
+int ms_nic_stats(ms_switch *sw, struct ms_nic_stats *out);
+int ms_drops(ms_switch *sw, struct ms_drop_record *out, int max);
+
+/* --- application side of a port (or of the virtual wire's far end) --- */
+ms_app *ms_app_open(int memfd, int doorbell_fd, int wake_fd);
+ms_app *ms_switch_app(ms_switch *sw, int port);    /* in-process handle for port */
+ms_app *ms_switch_wire(ms_switch *sw);             /* far end of the virtual wire */
+void ms_app_close(ms_app *a);
+uint32_t ms_app_buf_size(ms_app *a);
+uint32_t ms_app_slots(ms_app *a);
+/* Queue n frames packed back to back in data with their lengths; waits up to timeout_ms
+ * (-1 forever) for ring space. Returns frames queued, or -errno. */
+int ms_app_send(ms_app *a, const uint8_t *data, const uint32_t *lens, uint32_t n, int timeout_ms);
+/* Take up to max frames into out (max * buf_size bytes), lengths into lens; waits up to
+ * timeout_ms for the first. Returns frames taken. */
+int ms_app_recv(ms_app *a, uint8_t *out, uint32_t *lens, uint32_t max, int timeout_ms);
+
+/* --- benchmark drivers: traffic generated and drained from C --- */
+struct ms_bench_result {
+    uint64_t frames;        /* frames that arrived at the far end */
+    uint64_t sent;
+    double seconds;
+    double mpps;
+};
+int ms_bench_baseline(uint32_t frame_len, uint32_t batch, double seconds, struct ms_bench_result *r);
+/* Drive traffic into `src` (a port id, or -1 for the wire) and drain `dst` (port id or -1)
+ * with the given precomposed frames, cycled. */
+int ms_bench_run(ms_switch *sw, int src, int dst, const uint8_t *frames, const uint32_t *lens,
+                 uint32_t nframes, uint32_t batch, double seconds, struct ms_bench_result *r);
+/* Drain the wire on a background thread (for measuring a Python sender). */
+int ms_bench_sink_start(ms_switch *sw);
+uint64_t ms_bench_sink_stop(ms_switch *sw);
+
+#endif

@@ -1,0 +1,290 @@
+/* The frame parser. Reads Ethernet, IPv4 (options walked), IPv6 (Hop-by-Hop, Routing and
+ * Destination Options walked) and the first bytes of the L4 header. Every read is bounded
+ * by the frame length and by the IP header's own length fields. */
+#include <string.h>
+
+#include "parse.h"
+
+static inline uint16_t rd16(const uint8_t *b) { return (uint16_t)((b[0] << 8) | b[1]); }
+
+static void problem(struct ms_parsed *p, int reason, const char *note)
+{
+    if (!p->note)
+        p->note = note;
+    p->problems |= MS_PROB(reason);
+}
+
+int ms_proto_has_ports(int family, int proto)
+{
+    switch (proto) {
+    case MS_IP_TCP:
+    case MS_IP_UDP:
+    case MS_IP_DCCP:
+    case MS_IP_SCTP:
+    case MS_IP_UDPLITE:
+        return 1;
+    case MS_IP_ICMP:
+        return family == 4;
+    case MS_IP_ICMPV6:
+        return family == 6;
+    default:
+        return 0;
+    }
+}
+
+int ms_ipv6_is_ext_header(int proto)
+{
+    switch (proto) {
+    case 0: case 43: case 44: case 50: case 51: case 60: case 135: case 139: case 140:
+    case 253: case 254:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* The L4 header: l4[0..l) is what the IP header says the payload is. */
+static void parse_l4(const uint8_t *l4, uint32_t l, struct ms_parsed *p)
+{
+    uint32_t need;
+    switch (p->proto) {
+    case MS_IP_UDP:
+    case MS_IP_UDPLITE:
+        need = 8;
+        break;
+    case MS_IP_SCTP:
+        need = 12;
+        break;
+    case MS_IP_TCP:
+        need = 20;
+        break;
+    case MS_IP_DCCP:
+        need = 12;
+        break;
+    case MS_IP_ICMP:
+    case MS_IP_ICMPV6:
+        if (!ms_proto_has_ports(p->family, p->proto))
+            return;
+        need = 8;
+        break;
+    default:
+        return; /* a port-less protocol: nothing to read */
+    }
+    if (l < need) {
+        problem(p, MS_R_MALFORMED, "the L4 header is shorter than its protocol's minimum");
+        return;
+    }
+    if (p->proto == MS_IP_TCP) {
+        uint32_t doff = (uint32_t)(l4[12] >> 4) * 4;
+        if (doff < 20 || doff > l) {
+            problem(p, MS_R_MALFORMED, "the TCP data offset is below 5 or beyond the packet");
+            return;
+        }
+    } else if (p->proto == MS_IP_DCCP) {
+        uint32_t hdr = (l4[8] & 1) ? 16 : 12;  /* X bit: extended sequence numbers */
+        uint32_t doff = (uint32_t)l4[4] * 4;
+        if (l < hdr || doff < hdr || doff > l) {
+            problem(p, MS_R_MALFORMED, "the DCCP data offset is too small or beyond the packet");
+            return;
+        }
+    }
+    if (p->proto == MS_IP_ICMP || p->proto == MS_IP_ICMPV6) {
+        uint8_t t = l4[0];
+        p->icmp_type = t;
+        int echo = p->proto == MS_IP_ICMP ? (t == 8 || t == 0) : (t == 128 || t == 129);
+        if (!echo) {
+            problem(p, MS_R_NOT_ALLOWED,
+                    "ICMP other than echo request and reply (errors, redirects, neighbour "
+                    "discovery) belongs to the host");
+            return;
+        }
+        p->sport = p->dport = rd16(l4 + 4);
+    } else {
+        p->sport = rd16(l4);
+        p->dport = rd16(l4 + 2);
+    }
+    p->has_ports = 1;
+}
+
+/* IPv4 options: each is EOL, NOP, or type-length-value with 2 <= length <= what is left. */
+static int ipv4_options_ok(const uint8_t *o, uint32_t l)
+{
+    uint32_t i = 0;
+    while (i < l) {
+        uint8_t t = o[i];
+        if (t == 0)
+            return 1;
+        if (t == 1) {
+            i++;
+            continue;
+        }
+        if (i + 1 >= l || o[i + 1] < 2 || o[i + 1] > l - i)
+            return 0;
+        i += o[i + 1];
+    }
+    return 1;
+}
+
+static void parse_ipv4(const uint8_t *b, uint32_t l, struct ms_parsed *p)
+{
+    if (l < 20) {
+        problem(p, MS_R_MALFORMED, "the frame is shorter than an IPv4 header (20 bytes)");
+        return;
+    }
+    if ((b[0] >> 4) != 4) {
+        problem(p, MS_R_MALFORMED, "the IP version field disagrees with the IPv4 EtherType");
+        return;
+    }
+    uint32_t ihl = (uint32_t)(b[0] & 15) * 4;
+    uint32_t tot = rd16(b + 2);
+    if (ihl < 20) {
+        problem(p, MS_R_MALFORMED, "the IPv4 header length (IHL) is below 5");
+        return;
+    }
+    if (ihl > l) {
+        problem(p, MS_R_MALFORMED, "the IPv4 header (IHL) runs past the end of the frame");
+        return;
+    }
+    if (tot < ihl) {
+        problem(p, MS_R_MALFORMED, "the IPv4 total length is smaller than its header");
+        return;
+    }
+    if (tot > l) {
+        problem(p, MS_R_MALFORMED, "the IPv4 total length is beyond the end of the frame");
+        return;
+    }
+    p->family = 4;
+    p->proto = b[9];
+    memcpy(p->src_ip, b + 12, 4);
+    memcpy(p->dst_ip, b + 16, 4);
+    if (!ipv4_options_ok(b + 20, ihl - 20)) {
+        problem(p, MS_R_MALFORMED, "an IPv4 option's length is below 2 or beyond the header");
+        return;
+    }
+    if (rd16(b + 6) & 0x3fff) {
+        /* Only a first fragment has an L4 header; no fragment is checked further. */
+        problem(p, MS_R_FRAGMENT, "it is an IPv4 fragment (MF set or offset above 0)");
+        return;
+    }
+    parse_l4(b + ihl, tot - ihl, p);
+}
+
+/* Hop-by-Hop and Destination Options hold TLV options: Pad1, or type, length, value. */
+static int ipv6_options_ok(const uint8_t *o, uint32_t l)
+{
+    uint32_t i = 0;
+    while (i < l) {
+        if (o[i] == 0) {
+            i++;
+            continue;
+        }
+        if (i + 1 >= l || (uint32_t)o[i + 1] + 2 > l - i)
+            return 0;
+        i += (uint32_t)o[i + 1] + 2;
+    }
+    return 1;
+}
+
+#define MS_IPV6_MAX_EXT 8
+#define MS_IPV6_MAX_EXT_BYTES 256
+
+static void parse_ipv6(const uint8_t *b, uint32_t l, struct ms_parsed *p)
+{
+    if (l < 40) {
+        problem(p, MS_R_MALFORMED, "the frame is shorter than an IPv6 header (40 bytes)");
+        return;
+    }
+    if ((b[0] >> 4) != 6) {
+        problem(p, MS_R_MALFORMED, "the IP version field disagrees with the IPv6 EtherType");
+        return;
+    }
+    uint32_t end = 40u + rd16(b + 4);
+    if (end > l) {
+        problem(p, MS_R_MALFORMED, "the IPv6 payload length is beyond the end of the frame");
+        return;
+    }
+    p->family = 6;
+    memcpy(p->src_ip, b + 8, 16);
+    memcpy(p->dst_ip, b + 24, 16);
+    uint8_t nh = b[6];
+    uint32_t off = 40, count = 0, bytes = 0;
+    for (;;) {
+        p->proto = nh;
+        if (nh == 0 || nh == 43 || nh == 60) {
+            if (nh == 0 && count) {
+                problem(p, MS_R_UNSUPPORTED_HEADER, "a Hop-by-Hop header is not the first");
+                return;
+            }
+            if (count == MS_IPV6_MAX_EXT) {
+                problem(p, MS_R_UNSUPPORTED_HEADER, "it has more than 8 IPv6 extension headers");
+                return;
+            }
+            if (end - off < 8) {
+                problem(p, MS_R_MALFORMED, "an IPv6 extension header runs past the payload");
+                return;
+            }
+            uint32_t hl = ((uint32_t)b[off + 1] + 1) * 8;
+            if (hl > end - off) {
+                problem(p, MS_R_MALFORMED, "an IPv6 extension header runs past the payload");
+                return;
+            }
+            bytes += hl;
+            if (bytes > MS_IPV6_MAX_EXT_BYTES) {
+                problem(p, MS_R_UNSUPPORTED_HEADER,
+                        "its IPv6 extension headers are longer than 256 bytes");
+                return;
+            }
+            if (nh != 43 && !ipv6_options_ok(b + off + 2, hl - 2)) {
+                problem(p, MS_R_MALFORMED, "an IPv6 option's length runs past its header");
+                return;
+            }
+            nh = b[off];
+            off += hl;
+            count++;
+            continue;
+        }
+        if (nh == 44) {
+            problem(p, MS_R_FRAGMENT, "it carries an IPv6 Fragment header");
+            return;
+        }
+        if (ms_ipv6_is_ext_header(nh)) {
+            problem(p, MS_R_UNSUPPORTED_HEADER,
+                    "it has an IPv6 extension header other than Hop-by-Hop, Routing or "
+                    "Destination Options");
+            return;
+        }
+        break;
+    }
+    parse_l4(b + off, end - off, p);
+}
+
+void ms_parse(const uint8_t *f, uint32_t len, struct ms_parsed *p)
+{
+    memset(p, 0, sizeof(*p));
+    p->len = len;
+    if (len < 14) {
+        problem(p, MS_R_MALFORMED, "the frame is shorter than an Ethernet header (14 bytes)");
+        return;
+    }
+    memcpy(p->dst_mac, f, 6);
+    memcpy(p->src_mac, f + 6, 6);
+    uint16_t et = rd16(f + 12);
+    p->ethertype = et;
+    if (et == 0x8100 || et == 0x88a8 || et == 0x9100) {
+        problem(p, MS_R_VLAN, "it carries an 802.1Q/802.1ad VLAN tag");
+        return;
+    }
+    if (et == MS_ETH_IPV4)
+        parse_ipv4(f + 14, len - 14, p);
+    else if (et == MS_ETH_IPV6)
+        parse_ipv6(f + 14, len - 14, p);
+    else
+        problem(p, MS_R_NOT_ALLOWED,
+                "its EtherType is neither IPv4 nor IPv6 (ARP and the rest belong to the host)");
+}
+
+int ms_parse_frame(const uint8_t *frame, uint32_t len, struct ms_parsed *p)
+{
+    ms_parse(frame, len, p);
+    return 0;
+}

@@ -1,0 +1,711 @@
+/* The switch: control operations and the switch loop.
+ *
+ * One native thread runs the loop. Each round it takes up to MS_BATCH frames from every
+ * port's TX ring (filter, then wire or hairpin) and up to MS_BATCH frames from the NIC
+ * (demux to a port, else host or no-binding). A round runs under the control lock, so
+ * bind/unbind/port changes, explain() and counter reads never see a half-done round and the
+ * loop never sees a half-done change; a control call waits at most one round. The loop
+ * spins briefly when idle, then sleeps on an eventfd doorbell that applications ring.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "droplog.h"
+#include "filter.h"
+#include "nic.h"
+#include "ring.h"
+#include "switch_internal.h"
+
+_Static_assert(MS_R_COUNT == 13, "ministack.h sizes counter arrays with 13 reasons");
+
+#define DEFAULT_SLOTS 1024
+#define DEFAULT_BUF 2048
+#define DEFAULT_WIRE_SLOTS 4096
+#define DEFAULT_MAX_BINDINGS 16384
+#define SPIN_NS 50000        /* keep polling this long after the last frame */
+#define SLEEP_MS 1000        /* idle wake-up, for nothing but liveness */
+
+enum { DIR_TX = 0, DIR_RX = 1 };
+
+struct ms_swport {
+    int active;
+    char name[MS_NAME_MAX];
+    uint32_t mtu;
+    int memfd;
+    int wake_fd;
+    struct ms_port_shm *shm;
+    size_t shm_size;
+    struct ms_port_stats ctr;
+    /* RX slots filled this batch and not yet published */
+    uint32_t rx_first, rx_space, rx_pending;
+    int rx_touched;
+};
+
+struct ms_switch {
+    struct ms_config cfg;
+    pthread_mutex_t mu;
+    _Atomic int ctl_waiting;
+    _Atomic int running;
+    int started;
+    pthread_t thread;
+    int doorbell;
+    struct ms_table *table;
+    struct ms_nic *nic;
+    int wire_memfd, wire_wake_fd;
+    uint32_t naddrs;
+    struct {
+        uint8_t family;
+        uint8_t ip[16];
+    } addrs[MS_MAX_ADDRS];
+    int nports;               /* highest port id in use + 1 */
+    struct ms_swport *ports[MS_MAX_PORTS];
+    struct ms_nic_stats nic_ctr;
+    struct ms_droplog log;
+    int touched[MS_MAX_PORTS];
+    int ntouched;
+    uint8_t *scratch;         /* a frame's copy when the wire has no free buffer */
+    struct ms_bench_sink *sink;
+};
+
+static const char *const reason_names[MS_R_COUNT] = {
+    "ok", "malformed", "oversize", "spoofed-src-mac", "vlan", "not-allowed", "fragment",
+    "unsupported-header", "spoofed-src-ip", "spoofed-protocol", "spoofed-src-port",
+    "ring-full", "no-binding",
+};
+
+const char *ms_reason_name(int r)
+{
+    return r >= 0 && r < MS_R_COUNT ? reason_names[r] : "unknown";
+}
+
+/* --- the control lock --------------------------------------------------------------- */
+
+static void ctl_lock(ms_switch *sw)
+{
+    atomic_fetch_add(&sw->ctl_waiting, 1);
+    pthread_mutex_lock(&sw->mu);
+    atomic_fetch_sub(&sw->ctl_waiting, 1);
+}
+
+static void ctl_unlock(ms_switch *sw) { pthread_mutex_unlock(&sw->mu); }
+
+static void ring_doorbell(int fd)
+{
+    uint64_t one = 1;
+    ssize_t w = write(fd, &one, sizeof(one));
+    (void)w; /* EAGAIN: the counter is saturated, a wake-up is pending anyway */
+}
+
+static struct ms_swport *port_get(ms_switch *sw, int id)
+{
+    if (id < 0 || id >= sw->nports || !sw->ports[id] || !sw->ports[id]->active)
+        return NULL;
+    return sw->ports[id];
+}
+
+/* --- the datapath ------------------------------------------------------------------- */
+
+static void drop(ms_switch *sw, int port, int dir, int reason, const uint8_t *f, uint32_t len)
+{
+    struct ms_swport *p = port >= 0 ? sw->ports[port] : NULL;
+    if (p)
+        p->ctr.drops[reason]++;
+    else
+        sw->nic_ctr.drops[reason]++;
+    ms_droplog_add(&sw->log, port, p ? p->name : "nic", dir, reason, f, len);
+}
+
+/* Copy a frame into port `to`'s RX ring; published at the end of the batch. */
+static void deliver(ms_switch *sw, int to, const uint8_t *f, uint32_t len)
+{
+    struct ms_swport *p = sw->ports[to];
+    struct ms_ring *r = &p->shm->rx;
+    if (!p->rx_touched) {
+        p->rx_touched = 1;
+        p->rx_pending = 0;
+        p->rx_space = ms_rx_space(r, &p->rx_first);
+        sw->touched[sw->ntouched++] = to;
+    }
+    if (p->rx_pending == p->rx_space || len > r->buf_size) {
+        drop(sw, to, DIR_RX, MS_R_RING_FULL, f, len);
+        return;
+    }
+    uint32_t idx = p->rx_first + p->rx_pending++;
+    memcpy(ms_ring_buf(p->shm, r, idx), f, len);
+    ms_ring_slot(p->shm, r, idx)->len = len;
+    p->ctr.rx.frames++;
+    p->ctr.rx.bytes += len;
+}
+
+static void flush_deliveries(ms_switch *sw)
+{
+    for (int i = 0; i < sw->ntouched; i++) {
+        struct ms_swport *p = sw->ports[sw->touched[i]];
+        p->rx_touched = 0;
+        if (!p->rx_pending)
+            continue;
+        ms_rx_publish(&p->shm->rx, p->rx_pending);
+        if (ms_ring_wants_wakeup(&p->shm->rx))
+            ring_doorbell(p->wake_fd);
+    }
+    sw->ntouched = 0;
+}
+
+static int is_local(const ms_switch *sw, const struct ms_parsed *pp)
+{
+    size_t n = pp->family == 4 ? 4 : 16;
+    for (uint32_t i = 0; i < sw->naddrs; i++)
+        if (sw->addrs[i].family == pp->family && memcmp(sw->addrs[i].ip, pp->dst_ip, n) == 0)
+            return 1;
+    return 0;
+}
+
+/* Verdict on a frame port `port` sends: its reason, and where a forwarded frame goes
+ * (*to: a port id for hairpin delivery, -1 for the wire). */
+static int classify_tx(ms_switch *sw, int port, const uint8_t *f, uint32_t len,
+                       struct ms_parsed *pp, int *to)
+{
+    ms_parse(f, len, pp);
+    *to = -1;
+    int reason = ms_filter_tx(pp, port, sw->ports[port]->mtu, sw->cfg.mac, sw->table);
+    if (reason == MS_OK && is_local(sw, pp))
+        *to = ms_demux(pp, sw->table);
+    return reason;
+}
+
+/* Port a frame from the NIC goes to, or -1 for the host / no-binding. */
+static int classify_rx(ms_switch *sw, const uint8_t *f, uint32_t len, struct ms_parsed *pp)
+{
+    ms_parse(f, len, pp);
+    return ms_demux(pp, sw->table);
+}
+
+static uint32_t port_tx(ms_switch *sw, int id)
+{
+    struct ms_swport *p = sw->ports[id];
+    struct ms_ring *r = &p->shm->tx;
+    uint32_t first, n = ms_tx_pending(r, &first);
+    if (!n)
+        return 0;
+    if (n > MS_BATCH)
+        n = MS_BATCH;
+    struct ms_txbuf wb[MS_BATCH];
+    uint32_t nw = sw->nic->ops->tx_reserve(sw->nic, wb, n);
+    uint32_t w = 0;
+    struct ms_parsed pp;
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t idx = first + i;
+        /* Read the length once: the application may rewrite the slot at any time. */
+        uint32_t len = *(volatile uint32_t *)&ms_ring_slot(p->shm, r, idx)->len;
+        const uint8_t *src = ms_ring_buf(p->shm, r, idx);
+        if (i + 1 < n)
+            __builtin_prefetch(ms_ring_buf(p->shm, r, idx + 1));
+        if (len > r->buf_size) {
+            drop(sw, id, DIR_TX, MS_R_OVERSIZE, src, r->buf_size);
+            continue;
+        }
+        /* Check a private copy, never the shared buffer (the sender could change it
+         * between the check and the copy). */
+        uint8_t *f = w < nw ? wb[w].data : sw->scratch;
+        memcpy(f, src, len);
+        int to;
+        int reason = classify_tx(sw, id, f, len, &pp, &to);
+        if (reason != MS_OK) {
+            drop(sw, id, DIR_TX, reason, f, len);
+            continue;
+        }
+        p->ctr.tx.frames++;
+        p->ctr.tx.bytes += len;
+        if (to >= 0) {
+            deliver(sw, to, f, len);
+        } else if (w < nw) {
+            wb[w++].len = len;
+            sw->nic_ctr.tx.frames++;
+            sw->nic_ctr.tx.bytes += len;
+        } else {
+            drop(sw, -1, DIR_TX, MS_R_RING_FULL, f, len);
+        }
+    }
+    ms_tx_release(r, n);
+    if (ms_ring_wants_wakeup(r))
+        ring_doorbell(p->wake_fd);
+    sw->nic->ops->tx_commit(sw->nic, wb, w);
+    flush_deliveries(sw);
+    return n;
+}
+
+static uint32_t nic_rx(ms_switch *sw)
+{
+    struct ms_nic_frame fr[MS_BATCH];
+    uint32_t n = sw->nic->ops->rx_burst(sw->nic, fr, MS_BATCH);
+    if (!n)
+        return 0;
+    struct ms_parsed pp;
+    for (uint32_t i = 0; i < n; i++) {
+        if (i + 1 < n)
+            __builtin_prefetch(fr[i + 1].data);
+        sw->nic_ctr.rx.frames++;
+        sw->nic_ctr.rx.bytes += fr[i].len;
+        int to = classify_rx(sw, fr[i].data, fr[i].len, &pp);
+        if (to >= 0) {
+            deliver(sw, to, fr[i].data, fr[i].len);
+        } else if (sw->nic->has_host) {
+            sw->nic_ctr.to_host.frames++;
+            sw->nic_ctr.to_host.bytes += fr[i].len;
+        } else {
+            drop(sw, -1, DIR_RX, MS_R_NO_BINDING, fr[i].data, fr[i].len);
+        }
+    }
+    flush_deliveries(sw);
+    sw->nic->ops->rx_done(sw->nic, n);
+    return n;
+}
+
+static uint32_t round_locked(ms_switch *sw)
+{
+    uint32_t work = 0;
+    for (int i = 0; i < sw->nports; i++)
+        if (sw->ports[i] && sw->ports[i]->active)
+            work += port_tx(sw, i);
+    return work + nic_rx(sw);
+}
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void *switch_loop(void *arg)
+{
+    ms_switch *sw = arg;
+    int64_t last_work = now_ns();
+    while (atomic_load_explicit(&sw->running, memory_order_relaxed)) {
+        pthread_mutex_lock(&sw->mu);
+        uint32_t work = round_locked(sw);
+        pthread_mutex_unlock(&sw->mu);
+        if (atomic_load_explicit(&sw->ctl_waiting, memory_order_relaxed))
+            sched_yield(); /* glibc mutexes are not fair: let the control call in */
+        if (work) {
+            last_work = 0;
+            continue;
+        }
+        int64_t t = now_ns();
+        if (!last_work)
+            last_work = t;
+        if (t - last_work < SPIN_NS) {
+            sched_yield(); /* two cores: never starve the applications we wait for */
+            continue;
+        }
+        /* Ask every producer to ring the doorbell, then look once more before sleeping:
+         * a frame published before the request was seen is caught by this last round. */
+        pthread_mutex_lock(&sw->mu);
+        for (int i = 0; i < sw->nports; i++)
+            if (sw->ports[i] && sw->ports[i]->active)
+                atomic_store(&sw->ports[i]->shm->kick_wanted, 1);
+        int nic_fd = sw->nic->ops->arm(sw->nic);
+        atomic_thread_fence(memory_order_seq_cst);
+        work = round_locked(sw);
+        pthread_mutex_unlock(&sw->mu);
+        if (work) {
+            last_work = 0;
+            continue;
+        }
+        struct pollfd pfd[2] = {{.fd = sw->doorbell, .events = POLLIN},
+                                {.fd = nic_fd, .events = POLLIN}};
+        poll(pfd, nic_fd >= 0 ? 2 : 1, SLEEP_MS);
+        uint64_t v;
+        ssize_t r = read(sw->doorbell, &v, sizeof(v));
+        (void)r;
+        last_work = 0;
+    }
+    return NULL;
+}
+
+/* --- control ------------------------------------------------------------------------ */
+
+int ms_switch_create(const struct ms_config *cfg, ms_switch **out)
+{
+    ms_switch *sw = calloc(1, sizeof(*sw));
+    if (!sw)
+        return -ENOMEM;
+    sw->cfg = *cfg;
+    if (!sw->cfg.ring_slots)
+        sw->cfg.ring_slots = DEFAULT_SLOTS;
+    if (!sw->cfg.buf_size)
+        sw->cfg.buf_size = DEFAULT_BUF;
+    if (!sw->cfg.wire_slots)
+        sw->cfg.wire_slots = DEFAULT_WIRE_SLOTS;
+    if (!sw->cfg.max_bindings)
+        sw->cfg.max_bindings = DEFAULT_MAX_BINDINGS;
+    uint32_t s = sw->cfg.ring_slots, ws = sw->cfg.wire_slots, b = sw->cfg.buf_size;
+    if ((s & (s - 1)) || (ws & (ws - 1)) || b < 128 || b > 65536 || (b & 63)) {
+        free(sw);
+        return -EINVAL;
+    }
+    pthread_mutex_init(&sw->mu, NULL);
+    sw->doorbell = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    sw->table = ms_table_new(sw->cfg.max_bindings);
+    sw->scratch = malloc(b);
+    sw->wire_memfd = sw->wire_wake_fd = -1;
+    if (sw->doorbell < 0 || !sw->table || !sw->scratch || ms_droplog_init(&sw->log) < 0) {
+        ms_switch_destroy(sw);
+        return -ENOMEM;
+    }
+    *out = sw;
+    return 0;
+}
+
+uint32_t ms_switch_buf_size(ms_switch *sw) { return sw->cfg.buf_size; }
+
+int ms_switch_add_address(ms_switch *sw, int family, const uint8_t *ip)
+{
+    if (family != 4 && family != 6)
+        return -EINVAL;
+    ctl_lock(sw);
+    int rc = 0;
+    if (sw->naddrs == MS_MAX_ADDRS) {
+        rc = -ENOSPC;
+    } else {
+        sw->addrs[sw->naddrs].family = (uint8_t)family;
+        memset(sw->addrs[sw->naddrs].ip, 0, 16);
+        memcpy(sw->addrs[sw->naddrs].ip, ip, family == 4 ? 4 : 16);
+        sw->naddrs++;
+    }
+    ctl_unlock(sw);
+    return rc;
+}
+
+int ms_switch_attach_virtual(ms_switch *sw)
+{
+    if (sw->nic)
+        return -EBUSY;
+    sw->nic = ms_nic_virtual_new(sw->cfg.wire_slots, sw->cfg.buf_size, &sw->wire_memfd,
+                                 &sw->wire_wake_fd);
+    return sw->nic ? 0 : -ENOMEM;
+}
+
+int ms_switch_start(ms_switch *sw)
+{
+    if (!sw->nic)
+        return -EINVAL;
+    if (sw->started)
+        return 0;
+    atomic_store(&sw->running, 1);
+    if (pthread_create(&sw->thread, NULL, switch_loop, sw) != 0) {
+        atomic_store(&sw->running, 0);
+        return -EAGAIN;
+    }
+    sw->started = 1;
+    return 0;
+}
+
+static void port_free(struct ms_swport *p)
+{
+    if (p->shm)
+        munmap(p->shm, p->shm_size);
+    if (p->memfd >= 0)
+        close(p->memfd);
+    if (p->wake_fd >= 0)
+        close(p->wake_fd);
+    free(p);
+}
+
+void ms_switch_destroy(ms_switch *sw)
+{
+    if (!sw)
+        return;
+    ms_bench_sink_stop(sw);
+    if (sw->started) {
+        atomic_store(&sw->running, 0);
+        ring_doorbell(sw->doorbell);
+        pthread_join(sw->thread, NULL);
+    }
+    for (int i = 0; i < sw->nports; i++)
+        if (sw->ports[i])
+            port_free(sw->ports[i]);
+    if (sw->nic)
+        sw->nic->ops->destroy(sw->nic);
+    ms_table_free(sw->table);
+    ms_droplog_free(&sw->log);
+    free(sw->scratch);
+    if (sw->doorbell >= 0)
+        close(sw->doorbell);
+    pthread_mutex_destroy(&sw->mu);
+    free(sw);
+}
+
+int ms_port_create(ms_switch *sw, const char *name, uint32_t mtu)
+{
+    size_t nl = strnlen(name, MS_NAME_MAX);
+    if (nl == 0 || nl >= MS_NAME_MAX || mtu < 68 || mtu + 14 > sw->cfg.buf_size)
+        return -EINVAL;
+    struct ms_swport *p = calloc(1, sizeof(*p));
+    if (!p)
+        return -ENOMEM;
+    memcpy(p->name, name, nl);
+    p->mtu = mtu;
+    p->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    p->memfd = ms_shm_create(name, sw->cfg.ring_slots, sw->cfg.buf_size, &p->shm, &p->shm_size);
+    if (p->memfd < 0 || p->wake_fd < 0) {
+        int e = p->memfd < 0 ? p->memfd : -errno;
+        port_free(p);
+        return e;
+    }
+    /* The loop may be asleep already: the first frame must ring. */
+    atomic_store(&p->shm->kick_wanted, 1);
+    p->active = 1;
+
+    ctl_lock(sw);
+    int id = -1, rc;
+    for (int i = 0; i < MS_MAX_PORTS; i++) {
+        if (sw->ports[i] && sw->ports[i]->active && strcmp(sw->ports[i]->name, p->name) == 0) {
+            id = -2;
+            break;
+        }
+        if (id == -1 && (!sw->ports[i] || !sw->ports[i]->active))
+            id = i;
+    }
+    if (id == -2) {
+        rc = -EEXIST;
+    } else if (id == -1) {
+        rc = -ENOSPC;
+    } else {
+        if (sw->ports[id])
+            port_free(sw->ports[id]);
+        sw->ports[id] = p;
+        if (id >= sw->nports)
+            sw->nports = id + 1;
+        rc = id;
+    }
+    ctl_unlock(sw);
+    if (rc < 0)
+        port_free(p);
+    return rc;
+}
+
+int ms_port_destroy(ms_switch *sw, int id)
+{
+    ctl_lock(sw);
+    struct ms_swport *p = port_get(sw, id);
+    if (p) {
+        ms_table_del_owner(sw->table, id);
+        p->active = 0;
+        /* Keep the record until the id is reused so that late stats calls stay safe;
+         * the memory goes now. */
+        munmap(p->shm, p->shm_size);
+        close(p->memfd);
+        close(p->wake_fd);
+        p->shm = NULL;
+        p->memfd = p->wake_fd = -1;
+    }
+    ctl_unlock(sw);
+    return p ? 0 : -ENOENT;
+}
+
+int ms_port_memfd(ms_switch *sw, int id)
+{
+    ctl_lock(sw);
+    struct ms_swport *p = port_get(sw, id);
+    int fd = p ? p->memfd : -ENOENT;
+    ctl_unlock(sw);
+    return fd;
+}
+
+int ms_port_name(ms_switch *sw, int id, char *out)
+{
+    ctl_lock(sw);
+    struct ms_swport *p = port_get(sw, id);
+    if (p)
+        memcpy(out, p->name, MS_NAME_MAX);
+    ctl_unlock(sw);
+    return p ? 0 : -ENOENT;
+}
+
+static int address_is_local(ms_switch *sw, int family, const uint8_t *ip)
+{
+    struct ms_parsed probe;
+    probe.family = (uint8_t)family;
+    memset(probe.dst_ip, 0, 16);
+    memcpy(probe.dst_ip, ip, family == 4 ? 4 : 16);
+    return is_local(sw, &probe);
+}
+
+/* Which (protocol, port) pairs can be bound at all. */
+static int check_tuple(int family, int proto, int l4port)
+{
+    if (proto < 0 || proto > 255)
+        return MS_BIND_BAD_PROTOCOL;
+    if (family == 6 && ms_ipv6_is_ext_header(proto))
+        return MS_BIND_BAD_PROTOCOL;   /* the parser never reports these as a protocol */
+    if ((family == 6 && proto == MS_IP_ICMP) || (family == 4 && proto == MS_IP_ICMPV6))
+        return MS_BIND_BAD_PROTOCOL;   /* ICMP and ICMPv6 each belong to one family */
+    if (l4port < 0 || l4port > 65535)
+        return MS_BIND_BAD_PORT;
+    if (ms_proto_has_ports(family, proto)) {
+        int echo = proto == MS_IP_ICMP || proto == MS_IP_ICMPV6;
+        if (!echo && l4port == 0)
+            return MS_BIND_BAD_PORT;   /* port 0 is "any" to sockets, never a source port */
+    } else if (l4port != 0) {
+        return MS_BIND_BAD_PORT;       /* a port-less protocol binds port 0 */
+    }
+    return MS_BIND_OK;
+}
+
+int ms_bind(ms_switch *sw, int id, int family, const uint8_t *ip, int proto, int l4port)
+{
+    if (family != 4 && family != 6)
+        return MS_BIND_ADDRESS_NOT_LOCAL;
+    ctl_lock(sw);
+    int rc;
+    if (!port_get(sw, id))
+        rc = -ENOENT;
+    else if (!address_is_local(sw, family, ip))
+        rc = MS_BIND_ADDRESS_NOT_LOCAL;
+    else if ((rc = check_tuple(family, proto, l4port)) == MS_BIND_OK) {
+        int e = ms_table_add(sw->table, id, family, proto, ip, (uint16_t)l4port);
+        rc = e == -EEXIST ? MS_BIND_IN_USE : e == -ENOSPC ? MS_BIND_NO_SPACE : MS_BIND_OK;
+    }
+    ctl_unlock(sw);
+    return rc;
+}
+
+int ms_unbind(ms_switch *sw, int id, int family, const uint8_t *ip, int proto, int l4port)
+{
+    if ((family != 4 && family != 6) || proto < 0 || proto > 255 || l4port < 0 ||
+        l4port > 65535)
+        return -ENOENT;
+    ctl_lock(sw);
+    int rc;
+    if (!port_get(sw, id))
+        rc = -ENOENT;
+    else {
+        int e = ms_table_del(sw->table, id, family, proto, ip, (uint16_t)l4port);
+        rc = e == -EPERM ? MS_BIND_NOT_OWNER : e;
+    }
+    ctl_unlock(sw);
+    return rc;
+}
+
+int ms_bindings(ms_switch *sw, struct ms_binding_info *out, int max)
+{
+    ctl_lock(sw);
+    int n = out ? ms_table_list(sw->table, -1, out, max) : (int)ms_table_count(sw->table);
+    ctl_unlock(sw);
+    return n;
+}
+
+int ms_explain(ms_switch *sw, int port, const uint8_t *f, uint32_t len, struct ms_verdict *v)
+{
+    memset(v, 0, sizeof(*v));
+    v->to_port = -1;
+    ctl_lock(sw);
+    int rc = 0;
+    if (port >= 0) {
+        if (!port_get(sw, port)) {
+            rc = -ENOENT;
+        } else {
+            int to;
+            v->reason = classify_tx(sw, port, f, len, &v->parsed, &to);
+            v->action = v->reason == MS_OK;
+            v->dest = !v->action ? MS_TO_NONE : to >= 0 ? MS_TO_PORT : MS_TO_WIRE;
+            v->to_port = to;
+        }
+    } else {
+        int to = classify_rx(sw, f, len, &v->parsed);
+        if (to >= 0) {
+            v->action = 1;
+            v->dest = MS_TO_PORT;
+            v->to_port = to;
+        } else if (sw->nic && sw->nic->has_host) {
+            v->action = 1;
+            v->dest = MS_TO_HOST;
+        } else {
+            v->reason = MS_R_NO_BINDING;
+        }
+    }
+    ctl_unlock(sw);
+    return rc;
+}
+
+/* Anything queued that the switch has not taken yet? Under the lock, so a frame taken is a
+ * frame fully handled. */
+static int pending_locked(ms_switch *sw)
+{
+    uint32_t first;
+    for (int i = 0; i < sw->nports; i++)
+        if (sw->ports[i] && sw->ports[i]->active && ms_tx_pending(&sw->ports[i]->shm->tx, &first))
+            return 1;
+    return sw->nic && sw->nic->ops->rx_pending(sw->nic);
+}
+
+int ms_switch_sync(ms_switch *sw, int timeout_ms)
+{
+    int64_t deadline = now_ns() + (int64_t)timeout_ms * 1000000;
+    for (;;) {
+        ctl_lock(sw);
+        int busy = pending_locked(sw);
+        ctl_unlock(sw);
+        if (!busy)
+            return 0;
+        if (timeout_ms >= 0 && now_ns() > deadline)
+            return -ETIMEDOUT;
+        ring_doorbell(sw->doorbell);
+        struct timespec d = {0, 20000};
+        nanosleep(&d, NULL);
+    }
+}
+
+int ms_port_stats(ms_switch *sw, int id, struct ms_port_stats *out)
+{
+    ctl_lock(sw);
+    struct ms_swport *p = id >= 0 && id < sw->nports ? sw->ports[id] : NULL;
+    if (p)
+        *out = p->ctr;
+    ctl_unlock(sw);
+    return p ? 0 : -ENOENT;
+}
+
+int ms_nic_stats(ms_switch *sw, struct ms_nic_stats *out)
+{
+    ctl_lock(sw);
+    *out = sw->nic_ctr;
+    ctl_unlock(sw);
+    return 0;
+}
+
+int ms_drops(ms_switch *sw, struct ms_drop_record *out, int max)
+{
+    ctl_lock(sw);
+    int n = ms_droplog_read(&sw->log, out, max);
+    ctl_unlock(sw);
+    return n;
+}
+
+ms_app *ms_switch_app(ms_switch *sw, int id)
+{
+    ctl_lock(sw);
+    struct ms_swport *p = port_get(sw, id);
+    ms_app *a = p ? ms_app_open(p->memfd, sw->doorbell, p->wake_fd) : NULL;
+    ctl_unlock(sw);
+    return a;
+}
+
+ms_app *ms_switch_wire(ms_switch *sw)
+{
+    if (!sw->nic || sw->wire_memfd < 0)
+        return NULL;
+    return ms_app_open(sw->wire_memfd, sw->doorbell, sw->wire_wake_fd);
+}
+
+struct ms_bench_sink **ms_switch_sink_slot(ms_switch *sw) { return &sw->sink; }

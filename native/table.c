@@ -1,0 +1,243 @@
+/* The bindings table: linear probing, a power-of-two capacity kept at most half full (it
+ * grows on the control path, so 1,000 bindings stay within L2), backward-shift deletion (no
+ * tombstones, so lookups never slow down with churn). */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "table.h"
+
+enum { K_EXACT = 1, K_ADDR = 2, K_PROTO = 3 };
+
+struct ms_key {
+    uint8_t kind, family, proto, pad;
+    uint16_t port;
+    uint16_t owner;
+    uint8_t ip[16];
+};
+_Static_assert(sizeof(struct ms_key) == 24, "key is three 64-bit words");
+
+struct ms_entry {
+    struct ms_key key;
+    int32_t owner;    /* for exact entries */
+    uint32_t refs;    /* 0: empty slot */
+};
+
+struct ms_table {
+    uint32_t mask;
+    uint32_t used;       /* occupied slots */
+    uint32_t bindings;
+    uint32_t max_bindings;
+    struct ms_entry *e;
+};
+
+static inline uint64_t mix(const struct ms_key *k)
+{
+    uint64_t w[3];
+    memcpy(w, k, sizeof(w));
+    uint64_t h = w[0] * 0x9E3779B97F4A7C15ull;
+    h ^= w[1] * 0xC2B2AE3D27D4EB4Full;
+    h ^= w[2] * 0x165667B19E3779F9ull;
+    h ^= h >> 31;
+    h *= 0xD6E8FEB86659FD93ull;
+    return h ^ (h >> 32);
+}
+
+static inline int key_eq(const struct ms_key *a, const struct ms_key *b)
+{
+    return memcmp(a, b, sizeof(*a)) == 0;
+}
+
+static inline void make_key(struct ms_key *k, int kind, int owner, int family, int proto,
+                            const uint8_t *ip, uint16_t port)
+{
+    memset(k, 0, sizeof(*k));
+    k->kind = (uint8_t)kind;
+    k->family = (uint8_t)family;
+    k->proto = (uint8_t)proto;
+    k->port = port;
+    k->owner = (uint16_t)owner;
+    memcpy(k->ip, ip, family == 4 ? 4 : 16);
+}
+
+/* Index of the entry holding k, or of the empty slot where it would go. */
+static inline uint32_t probe(const struct ms_table *t, const struct ms_key *k)
+{
+    uint32_t i = (uint32_t)mix(k) & t->mask;
+    while (t->e[i].refs && !key_eq(&t->e[i].key, k))
+        i = (i + 1) & t->mask;
+    return i;
+}
+
+struct ms_table *ms_table_new(uint32_t max_bindings)
+{
+    struct ms_table *t = calloc(1, sizeof(*t));
+    if (!t)
+        return NULL;
+    uint64_t cap = 64;
+    t->e = calloc(cap, sizeof(*t->e));
+    if (!t->e) {
+        free(t);
+        return NULL;
+    }
+    t->mask = (uint32_t)cap - 1;
+    t->max_bindings = max_bindings;
+    return t;
+}
+
+void ms_table_free(struct ms_table *t)
+{
+    if (t) {
+        free(t->e);
+        free(t);
+    }
+}
+
+uint32_t ms_table_count(const struct ms_table *t) { return t->bindings; }
+
+int ms_table_lookup(const struct ms_table *t, int family, int proto, const uint8_t *ip,
+                    uint16_t port)
+{
+    struct ms_key k;
+    make_key(&k, K_EXACT, 0, family, proto, ip, port);
+    const struct ms_entry *e = &t->e[probe(t, &k)];
+    return e->refs ? e->owner : -1;
+}
+
+int ms_table_has_addr(const struct ms_table *t, int owner, int family, const uint8_t *ip)
+{
+    struct ms_key k;
+    make_key(&k, K_ADDR, owner, family, 0, ip, 0);
+    return t->e[probe(t, &k)].refs != 0;
+}
+
+int ms_table_has_proto(const struct ms_table *t, int owner, int family, const uint8_t *ip,
+                       int proto)
+{
+    struct ms_key k;
+    make_key(&k, K_PROTO, owner, family, proto, ip, 0);
+    return t->e[probe(t, &k)].refs != 0;
+}
+
+static void ref(struct ms_table *t, const struct ms_key *k, int owner)
+{
+    struct ms_entry *e = &t->e[probe(t, k)];
+    if (!e->refs) {
+        e->key = *k;
+        e->owner = owner;
+        t->used++;
+    }
+    e->refs++;
+}
+
+/* Make room for three more entries at no more than half load. */
+static int reserve(struct ms_table *t)
+{
+    uint64_t cap = (uint64_t)t->mask + 1;
+    if ((uint64_t)(t->used + 3) * 2 <= cap)
+        return 0;
+    struct ms_table bigger = *t;
+    bigger.mask = (uint32_t)(cap * 2 - 1);
+    bigger.e = calloc(cap * 2, sizeof(*bigger.e));
+    if (!bigger.e)
+        return -ENOMEM;
+    for (uint64_t i = 0; i < cap; i++)
+        if (t->e[i].refs)
+            bigger.e[probe(&bigger, &t->e[i].key)] = t->e[i];
+    free(t->e);
+    *t = bigger;
+    return 0;
+}
+
+/* Backward-shift deletion: pull later members of the probe run into the hole. */
+static void erase_at(struct ms_table *t, uint32_t hole)
+{
+    uint32_t i = hole;
+    for (;;) {
+        i = (i + 1) & t->mask;
+        if (!t->e[i].refs)
+            break;
+        uint32_t home = (uint32_t)mix(&t->e[i].key) & t->mask;
+        /* Entry i may move to hole only if hole lies cyclically in [home, i). */
+        if (((i - home) & t->mask) >= ((i - hole) & t->mask)) {
+            t->e[hole] = t->e[i];
+            hole = i;
+        }
+    }
+    memset(&t->e[hole], 0, sizeof(t->e[hole]));
+    t->used--;
+}
+
+static void unref(struct ms_table *t, const struct ms_key *k)
+{
+    uint32_t i = probe(t, k);
+    if (t->e[i].refs && --t->e[i].refs == 0)
+        erase_at(t, i);
+}
+
+int ms_table_add(struct ms_table *t, int owner, int family, int proto, const uint8_t *ip,
+                 uint16_t port)
+{
+    struct ms_key k;
+    make_key(&k, K_EXACT, 0, family, proto, ip, port);
+    if (t->e[probe(t, &k)].refs)
+        return -EEXIST;
+    if (t->bindings >= t->max_bindings || reserve(t) < 0)
+        return -ENOSPC;
+    ref(t, &k, owner);
+    make_key(&k, K_ADDR, owner, family, 0, ip, 0);
+    ref(t, &k, owner);
+    make_key(&k, K_PROTO, owner, family, proto, ip, 0);
+    ref(t, &k, owner);
+    t->bindings++;
+    return 0;
+}
+
+int ms_table_del(struct ms_table *t, int owner, int family, int proto, const uint8_t *ip,
+                 uint16_t port)
+{
+    struct ms_key k;
+    make_key(&k, K_EXACT, 0, family, proto, ip, port);
+    uint32_t i = probe(t, &k);
+    if (!t->e[i].refs)
+        return -ENOENT;
+    if (t->e[i].owner != owner)
+        return -EPERM;
+    erase_at(t, i);
+    make_key(&k, K_ADDR, owner, family, 0, ip, 0);
+    unref(t, &k);
+    make_key(&k, K_PROTO, owner, family, proto, ip, 0);
+    unref(t, &k);
+    t->bindings--;
+    return 0;
+}
+
+void ms_table_del_owner(struct ms_table *t, int owner)
+{
+    /* List first: deletion shifts entries, so a scan that deletes as it goes misses some. */
+    int n = (int)t->bindings;
+    struct ms_binding_info *b = n ? malloc((size_t)n * sizeof(*b)) : NULL;
+    if (!b)
+        return;
+    n = ms_table_list(t, owner, b, n);
+    for (int i = 0; i < n; i++)
+        ms_table_del(t, owner, b[i].family, b[i].proto, b[i].ip, b[i].l4port);
+    free(b);
+}
+
+int ms_table_list(const struct ms_table *t, int owner, struct ms_binding_info *out, int max)
+{
+    int n = 0;
+    for (uint32_t i = 0; i <= t->mask && n < max; i++) {
+        const struct ms_entry *e = &t->e[i];
+        if (!e->refs || e->key.kind != K_EXACT || (owner >= 0 && e->owner != owner))
+            continue;
+        out[n].port = e->owner;
+        out[n].family = e->key.family;
+        out[n].proto = e->key.proto;
+        out[n].l4port = e->key.port;
+        memcpy(out[n].ip, e->key.ip, 16);
+        n++;
+    }
+    return n;
+}

@@ -1,0 +1,42 @@
+/* The bindings table: which port holds (family, protocol, IP, port).
+ *
+ * One open-addressing hash table holds three kinds of entries per binding, so that every
+ * question the filter asks is one probe:
+ *   exact (family, proto, ip, port)      -> the owning port       (RX demux, hairpin, TX)
+ *   addr  (owner, family, ip)            -> refcount              (spoofed-src-ip)
+ *   proto (owner, family, ip, proto)     -> refcount              (spoofed-protocol)
+ * Written only under the switch's control lock; read by the switch loop under the same
+ * lock, so no entry changes while a round runs.
+ */
+#ifndef MS_TABLE_H
+#define MS_TABLE_H
+
+#include <stdint.h>
+
+#include "ministack.h"
+
+struct ms_table;
+
+struct ms_table *ms_table_new(uint32_t max_bindings);
+void ms_table_free(struct ms_table *t);
+uint32_t ms_table_count(const struct ms_table *t);
+
+/* Owner of the exact binding, or -1. */
+int ms_table_lookup(const struct ms_table *t, int family, int proto, const uint8_t *ip,
+                    uint16_t port);
+int ms_table_has_addr(const struct ms_table *t, int owner, int family, const uint8_t *ip);
+int ms_table_has_proto(const struct ms_table *t, int owner, int family, const uint8_t *ip,
+                       int proto);
+
+/* 0, or -EEXIST (held by any port), -ENOSPC (max_bindings reached). */
+int ms_table_add(struct ms_table *t, int owner, int family, int proto, const uint8_t *ip,
+                 uint16_t port);
+/* 0, or -ENOENT (not bound), -EPERM (bound by another port). */
+int ms_table_del(struct ms_table *t, int owner, int family, int proto, const uint8_t *ip,
+                 uint16_t port);
+/* Remove every binding of owner. */
+void ms_table_del_owner(struct ms_table *t, int owner);
+/* Copy up to max bindings (all ports when owner < 0); returns how many were copied. */
+int ms_table_list(const struct ms_table *t, int owner, struct ms_binding_info *out, int max);
+
+#endif
