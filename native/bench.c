@@ -71,14 +71,19 @@ static void *baseline_consumer(void *arg)
     struct baseline *b = arg;
     struct ms_ring *r = &b->shm->tx;
     uint64_t n = 0, sum = 0;
+    uint8_t out[2048];
     while (!atomic_load_explicit(&b->stop, memory_order_relaxed)) {
         uint32_t first, k = ms_tx_pending(r, &first);
         if (!k) {
             cpu_relax();
             continue;
         }
-        for (uint32_t j = 0; j < k; j++)
-            sum += ms_ring_slot(b->shm, r, first + j)->len + ms_ring_buf(b->shm, r, first + j)[0];
+        /* Copy each frame out, as the switch copies it to its destination. */
+        for (uint32_t j = 0; j < k; j++) {
+            uint32_t len = ms_ring_slot(b->shm, r, first + j)->len;
+            memcpy(out, ms_ring_buf(b->shm, r, first + j), len);
+            sum += out[len - 1];
+        }
         ms_tx_release(r, k);
         n += k;
     }

@@ -9,13 +9,17 @@
 
 enum { K_EXACT = 1, K_ADDR = 2, K_PROTO = 3 };
 
+/* Three words: w[0] = kind | family << 8 | proto << 16 | port << 32 | owner << 48, then the
+ * IP. Built with word arithmetic, never byte stores: a byte-wise key read back as words
+ * stalls store forwarding on every lookup. */
 struct ms_key {
-    uint8_t kind, family, proto, pad;
-    uint16_t port;
-    uint16_t owner;
-    uint8_t ip[16];
+    uint64_t w[3];
 };
-_Static_assert(sizeof(struct ms_key) == 24, "key is three 64-bit words");
+
+static inline int key_kind(const struct ms_key *k) { return (int)(k->w[0] & 0xff); }
+static inline int key_family(const struct ms_key *k) { return (int)((k->w[0] >> 8) & 0xff); }
+static inline int key_proto(const struct ms_key *k) { return (int)((k->w[0] >> 16) & 0xff); }
+static inline uint16_t key_port(const struct ms_key *k) { return (uint16_t)(k->w[0] >> 32); }
 
 struct ms_entry {
     struct ms_key key;
@@ -33,11 +37,9 @@ struct ms_table {
 
 static inline uint64_t mix(const struct ms_key *k)
 {
-    uint64_t w[3];
-    memcpy(w, k, sizeof(w));
-    uint64_t h = w[0] * 0x9E3779B97F4A7C15ull;
-    h ^= w[1] * 0xC2B2AE3D27D4EB4Full;
-    h ^= w[2] * 0x165667B19E3779F9ull;
+    uint64_t h = k->w[0] * 0x9E3779B97F4A7C15ull;
+    h ^= k->w[1] * 0xC2B2AE3D27D4EB4Full;
+    h ^= k->w[2] * 0x165667B19E3779F9ull;
     h ^= h >> 31;
     h *= 0xD6E8FEB86659FD93ull;
     return h ^ (h >> 32);
@@ -45,19 +47,24 @@ static inline uint64_t mix(const struct ms_key *k)
 
 static inline int key_eq(const struct ms_key *a, const struct ms_key *b)
 {
-    return memcmp(a, b, sizeof(*a)) == 0;
+    return ((a->w[0] ^ b->w[0]) | (a->w[1] ^ b->w[1]) | (a->w[2] ^ b->w[2])) == 0;
 }
 
 static inline void make_key(struct ms_key *k, int kind, int owner, int family, int proto,
                             const uint8_t *ip, uint16_t port)
 {
-    memset(k, 0, sizeof(*k));
-    k->kind = (uint8_t)kind;
-    k->family = (uint8_t)family;
-    k->proto = (uint8_t)proto;
-    k->port = port;
-    k->owner = (uint16_t)owner;
-    memcpy(k->ip, ip, family == 4 ? 4 : 16);
+    k->w[0] = (uint64_t)(uint8_t)kind | (uint64_t)(uint8_t)family << 8 |
+              (uint64_t)(uint8_t)proto << 16 | (uint64_t)port << 32 |
+              (uint64_t)(uint16_t)owner << 48;
+    if (family == 4) {
+        uint32_t v4;
+        memcpy(&v4, ip, 4);
+        k->w[1] = v4;
+        k->w[2] = 0;
+    } else {
+        memcpy(&k->w[1], ip, 8);
+        memcpy(&k->w[2], ip + 8, 8);
+    }
 }
 
 /* Index of the entry holding k, or of the empty slot where it would go. */
@@ -230,13 +237,14 @@ int ms_table_list(const struct ms_table *t, int owner, struct ms_binding_info *o
     int n = 0;
     for (uint32_t i = 0; i <= t->mask && n < max; i++) {
         const struct ms_entry *e = &t->e[i];
-        if (!e->refs || e->key.kind != K_EXACT || (owner >= 0 && e->owner != owner))
+        if (!e->refs || key_kind(&e->key) != K_EXACT || (owner >= 0 && e->owner != owner))
             continue;
         out[n].port = e->owner;
-        out[n].family = e->key.family;
-        out[n].proto = e->key.proto;
-        out[n].l4port = e->key.port;
-        memcpy(out[n].ip, e->key.ip, 16);
+        out[n].family = (uint8_t)key_family(&e->key);
+        out[n].proto = (uint8_t)key_proto(&e->key);
+        out[n].l4port = key_port(&e->key);
+        memcpy(out[n].ip, &e->key.w[1], 8);
+        memcpy(out[n].ip + 8, &e->key.w[2], 8);
         n++;
     }
     return n;

@@ -1,0 +1,5 @@
+import sys
+
+from ministack.cli import main
+
+sys.exit(main())
