@@ -7,9 +7,11 @@
 
 static inline uint16_t rd16(const uint8_t *b) { return (uint16_t)((b[0] << 8) | b[1]); }
 
+/* Record a problem; the note describes the one the filter will report, the earliest in
+ * the table's order. */
 static void problem(struct ms_parsed *p, int reason, const char *note)
 {
-    if (!p->note)
+    if (!p->problems || MS_PROB(reason) < (p->problems & -p->problems))
         p->note = note;
     p->problems |= MS_PROB(reason);
 }
@@ -161,10 +163,13 @@ static void parse_ipv4(const uint8_t *b, uint32_t l, struct ms_parsed *p)
         problem(p, MS_R_MALFORMED, "an IPv4 option's length is below 2 or beyond the header");
         return;
     }
-    if (rd16(b + 6) & 0x3fff) {
-        /* Only a first fragment has an L4 header; no fragment is checked further. */
+    uint16_t frag = rd16(b + 6);
+    if (frag & 0x3fff) {
         problem(p, MS_R_FRAGMENT, "it is an IPv4 fragment (MF set or offset above 0)");
-        return;
+        /* Only a first fragment has an L4 header. It is still read, so that a check
+         * earlier in the table (malformed, not-allowed) wins as it does for any frame. */
+        if (frag & 0x1fff)
+            return;
     }
     parse_l4(b + ihl, tot - ihl, p);
 }
@@ -244,8 +249,22 @@ static void parse_ipv6(const uint8_t *b, uint32_t l, struct ms_parsed *p)
             continue;
         }
         if (nh == 44) {
+            if (end - off < 8) {
+                problem(p, MS_R_MALFORMED, "an IPv6 Fragment header runs past the payload");
+                return;
+            }
             problem(p, MS_R_FRAGMENT, "it carries an IPv6 Fragment header");
-            return;
+            if (rd16(b + off + 2) >> 3)
+                return; /* not the first fragment: no L4 header to read */
+            if (count == MS_IPV6_MAX_EXT) {
+                problem(p, MS_R_UNSUPPORTED_HEADER, "it has more than 8 IPv6 extension headers");
+                return;
+            }
+            nh = b[off];
+            off += 8;
+            count++;
+            bytes += 8;
+            continue;
         }
         if (ms_ipv6_is_ext_header(nh)) {
             problem(p, MS_R_UNSUPPORTED_HEADER,
