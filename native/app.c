@@ -17,6 +17,7 @@
 struct ms_app {
     struct ms_port_shm *shm;
     size_t size;
+    struct ms_ring_geom txg, rxg;   /* validated once at open */
     int memfd, doorbell, wake_fd;
 };
 
@@ -28,6 +29,8 @@ ms_app *ms_app_open(int memfd, int doorbell_fd, int wake_fd)
     a->memfd = a->doorbell = a->wake_fd = -1;
     if (ms_shm_map(memfd, &a->shm, &a->size) < 0)
         goto fail;
+    a->txg = a->shm->tx.geom;
+    a->rxg = a->shm->rx.geom;
     a->memfd = fcntl(memfd, F_DUPFD_CLOEXEC, 0);
     a->doorbell = fcntl(doorbell_fd, F_DUPFD_CLOEXEC, 0);
     a->wake_fd = fcntl(wake_fd, F_DUPFD_CLOEXEC, 0);
@@ -54,8 +57,8 @@ void ms_app_close(ms_app *a)
     free(a);
 }
 
-uint32_t ms_app_buf_size(ms_app *a) { return a->shm->tx.buf_size; }
-uint32_t ms_app_slots(ms_app *a) { return a->shm->tx.num_slots; }
+uint32_t ms_app_buf_size(ms_app *a) { return a->txg.buf_size; }
+uint32_t ms_app_slots(ms_app *a) { return a->txg.num_slots; }
 
 static void kick(ms_app *a)
 {
@@ -104,11 +107,12 @@ static int wait_tail(ms_app *a, struct ms_ring *r, uint32_t seen, int64_t deadli
 int ms_app_send(ms_app *a, const uint8_t *data, const uint32_t *lens, uint32_t n, int timeout_ms)
 {
     struct ms_ring *r = &a->shm->tx;
+    const struct ms_ring_geom *g = &a->txg;
     int64_t deadline = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
     uint32_t sent = 0;
     size_t off = 0;
     for (uint32_t i = 0; i < n; i++)
-        if (lens[i] > r->buf_size)
+        if (lens[i] > g->buf_size)
             return -EMSGSIZE;
     while (sent < n) {
         uint32_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
@@ -124,8 +128,8 @@ int ms_app_send(ms_app *a, const uint8_t *data, const uint32_t *lens, uint32_t n
             space = n - sent;
         for (uint32_t j = 0; j < space; j++) {
             uint32_t len = lens[sent + j];
-            memcpy(ms_ring_buf(a->shm, r, head + j), data + off, len);
-            ms_ring_slot(a->shm, r, head + j)->len = len;
+            memcpy(ms_ring_buf(a->shm, g, head + j), data + off, len);
+            ms_ring_slot(a->shm, g, head + j)->len = len;
             off += len;
         }
         atomic_store_explicit(&r->head, head + space, memory_order_release);
@@ -138,6 +142,7 @@ int ms_app_send(ms_app *a, const uint8_t *data, const uint32_t *lens, uint32_t n
 int ms_app_recv(ms_app *a, uint8_t *out, uint32_t *lens, uint32_t max, int timeout_ms)
 {
     struct ms_ring *r = &a->shm->rx;
+    const struct ms_ring_geom *g = &a->rxg;
     int64_t deadline = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
     uint32_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
     uint32_t tail = atomic_load_explicit(&r->tail, memory_order_acquire);
@@ -147,15 +152,15 @@ int ms_app_recv(ms_app *a, uint8_t *out, uint32_t *lens, uint32_t max, int timeo
         tail = atomic_load_explicit(&r->tail, memory_order_acquire);
     }
     uint32_t n = tail - head;
-    if (n > r->num_slots)
-        n = r->num_slots;
+    if (n > g->num_slots)
+        n = g->num_slots;
     if (n > max)
         n = max;
     for (uint32_t i = 0; i < n; i++) {
-        uint32_t len = ms_ring_slot(a->shm, r, head + i)->len;
-        if (len > r->buf_size)
-            len = r->buf_size;
-        memcpy(out + (size_t)i * r->buf_size, ms_ring_buf(a->shm, r, head + i), len);
+        uint32_t len = ms_ring_slot(a->shm, g, head + i)->len;
+        if (len > g->buf_size)
+            len = g->buf_size;
+        memcpy(out + (size_t)i * g->buf_size, ms_ring_buf(a->shm, g, head + i), len);
         lens[i] = len;
     }
     atomic_store_explicit(&r->head, head + n, memory_order_release);
@@ -163,4 +168,5 @@ int ms_app_recv(ms_app *a, uint8_t *out, uint32_t *lens, uint32_t max, int timeo
 }
 
 struct ms_port_shm *ms_app_shm(ms_app *a) { return a->shm; }
+const struct ms_ring_geom *ms_app_geom(ms_app *a, int rx) { return rx ? &a->rxg : &a->txg; }
 void ms_app_kick(ms_app *a) { kick(a); }

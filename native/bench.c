@@ -43,6 +43,7 @@ static void *baseline_producer(void *arg)
 {
     struct baseline *b = arg;
     struct ms_ring *r = &b->shm->tx;
+    const struct ms_ring_geom *g = &r->geom;
     uint8_t frame[2048];
     memset(frame, 0xab, sizeof(frame));
     uint64_t n = 0;
@@ -56,8 +57,8 @@ static void *baseline_producer(void *arg)
             continue;
         }
         for (uint32_t j = 0; j < space; j++) {
-            memcpy(ms_ring_buf(b->shm, r, head + j), frame, b->frame_len);
-            ms_ring_slot(b->shm, r, head + j)->len = b->frame_len;
+            memcpy(ms_ring_buf(b->shm, g, head + j), frame, b->frame_len);
+            ms_ring_slot(b->shm, g, head + j)->len = b->frame_len;
         }
         atomic_store_explicit(&r->head, head + space, memory_order_release);
         n += space;
@@ -70,18 +71,19 @@ static void *baseline_consumer(void *arg)
 {
     struct baseline *b = arg;
     struct ms_ring *r = &b->shm->tx;
+    const struct ms_ring_geom *g = &r->geom;
     uint64_t n = 0, sum = 0;
     uint8_t out[2048];
     while (!atomic_load_explicit(&b->stop, memory_order_relaxed)) {
-        uint32_t first, k = ms_tx_pending(r, &first);
+        uint32_t first, k = ms_tx_pending(r, g, &first);
         if (!k) {
             cpu_relax();
             continue;
         }
         /* Copy each frame out, as the switch copies it to its destination. */
         for (uint32_t j = 0; j < k; j++) {
-            uint32_t len = ms_ring_slot(b->shm, r, first + j)->len;
-            memcpy(out, ms_ring_buf(b->shm, r, first + j), len);
+            uint32_t len = ms_ring_slot(b->shm, g, first + j)->len;
+            memcpy(out, ms_ring_buf(b->shm, g, first + j), len);
             sum += out[len - 1];
         }
         ms_tx_release(r, k);
@@ -140,6 +142,7 @@ int ms_bench_run(ms_switch *sw, int src, int dst, const uint8_t *frames, const u
         offs[i] = o;
     struct ms_port_shm *ins = ms_app_shm(in), *outs = ms_app_shm(out);
     struct ms_ring *tx = &ins->tx, *rx = &outs->rx;
+    const struct ms_ring_geom *txg = ms_app_geom(in, 0);
     uint64_t sent = 0, got = 0, got_at_start = 0;
     uint32_t fi = 0;
     double warm = seconds * 0.1, t0 = now_s(), t_start = t0, t_end = t0 + warm + seconds;
@@ -160,8 +163,8 @@ int ms_bench_run(ms_switch *sw, int src, int dst, const uint8_t *frames, const u
         if (k > batch)
             k = batch;
         for (uint32_t j = 0; j < k; j++) {
-            memcpy(ms_ring_buf(ins, tx, head + j), frames + offs[fi], lens[fi]);
-            ms_ring_slot(ins, tx, head + j)->len = lens[fi];
+            memcpy(ms_ring_buf(ins, txg, head + j), frames + offs[fi], lens[fi]);
+            ms_ring_slot(ins, txg, head + j)->len = lens[fi];
             if (++fi == nframes)
                 fi = 0;
         }
@@ -188,7 +191,7 @@ int ms_bench_run(ms_switch *sw, int src, int dst, const uint8_t *frames, const u
     double until = now_s() + 0.2;
     while (now_s() < until) {
         uint32_t rh = atomic_load_explicit(&rx->head, memory_order_relaxed);
-        uint32_t pending = tx->num_slots - (atomic_load_explicit(&tx->tail, memory_order_acquire) -
+        uint32_t pending = txg->num_slots - (atomic_load_explicit(&tx->tail, memory_order_acquire) -
                                             atomic_load_explicit(&tx->head, memory_order_relaxed));
         atomic_store_explicit(&rx->head, atomic_load_explicit(&rx->tail, memory_order_acquire),
                               memory_order_release);

@@ -23,8 +23,10 @@ struct ms_nic_ops {
     /* Borrow up to max received frames; they stay valid until rx_done(n). */
     uint32_t (*rx_burst)(struct ms_nic *nic, struct ms_nic_frame *out, uint32_t max);
     void (*rx_done)(struct ms_nic *nic, uint32_t n);
-    /* 1 when input is waiting that rx_burst would return. */
-    int (*rx_pending)(struct ms_nic *nic);
+    /* For sync: a mark of the input queued so far, and whether the switch has taken
+     * everything up to a mark. Backends fed by a real network return 0 and 1. */
+    uint32_t (*rx_mark)(struct ms_nic *nic);
+    int (*rx_reached)(struct ms_nic *nic, uint32_t mark);
     /* Up to max empty buffers (each buf_size bytes) to fill for transmission. */
     uint32_t (*tx_reserve)(struct ms_nic *nic, struct ms_txbuf *out, uint32_t max);
     /* Transmit the first n reserved buffers, lengths set; the rest go back unused. */

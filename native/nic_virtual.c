@@ -14,6 +14,7 @@ struct nic_virtual {
     struct ms_nic nic;
     struct ms_port_shm *shm;
     size_t size;
+    struct ms_ring_geom txg, rxg;  /* ours; the far end can rewrite the region's copy */
     int memfd;
     int wake_fd;        /* the far end waits on it for capture data or inject space */
     uint32_t reserved_first;
@@ -33,14 +34,13 @@ static void wake_far_end(struct nic_virtual *v, struct ms_ring *r)
 static uint32_t v_rx_burst(struct ms_nic *n, struct ms_nic_frame *out, uint32_t max)
 {
     struct nic_virtual *v = nv(n);
-    struct ms_ring *r = &v->shm->tx;
-    uint32_t first, k = ms_tx_pending(r, &first);
+    uint32_t first, k = ms_tx_pending(&v->shm->tx, &v->txg, &first);
     if (k > max)
         k = max;
     for (uint32_t i = 0; i < k; i++) {
-        uint32_t len = *(volatile uint32_t *)&ms_ring_slot(v->shm, r, first + i)->len;
-        out[i].data = ms_ring_buf(v->shm, r, first + i);
-        out[i].len = len > r->buf_size ? r->buf_size : len;
+        uint32_t len = *(volatile uint32_t *)&ms_ring_slot(v->shm, &v->txg, first + i)->len;
+        out[i].data = ms_ring_buf(v->shm, &v->txg, first + i);
+        out[i].len = len > v->txg.buf_size ? v->txg.buf_size : len;
     }
     return k;
 }
@@ -52,21 +52,27 @@ static void v_rx_done(struct ms_nic *n, uint32_t k)
     wake_far_end(v, &v->shm->tx);
 }
 
-static int v_rx_pending(struct ms_nic *n)
+static uint32_t v_rx_mark(struct ms_nic *n)
 {
-    uint32_t first;
-    return ms_tx_pending(&nv(n)->shm->tx, &first) != 0;
+    return atomic_load_explicit(&nv(n)->shm->tx.head, memory_order_acquire);
+}
+
+static int v_rx_reached(struct ms_nic *n, uint32_t mark)
+{
+    struct nic_virtual *v = nv(n);
+    uint32_t taken = atomic_load_explicit(&v->shm->tx.tail, memory_order_acquire) -
+                     v->txg.num_slots;
+    return (int32_t)(taken - mark) >= 0;
 }
 
 static uint32_t v_tx_reserve(struct ms_nic *n, struct ms_txbuf *out, uint32_t max)
 {
     struct nic_virtual *v = nv(n);
-    struct ms_ring *r = &v->shm->rx;
-    uint32_t first, k = ms_rx_space(r, &first);
+    uint32_t first, k = ms_rx_space(&v->shm->rx, &v->rxg, &first);
     if (k > max)
         k = max;
     for (uint32_t i = 0; i < k; i++) {
-        out[i].data = ms_ring_buf(v->shm, r, first + i);
+        out[i].data = ms_ring_buf(v->shm, &v->rxg, first + i);
         out[i].len = 0;
     }
     v->reserved_first = first;
@@ -80,7 +86,7 @@ static void v_tx_commit(struct ms_nic *n, const struct ms_txbuf *bufs, uint32_t 
     if (!k)
         return;
     for (uint32_t i = 0; i < k; i++)
-        ms_ring_slot(v->shm, r, v->reserved_first + i)->len = bufs[i].len;
+        ms_ring_slot(v->shm, &v->rxg, v->reserved_first + i)->len = bufs[i].len;
     ms_rx_publish(r, k);
     wake_far_end(v, r);
 }
@@ -104,7 +110,8 @@ static const struct ms_nic_ops virtual_ops = {
     .name = "virtual",
     .rx_burst = v_rx_burst,
     .rx_done = v_rx_done,
-    .rx_pending = v_rx_pending,
+    .rx_mark = v_rx_mark,
+    .rx_reached = v_rx_reached,
     .tx_reserve = v_tx_reserve,
     .tx_commit = v_tx_commit,
     .arm = v_arm,
@@ -123,6 +130,8 @@ struct ms_nic *ms_nic_virtual_new(uint32_t slots, uint32_t buf_size, int *memfd,
         free(v);
         return NULL;
     }
+    v->txg = v->shm->tx.geom;
+    v->rxg = v->shm->rx.geom;
     atomic_store(&v->shm->kick_wanted, 1);
     v->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (v->wake_fd < 0) {

@@ -11,15 +11,16 @@
 
 static size_t align_up(size_t v, size_t a) { return (v + a - 1) & ~(a - 1); }
 
-static void ring_layout(struct ms_ring *r, uint32_t slots, uint32_t buf_size, size_t *slots_at,
-                        size_t *bufs_at)
+static void ring_layout(struct ms_ring_geom *g, uint32_t slots, uint32_t buf_size,
+                        size_t *slots_at, size_t *bufs_at)
 {
-    r->num_slots = slots;
-    r->buf_size = buf_size;
-    r->slots_off = *slots_at;
-    r->bufs_off = *bufs_at;
+    g->num_slots = slots;
+    g->buf_size = buf_size;
+    g->buf_stride = buf_size + MS_CACHELINE;
+    g->slots_off = *slots_at;
+    g->bufs_off = *bufs_at;
     *slots_at += (size_t)slots * sizeof(struct ms_slot);
-    *bufs_at += (size_t)slots * buf_size;
+    *bufs_at += (size_t)slots * g->buf_stride;
 }
 
 int ms_shm_create(const char *name, uint32_t slots, uint32_t buf_size, struct ms_port_shm **out,
@@ -30,7 +31,7 @@ int ms_shm_create(const char *name, uint32_t slots, uint32_t buf_size, struct ms
     size_t slots_at = align_up(sizeof(struct ms_port_shm), MS_CACHELINE);
     size_t slot_bytes = 2 * (size_t)slots * sizeof(struct ms_slot);
     size_t bufs_at = align_up(slots_at + slot_bytes, 4096);
-    size_t size = align_up(bufs_at + 2 * (size_t)slots * buf_size, 4096);
+    size_t size = align_up(bufs_at + 2 * (size_t)slots * (buf_size + MS_CACHELINE), 4096);
 
     int fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
     if (fd < 0)
@@ -50,8 +51,8 @@ int ms_shm_create(const char *name, uint32_t slots, uint32_t buf_size, struct ms
     s->magic = MS_SHM_MAGIC;
     s->version = MS_SHM_VERSION;
     s->size = size;
-    ring_layout(&s->tx, slots, buf_size, &slots_at, &bufs_at);
-    ring_layout(&s->rx, slots, buf_size, &slots_at, &bufs_at);
+    ring_layout(&s->tx.geom, slots, buf_size, &slots_at, &bufs_at);
+    ring_layout(&s->rx.geom, slots, buf_size, &slots_at, &bufs_at);
     atomic_store(&s->tx.tail, slots);   /* the whole TX ring starts as the application's */
     *out = s;
     *size_out = size;
@@ -70,13 +71,14 @@ int ms_shm_map(int fd, struct ms_port_shm **out, size_t *size_out)
     if (s == MAP_FAILED)
         return -errno;
     /* The application side checks the layout it was given before it writes anything. */
-    const struct ms_ring *rings[2] = {&s->tx, &s->rx};
+    const struct ms_ring_geom *geoms[2] = {&s->tx.geom, &s->rx.geom};
     int ok = s->magic == MS_SHM_MAGIC && s->version == MS_SHM_VERSION && s->size == size;
     for (int i = 0; ok && i < 2; i++) {
-        const struct ms_ring *r = rings[i];
-        ok = r->num_slots && !(r->num_slots & (r->num_slots - 1)) && r->buf_size &&
-             r->slots_off + (uint64_t)r->num_slots * sizeof(struct ms_slot) <= size &&
-             r->bufs_off + (uint64_t)r->num_slots * r->buf_size <= size;
+        const struct ms_ring_geom *g = geoms[i];
+        ok = g->num_slots && !(g->num_slots & (g->num_slots - 1)) && g->buf_size &&
+             g->buf_size <= g->buf_stride &&
+             g->slots_off + (uint64_t)g->num_slots * sizeof(struct ms_slot) <= size &&
+             g->bufs_off + (uint64_t)g->num_slots * g->buf_stride <= size;
     }
     if (!ok) {
         munmap(s, size);

@@ -14,8 +14,13 @@
  * application's wake-up point: with MS_RING_NEED_WAKEUP set, the switch signals the port's
  * eventfd once tail has moved past cur.
  *
- * The switch treats everything in the region as hostile input: indices are masked, lengths
- * are checked against the buffer size, and frames are copied out before they are parsed.
+ * The switch treats everything in the region as hostile input: it keeps its own copy of the
+ * ring geometry (struct ms_ring_geom) and never reads the one in the region back, indices
+ * are masked, lengths are checked against the buffer size, and frames are copied out before
+ * they are parsed.
+ *
+ * Buffers are buf_size bytes apart plus one cache line: with a plain 2 KiB stride every
+ * frame's first line falls in the same few cache sets and the rings thrash L1 and L2.
  */
 #ifndef MS_RING_H
 #define MS_RING_H
@@ -34,11 +39,17 @@ struct ms_slot {
     uint32_t flags;
 };
 
-struct ms_ring {
-    uint32_t num_slots;
-    uint32_t buf_size;
+struct ms_ring_geom {
+    uint32_t num_slots;   /* a power of two */
+    uint32_t buf_size;    /* usable bytes per buffer */
+    uint32_t buf_stride;  /* bytes from one buffer to the next */
+    uint32_t pad;
     uint64_t slots_off;   /* from the start of the region */
     uint64_t bufs_off;
+};
+
+struct ms_ring {
+    struct ms_ring_geom geom;  /* for the application; the switch uses its own copy */
     _Alignas(MS_CACHELINE) _Atomic uint32_t head;
     _Atomic uint32_t cur;
     _Alignas(MS_CACHELINE) _Atomic uint32_t tail;
@@ -62,25 +73,26 @@ int ms_shm_create(const char *name, uint32_t slots, uint32_t buf_size, struct ms
 /* Map an existing region and validate its header. */
 int ms_shm_map(int fd, struct ms_port_shm **out, size_t *size_out);
 
-static inline struct ms_slot *ms_ring_slot(struct ms_port_shm *s, struct ms_ring *r, uint32_t idx)
+static inline struct ms_slot *ms_ring_slot(void *base, const struct ms_ring_geom *g, uint32_t idx)
 {
-    return (struct ms_slot *)((uint8_t *)s + r->slots_off) + (idx & (r->num_slots - 1));
+    return (struct ms_slot *)((uint8_t *)base + g->slots_off) + (idx & (g->num_slots - 1));
 }
 
-static inline uint8_t *ms_ring_buf(struct ms_port_shm *s, struct ms_ring *r, uint32_t idx)
+static inline uint8_t *ms_ring_buf(void *base, const struct ms_ring_geom *g, uint32_t idx)
 {
-    return (uint8_t *)s + r->bufs_off + (size_t)(idx & (r->num_slots - 1)) * r->buf_size;
+    return (uint8_t *)base + g->bufs_off + (size_t)(idx & (g->num_slots - 1)) * g->buf_stride;
 }
 
 /* Switch side of a TX ring: frames the application has published. */
-static inline uint32_t ms_tx_pending(struct ms_ring *r, uint32_t *first)
+static inline uint32_t ms_tx_pending(struct ms_ring *r, const struct ms_ring_geom *g,
+                                     uint32_t *first)
 {
     uint32_t head = atomic_load_explicit(&r->head, memory_order_acquire);
-    uint32_t start = atomic_load_explicit(&r->tail, memory_order_relaxed) - r->num_slots;
+    uint32_t start = atomic_load_explicit(&r->tail, memory_order_relaxed) - g->num_slots;
     uint32_t n = head - start;
     *first = start;
     /* A head beyond the ring is a broken application; never trust it past num_slots. */
-    return n > r->num_slots ? r->num_slots : n;
+    return n > g->num_slots ? g->num_slots : n;
 }
 
 static inline void ms_tx_release(struct ms_ring *r, uint32_t n)
@@ -90,13 +102,14 @@ static inline void ms_tx_release(struct ms_ring *r, uint32_t n)
 }
 
 /* Switch side of an RX ring: free slots it may fill starting at *first. */
-static inline uint32_t ms_rx_space(struct ms_ring *r, uint32_t *first)
+static inline uint32_t ms_rx_space(struct ms_ring *r, const struct ms_ring_geom *g,
+                                   uint32_t *first)
 {
     uint32_t head = atomic_load_explicit(&r->head, memory_order_acquire);
     uint32_t tail = atomic_load_explicit(&r->tail, memory_order_relaxed);
     uint32_t used = tail - head;
     *first = tail;
-    return used >= r->num_slots ? 0 : r->num_slots - used;
+    return used >= g->num_slots ? 0 : g->num_slots - used;
 }
 
 static inline void ms_rx_publish(struct ms_ring *r, uint32_t n)

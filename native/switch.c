@@ -45,6 +45,7 @@ struct ms_swport {
     int wake_fd;
     struct ms_port_shm *shm;
     size_t shm_size;
+    struct ms_ring_geom txg, rxg;   /* ours: the owner can rewrite the region's copy */
     struct ms_port_stats ctr;
     /* RX slots filled this batch and not yet published */
     uint32_t rx_first, rx_space, rx_pending;
@@ -129,20 +130,20 @@ static void drop(ms_switch *sw, int port, int dir, int reason, const uint8_t *f,
 static void deliver(ms_switch *sw, int to, const uint8_t *f, uint32_t len)
 {
     struct ms_swport *p = sw->ports[to];
-    struct ms_ring *r = &p->shm->rx;
+    const struct ms_ring_geom *g = &p->rxg;
     if (!p->rx_touched) {
         p->rx_touched = 1;
         p->rx_pending = 0;
-        p->rx_space = ms_rx_space(r, &p->rx_first);
+        p->rx_space = ms_rx_space(&p->shm->rx, g, &p->rx_first);
         sw->touched[sw->ntouched++] = to;
     }
-    if (p->rx_pending == p->rx_space || len > r->buf_size) {
+    if (p->rx_pending == p->rx_space || len > g->buf_size) {
         drop(sw, to, DIR_RX, MS_R_RING_FULL, f, len);
         return;
     }
     uint32_t idx = p->rx_first + p->rx_pending++;
-    memcpy(ms_ring_buf(p->shm, r, idx), f, len);
-    ms_ring_slot(p->shm, r, idx)->len = len;
+    memcpy(ms_ring_buf(p->shm, g, idx), f, len);
+    ms_ring_slot(p->shm, g, idx)->len = len;
     p->ctr.rx.frames++;
     p->ctr.rx.bytes += len;
 }
@@ -194,7 +195,8 @@ static uint32_t port_tx(ms_switch *sw, int id)
 {
     struct ms_swport *p = sw->ports[id];
     struct ms_ring *r = &p->shm->tx;
-    uint32_t first, n = ms_tx_pending(r, &first);
+    const struct ms_ring_geom *g = &p->txg;
+    uint32_t first, n = ms_tx_pending(r, g, &first);
     if (!n)
         return 0;
     if (n > MS_BATCH)
@@ -204,23 +206,23 @@ static uint32_t port_tx(ms_switch *sw, int id)
     uint32_t w = 0;
     struct ms_parsed pp;
     for (uint32_t i = 0; i < PREFETCH && i < n; i++) {
-        __builtin_prefetch(ms_ring_buf(p->shm, r, first + i));
+        __builtin_prefetch(ms_ring_buf(p->shm, g, first + i));
         if (i < nw)
             __builtin_prefetch(wb[i].data, 1);
     }
     for (uint32_t i = 0; i < n; i++) {
         uint32_t idx = first + i;
         /* Read the length once: the application may rewrite the slot at any time. */
-        uint32_t len = *(volatile uint32_t *)&ms_ring_slot(p->shm, r, idx)->len;
-        const uint8_t *src = ms_ring_buf(p->shm, r, idx);
+        uint32_t len = *(volatile uint32_t *)&ms_ring_slot(p->shm, g, idx)->len;
+        const uint8_t *src = ms_ring_buf(p->shm, g, idx);
         if (i + PREFETCH < n) {
             /* The sender's core wrote these lines: start the transfers early. */
-            __builtin_prefetch(ms_ring_buf(p->shm, r, idx + PREFETCH));
+            __builtin_prefetch(ms_ring_buf(p->shm, g, idx + PREFETCH));
             if (w + PREFETCH < nw)
                 __builtin_prefetch(wb[w + PREFETCH].data, 1);
         }
-        if (len > r->buf_size) {
-            drop(sw, id, DIR_TX, MS_R_OVERSIZE, src, r->buf_size);
+        if (len > g->buf_size) {
+            drop(sw, id, DIR_TX, MS_R_OVERSIZE, src, g->buf_size);
             continue;
         }
         /* Check a private copy, never the shared buffer (the sender could change it
@@ -473,6 +475,8 @@ int ms_port_create(ms_switch *sw, const char *name, uint32_t mtu)
         port_free(p);
         return e;
     }
+    p->txg = p->shm->tx.geom;
+    p->rxg = p->shm->rx.geom;
     /* The loop may be asleep already: the first frame must ring. */
     atomic_store(&p->shm->kick_wanted, 1);
     p->active = 1;
@@ -649,23 +653,43 @@ int ms_explain(ms_switch *sw, int port, const uint8_t *f, uint32_t len, struct m
     return rc;
 }
 
-/* Anything queued that the switch has not taken yet? Under the lock, so a frame taken is a
- * frame fully handled. */
-static int pending_locked(ms_switch *sw)
-{
-    uint32_t first;
-    for (int i = 0; i < sw->nports; i++)
-        if (sw->ports[i] && sw->ports[i]->active && ms_tx_pending(&sw->ports[i]->shm->tx, &first))
-            return 1;
-    return sw->nic && sw->nic->ops->rx_pending(sw->nic);
-}
-
+/* Wait until the switch has taken every frame that was queued when the call began: each
+ * ring's consumer index must pass the producer index seen then. Checked under the lock, so
+ * a frame taken is a frame fully handled. Frames queued later do not delay the answer. */
 int ms_switch_sync(ms_switch *sw, int timeout_ms)
 {
     int64_t deadline = now_ns() + (int64_t)timeout_ms * 1000000;
+    uint32_t mark[MS_MAX_PORTS];
+    struct ms_port_shm *shm[MS_MAX_PORTS];
+    ctl_lock(sw);
+    int n = sw->nports;
+    for (int i = 0; i < n; i++) {
+        struct ms_swport *p = sw->ports[i];
+        shm[i] = p && p->active ? p->shm : NULL;
+        if (!shm[i])
+            continue;
+        mark[i] = atomic_load_explicit(&p->shm->tx.head, memory_order_acquire);
+        /* A head more than a ring ahead is a broken owner: wait for one ring's worth. */
+        uint32_t taken = atomic_load_explicit(&p->shm->tx.tail, memory_order_relaxed) -
+                         p->txg.num_slots;
+        if (mark[i] - taken > p->txg.num_slots)
+            mark[i] = taken + p->txg.num_slots;
+    }
+    uint32_t nic_mark = sw->nic ? sw->nic->ops->rx_mark(sw->nic) : 0;
+    ctl_unlock(sw);
     for (;;) {
+        int busy = 0;
         ctl_lock(sw);
-        int busy = pending_locked(sw);
+        for (int i = 0; i < n && !busy; i++) {
+            struct ms_swport *p = sw->ports[i];
+            if (!shm[i] || !p || !p->active || p->shm != shm[i])
+                continue; /* closed (or replaced) since: nothing of it left to handle */
+            uint32_t taken = atomic_load_explicit(&p->shm->tx.tail, memory_order_relaxed) -
+                             p->txg.num_slots;
+            busy = (int32_t)(taken - mark[i]) < 0;
+        }
+        if (!busy && sw->nic)
+            busy = !sw->nic->ops->rx_reached(sw->nic, nic_mark);
         ctl_unlock(sw);
         if (!busy)
             return 0;
