@@ -6,6 +6,7 @@ turns return codes into exceptions with useful messages, and formats results.
 """
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 import threading
@@ -185,8 +186,9 @@ class Wire:
             frames = [frames]
         data, lens, n = _pack(frames, self._buf_size)
         with self._lock:
-            rc = lib.ms_app_send(self._app, ffi.from_buffer("uint8_t[]", data), ffi.from_buffer("uint32_t[]", lens), n,
-                                 _timeout_ms(timeout))
+            self._switch._check_open()
+            rc = lib.ms_app_send(self._app, ffi.from_buffer("uint8_t[]", data),
+                                 ffi.from_buffer("uint32_t[]", lens), n, _timeout_ms(timeout))
         if rc < 0:
             raise MiniStackError(f"inject failed: {_strerror(rc)}")
         return rc
@@ -198,10 +200,10 @@ class Wire:
         sent, so a capture right after send() sees that frame's outcome. Frames beyond the
         wire ring's capacity (4096 by default) are dropped and counted as NIC ring-full.
         """
-        self._switch._check_open()
-        lib.ms_switch_sync(self._switch._sw, _timeout_ms(timeout))
+        self._switch.sync(timeout)
         out: list[bytes] = []
         with self._lock:
+            self._switch._check_open()
             while True:
                 n = lib.ms_app_recv(self._app, self._rxbuf, self._rxlens, self._slots, 0)
                 for i in range(n):
@@ -212,8 +214,20 @@ class Wire:
 
     def _close(self) -> None:
         if self._app != ffi.NULL:
-            lib.ms_app_close(self._app)
-            self._app = ffi.NULL
+            lib.ms_app_interrupt(self._app)
+            with self._lock:
+                lib.ms_app_close(self._app)
+                self._app = ffi.NULL
+
+
+def _locked(method: Any) -> Any:
+    """Run a Switch method under the switch's lock, on an open switch."""
+    @functools.wraps(method)
+    def wrapper(self: "Switch", *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            self._check_open()
+            return method(self, *args, **kwargs)
+    return wrapper
 
 
 def _strerror(rc: int) -> str:
@@ -274,9 +288,11 @@ class Port:
         Binding(port='app1', ip='10.0.0.2', protocol='udp', local_port=5000)
         Binding(port='app1', ip='10.0.0.2', protocol='253', local_port=0)
         """
-        self._check_open()
         addr, proto, l4port = self._switch._tuple(ip, protocol, port)
-        rc = lib.ms_bind(self._switch._sw, self._id, addr.version, addr.packed, proto, l4port)
+        with self._switch._lock:
+            self._check_open()
+            rc = lib.ms_bind(self._switch._sw, self._id, addr.version, addr.packed, proto,
+                             l4port)
         if rc == lib.MS_BIND_OK:
             return Binding(self.name, str(addr), protocol_name(proto), l4port)
         if rc < 0:
@@ -299,8 +315,10 @@ class Port:
             raise TypeError(f"unbind() takes a Binding returned by bind(), not "
                             f"{type(binding).__name__}")
         addr = ipaddress.ip_address(binding.ip)
-        rc = lib.ms_unbind(self._switch._sw, self._id, addr.version, addr.packed,
-                           binding.proto, binding.local_port)
+        with self._switch._lock:
+            self._check_open()
+            rc = lib.ms_unbind(self._switch._sw, self._id, addr.version, addr.packed,
+                               binding.proto, binding.local_port)
         if rc == lib.MS_BIND_NOT_OWNER:
             raise BindError("not-owner", f"{binding} is bound by port {binding.port!r}, not "
                             f"{self.name!r}; call unbind() on port {binding.port!r}")
@@ -340,8 +358,11 @@ class Port:
         if n == 0:
             return 0
         with self._send_lock:
-            rc = lib.ms_app_send(self._app, ffi.from_buffer("uint8_t[]", data), ffi.from_buffer("uint32_t[]", lens), n,
-                                 _timeout_ms(timeout))
+            self._check_open()
+            rc = lib.ms_app_send(self._app, ffi.from_buffer("uint8_t[]", data),
+                                 ffi.from_buffer("uint32_t[]", lens), n, _timeout_ms(timeout))
+            if rc < n and self._closed:
+                raise PortError(f"port {self.name!r} was closed while send() waited")
         if rc < 0:
             raise PortError(f"port {self.name!r}: send failed: {_strerror(rc)}")
         return rc
@@ -357,30 +378,38 @@ class Port:
         if max_n < 1:
             raise ValueError(f"max_n must be at least 1, not {max_n}")
         with self._recv_lock:
+            self._check_open()
             if self._rxlens is None or len(self._rxlens) < max_n:
                 self._rxbuf = ffi.new("uint8_t[]", max_n * self._buf_size)
                 self._rxlens = ffi.new("uint32_t[]", max_n)
             n = lib.ms_app_recv(self._app, self._rxbuf, self._rxlens, max_n,
                                 _timeout_ms(timeout))
+            if n == 0 and self._closed:
+                raise PortError(f"port {self.name!r} was closed while recv() waited")
             return [bytes(ffi.buffer(self._rxbuf + i * self._buf_size, self._rxlens[i]))
                     for i in range(n)]
 
     def stats(self) -> dict[str, Any]:
         """This port's counters (the same dict as in Switch.stats()["ports"])."""
-        self._check_open()
-        return self._switch._port_stats(self._id)
+        with self._switch._lock:
+            self._check_open()
+            return self._switch._port_stats(self._id)
 
     def close(self) -> None:
         """Release the port: its bindings, its memory. Idempotent."""
-        if self._closed:
-            return
-        self._closed = True
-        if self._app != ffi.NULL:
-            lib.ms_app_close(self._app)
-            self._app = ffi.NULL
-        if not self._switch._closed:
-            lib.ms_port_destroy(self._switch._sw, self._id)
-            self._switch._ports.pop(self.name, None)
+        with self._switch._lock:
+            if self._closed:
+                return
+            self._closed = True
+            # A thread waiting in send() or recv() returns at once and then sees the port
+            # closed; only then is the mapping released.
+            lib.ms_app_interrupt(self._app)
+            with self._send_lock, self._recv_lock:
+                lib.ms_app_close(self._app)
+                self._app = ffi.NULL
+            if not self._switch._closed:
+                lib.ms_port_destroy(self._switch._sw, self._id)
+                self._switch._ports.pop(self.name, None)
 
     def __enter__(self) -> "Port":
         return self
@@ -410,6 +439,9 @@ class Switch:
                  max_bindings: int = 16384) -> None:
         self._sw: Any = ffi.NULL
         self._closed = True
+        # Held around every call that uses the C switch, so close() from one thread never
+        # frees it under a call in another.
+        self._lock = threading.RLock()
         self._ports: dict[str, Port] = {}
         self._wire: Wire | None = None
         if nic != "virtual":
@@ -463,15 +495,16 @@ class Switch:
 
     def close(self) -> None:
         """Stop the switch and release every port. Idempotent."""
-        if self._closed:
-            return
-        for p in list(self._ports.values()):
-            p.close()
-        if self._wire is not None:
-            self._wire._close()
-        self._closed = True
-        lib.ms_switch_destroy(self._sw)
-        self._sw = ffi.NULL
+        with self._lock:
+            if self._closed:
+                return
+            for p in list(self._ports.values()):
+                p.close()
+            if self._wire is not None:
+                self._wire._close()
+            self._closed = True
+            lib.ms_switch_destroy(self._sw)
+            self._sw = ffi.NULL
 
     def __enter__(self) -> "Switch":
         return self
@@ -498,6 +531,7 @@ class Switch:
 
     # --- ports and bindings ---------------------------------------------------------
 
+    @_locked
     def port(self, name: str, mtu: int | None = None) -> Port:
         """Create a port with its own memory. Raises PortError on a taken or reserved name.
 
@@ -506,7 +540,6 @@ class Switch:
         ...     sw.port("app1")
         <Port 'app1' mtu=1500>
         """
-        self._check_open()
         if not isinstance(name, str) or not name or len(name.encode()) >= lib.MS_NAME_MAX:
             raise PortError(f"a port name is a non-empty string of at most "
                             f"{lib.MS_NAME_MAX - 1} bytes, not {name!r}")
@@ -542,9 +575,9 @@ class Switch:
                 return p.name
         return f"#{pid}"
 
+    @_locked
     def bindings(self) -> list[Binding]:
         """Every binding on the switch, with the port that holds it."""
-        self._check_open()
         n = lib.ms_bindings(self._sw, ffi.NULL, 0)
         buf = ffi.new("struct ms_binding_info[]", max(n, 1))
         n = lib.ms_bindings(self._sw, buf, n)
@@ -602,6 +635,7 @@ class Switch:
 
     # --- verdicts -------------------------------------------------------------------
 
+    @_locked
     def explain(self, port: str, frame: Frame) -> Verdict:
         """What would happen to ``frame``, sent by port ``port`` or, with port "nic",
         arriving from the NIC. Runs the datapath's own parser and filter; nothing is sent.
@@ -612,7 +646,6 @@ class Switch:
         ...     sw.explain("app1", b"\\x00" * 10).reason
         'malformed'
         """
-        self._check_open()
         data = frame_bytes(frame)
         if port == "nic":
             pid = -1
@@ -677,13 +710,13 @@ class Switch:
             "drops": {r: s.drops[REASONS.index(r)] for r in PORT_DROP_REASONS},
         }
 
+    @_locked
     def stats(self) -> dict[str, Any]:
         """Counters per port and for the NIC; they only grow.
 
         ``{"ports": {name: {"tx": {"frames", "bytes"}, "rx": {...}, "drops": {reason: n}}},
         "nic": {"rx": {...}, "tx": {...}, "to-host": {...}, "drops": {reason: n}}}``
         """
-        self._check_open()
         ports = {name: self._port_stats(p._id) for name, p in self._ports.items()}
         n = ffi.new("struct ms_nic_stats *")
         lib.ms_nic_stats(self._sw, n)
@@ -695,11 +728,11 @@ class Switch:
         }
         return {"ports": ports, "nic": nic}
 
+    @_locked
     def drops(self, limit: int = 100) -> list[dict[str, Any]]:
         """The most recent drops (at most ``limit``, newest last; the switch keeps 1,024):
         dicts with port, direction ("tx" | "rx"), reason, time (seconds since the epoch),
         len and frame (bytes)."""
-        self._check_open()
         limit = max(0, min(int(limit), lib.MS_DROPLOG_LEN))
         if limit == 0:
             return []
@@ -714,8 +747,8 @@ class Switch:
             "frame": bytes(ffi.buffer(r.frame, r.caplen)),
         } for r in recs[0:n]]
 
+    @_locked
     def sync(self, timeout: float | None = 1.0) -> bool:
         """Wait until the switch has handled every frame queued so far; False on timeout."""
-        self._check_open()
         return lib.ms_switch_sync(self._sw, _timeout_ms(timeout)) == 0
 

@@ -19,6 +19,7 @@ struct ms_app {
     size_t size;
     struct ms_ring_geom txg, rxg;   /* validated once at open */
     int memfd, doorbell, wake_fd;
+    _Atomic int closing;            /* set by ms_app_interrupt: stop waiting */
 };
 
 ms_app *ms_app_open(int memfd, int doorbell_fd, int wake_fd)
@@ -55,6 +56,14 @@ void ms_app_close(ms_app *a)
     if (a->wake_fd >= 0)
         close(a->wake_fd);
     free(a);
+}
+
+void ms_app_interrupt(ms_app *a)
+{
+    atomic_store(&a->closing, 1);
+    uint64_t one = 1;
+    ssize_t w = write(a->wake_fd, &one, sizeof(one));
+    (void)w;
 }
 
 uint32_t ms_app_buf_size(ms_app *a) { return a->txg.buf_size; }
@@ -120,7 +129,7 @@ int ms_app_send(ms_app *a, const uint8_t *data, const uint32_t *lens, uint32_t n
         uint32_t space = tail - head;
         if (space == 0) {
             kick(a);
-            if (wait_tail(a, r, tail, deadline) < 0)
+            if (atomic_load(&a->closing) || wait_tail(a, r, tail, deadline) < 0)
                 break;
             continue;
         }
@@ -146,7 +155,7 @@ int ms_app_recv(ms_app *a, uint8_t *out, uint32_t *lens, uint32_t max, int timeo
     int64_t deadline = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
     uint32_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
     uint32_t tail = atomic_load_explicit(&r->tail, memory_order_acquire);
-    while (tail == head && timeout_ms != 0) {
+    while (tail == head && timeout_ms != 0 && !atomic_load(&a->closing)) {
         if (wait_tail(a, r, tail, deadline) < 0)
             break;
         tail = atomic_load_explicit(&r->tail, memory_order_acquire);

@@ -162,6 +162,9 @@ ms_app *ms_app_open(int memfd, int doorbell_fd, int wake_fd);
 ms_app *ms_switch_app(ms_switch *sw, int port);    /* in-process handle for port */
 ms_app *ms_switch_wire(ms_switch *sw);             /* far end of the virtual wire */
 void ms_app_close(ms_app *a);
+/* Wake any thread waiting in ms_app_send/recv on a and make it return; call before close
+ * when another thread may be waiting. */
+void ms_app_interrupt(ms_app *a);
 uint32_t ms_app_buf_size(ms_app *a);
 uint32_t ms_app_slots(ms_app *a);
 /* Queue n frames packed back to back in data with their lengths; waits up to timeout_ms
