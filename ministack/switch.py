@@ -147,6 +147,16 @@ class Verdict:
     ``action`` is "forward" or "drop"; ``reason`` the drop reason (None when forwarded);
     ``to`` is "wire", "host" or a port name (None when dropped); ``detail`` a sentence that
     names the binding checked.
+
+    >>> import ministack as ms
+    >>> from ministack.bench import udp_frame
+    >>> with ms.Switch() as sw:
+    ...     _ = sw.port("app1").bind("10.0.0.2", "udp", 5000)
+    ...     v = sw.explain("app1", udp_frame(sw.mac, "10.0.0.66", "10.0.0.9", 5000, 53))
+    >>> v.action, v.reason
+    ('drop', 'spoofed-src-ip')
+    >>> v.detail
+    'source 10.0.0.66 is not an address app1 bound (app1 holds: udp 10.0.0.2:5000)'
     """
 
     action: str
