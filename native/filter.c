@@ -14,7 +14,7 @@ int ms_filter_tx(const struct ms_parsed *p, int port, uint32_t mtu, const uint8_
         return MS_R_MALFORMED;
     if (p->len > mtu + 14)
         return MS_R_OVERSIZE;
-    if (memcmp(p->src_mac, mac, 6) != 0)
+    if (!ms_mac_eq(p->src_mac, mac))
         return MS_R_SPOOFED_SRC_MAC;
     if (p->problems) {
         for (unsigned i = 0; i < sizeof(later_problems) / sizeof(later_problems[0]); i++)

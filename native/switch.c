@@ -164,9 +164,8 @@ static void flush_deliveries(ms_switch *sw)
 
 static int is_local(const ms_switch *sw, const struct ms_parsed *pp)
 {
-    size_t n = pp->family == 4 ? 4 : 16;
     for (uint32_t i = 0; i < sw->naddrs; i++)
-        if (sw->addrs[i].family == pp->family && memcmp(sw->addrs[i].ip, pp->dst_ip, n) == 0)
+        if (sw->addrs[i].family == pp->family && ms_ip_eq(pp->family, sw->addrs[i].ip, pp->dst_ip))
             return 1;
     return 0;
 }
