@@ -4,11 +4,15 @@
 #ifndef MS_NIC_H
 #define MS_NIC_H
 
+#include <stddef.h>
 #include <stdint.h>
+
+#define MS_NIC_F_HOST_ONLY 1u   /* never deliver to a port (e.g. the kernel stripped a VLAN tag) */
 
 struct ms_nic_frame {
     const uint8_t *data;
     uint32_t len;
+    uint32_t flags;
 };
 
 struct ms_txbuf {
@@ -34,6 +38,11 @@ struct ms_nic_ops {
     /* Called before the switch sleeps: ask to be woken on new input. Returns an fd to poll
      * for input, or -1 when the backend writes the switch's doorbell itself. */
     int (*arm)(struct ms_nic *nic);
+    /* A binding was added (add=1) or removed: keep the backend's own steering (an XDP
+     * map) in step. Called under the control lock; NULL when the backend needs nothing.
+     * Returns 0 or -errno (the bind is then refused). */
+    int (*binding)(struct ms_nic *nic, int add, int family, int proto, const uint8_t *ip,
+                   uint16_t port);
     void (*destroy)(struct ms_nic *nic);
 };
 
@@ -41,6 +50,12 @@ struct ms_nic {
     const struct ms_nic_ops *ops;
     int has_host;   /* frames no port bound go to a host stack (else: dropped, no-binding) */
 };
+
+/* Real interfaces. On failure they return NULL and write why into err (errlen bytes). */
+struct ms_nic *ms_nic_afpacket_new(const char *ifname, uint32_t buf_size, char *err,
+                                   size_t errlen);
+struct ms_nic *ms_nic_afxdp_new(const char *ifname, uint32_t buf_size, char *err,
+                                size_t errlen);
 
 /* The virtual wire: a port-shaped shared region whose far end (ms_switch_wire) injects into
  * its TX ring and captures from its RX ring. */

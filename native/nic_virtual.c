@@ -41,6 +41,7 @@ static uint32_t v_rx_burst(struct ms_nic *n, struct ms_nic_frame *out, uint32_t 
         uint32_t len = *(volatile uint32_t *)&ms_ring_slot(v->shm, &v->txg, first + i)->len;
         out[i].data = ms_ring_buf(v->shm, &v->txg, first + i);
         out[i].len = len > v->txg.buf_size ? v->txg.buf_size : len;
+        out[i].flags = 0;
     }
     return k;
 }

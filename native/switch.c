@@ -266,7 +266,7 @@ static uint32_t nic_rx(ms_switch *sw)
             __builtin_prefetch(fr[i + PREFETCH].data);
         sw->nic_ctr.rx.frames++;
         sw->nic_ctr.rx.bytes += fr[i].len;
-        int to = classify_rx(sw, fr[i].data, fr[i].len, &pp);
+        int to = fr[i].flags & MS_NIC_F_HOST_ONLY ? -1 : classify_rx(sw, fr[i].data, fr[i].len, &pp);
         if (to >= 0) {
             deliver(sw, to, fr[i].data, fr[i].len);
         } else if (sw->nic->has_host) {
@@ -508,12 +508,36 @@ int ms_port_create(ms_switch *sw, const char *name, uint32_t mtu)
     return rc;
 }
 
+static int unbind_locked(ms_switch *sw, int id, int family, int proto, const uint8_t *ip,
+                         uint16_t l4port)
+{
+    int e = ms_table_del(sw->table, id, family, proto, ip, l4port);
+    if (e == 0 && sw->nic->ops->binding)
+        sw->nic->ops->binding(sw->nic, 0, family, proto, ip, l4port);
+    return e;
+}
+
+/* Every binding of port id goes, in the table and in the NIC's steering. */
+static void unbind_all_locked(ms_switch *sw, int id)
+{
+    int n = (int)ms_table_count(sw->table);
+    struct ms_binding_info *b = n ? malloc((size_t)n * sizeof(*b)) : NULL;
+    if (!b) {
+        ms_table_del_owner(sw->table, id);
+        return;
+    }
+    n = ms_table_list(sw->table, id, b, n);
+    for (int i = 0; i < n; i++)
+        unbind_locked(sw, id, b[i].family, b[i].proto, b[i].ip, b[i].l4port);
+    free(b);
+}
+
 int ms_port_destroy(ms_switch *sw, int id)
 {
     ctl_lock(sw);
     struct ms_swport *p = port_get(sw, id);
     if (p) {
-        ms_table_del_owner(sw->table, id);
+        unbind_all_locked(sw, id);
         p->active = 0;
         /* Keep the record until the id is reused so that late stats calls stay safe;
          * the memory goes now. */
@@ -589,6 +613,11 @@ int ms_bind(ms_switch *sw, int id, int family, const uint8_t *ip, int proto, int
     else if ((rc = check_tuple(family, proto, l4port)) == MS_BIND_OK) {
         int e = ms_table_add(sw->table, id, family, proto, ip, (uint16_t)l4port);
         rc = e == -EEXIST ? MS_BIND_IN_USE : e == -ENOSPC ? MS_BIND_NO_SPACE : MS_BIND_OK;
+        if (rc == MS_BIND_OK && sw->nic->ops->binding &&
+            sw->nic->ops->binding(sw->nic, 1, family, proto, ip, (uint16_t)l4port) < 0) {
+            ms_table_del(sw->table, id, family, proto, ip, (uint16_t)l4port);
+            rc = MS_BIND_NO_SPACE; /* the NIC's steering table is full */
+        }
     }
     ctl_unlock(sw);
     return rc;
@@ -604,7 +633,7 @@ int ms_unbind(ms_switch *sw, int id, int family, const uint8_t *ip, int proto, i
     if (!port_get(sw, id))
         rc = -ENOENT;
     else {
-        int e = ms_table_del(sw->table, id, family, proto, ip, (uint16_t)l4port);
+        int e = unbind_locked(sw, id, family, proto, ip, (uint16_t)l4port);
         rc = e == -EPERM ? MS_BIND_NOT_OWNER : e;
     }
     ctl_unlock(sw);
@@ -674,7 +703,7 @@ int ms_switch_sync(ms_switch *sw, int timeout_ms)
         if (mark[i] - taken > p->txg.num_slots)
             mark[i] = taken + p->txg.num_slots;
     }
-    uint32_t nic_mark = sw->nic ? sw->nic->ops->rx_mark(sw->nic) : 0;
+    uint32_t nic_mark = sw->nic && sw->nic->ops->rx_mark ? sw->nic->ops->rx_mark(sw->nic) : 0;
     ctl_unlock(sw);
     for (;;) {
         int busy = 0;
@@ -687,7 +716,7 @@ int ms_switch_sync(ms_switch *sw, int timeout_ms)
                              p->txg.num_slots;
             busy = (int32_t)(taken - mark[i]) < 0;
         }
-        if (!busy && sw->nic)
+        if (!busy && sw->nic && sw->nic->ops->rx_reached)
             busy = !sw->nic->ops->rx_reached(sw->nic, nic_mark);
         ctl_unlock(sw);
         if (!busy)
