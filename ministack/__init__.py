@@ -13,7 +13,8 @@ that disagrees with its bindings, and delivers arriving frames to the port that 
 """
 from ministack.errors import BindError, MiniStackError, PortError
 from ministack.switch import Binding, Port, Switch, Verdict, Wire, frame_bytes
+from ministack.topology import Topology
 
-__all__ = ["Switch", "Port", "Binding", "Verdict", "Wire", "BindError", "PortError",
-           "MiniStackError", "frame_bytes"]
+__all__ = ["Switch", "Port", "Binding", "Verdict", "Wire", "Topology", "BindError",
+           "PortError", "MiniStackError", "frame_bytes"]
 __version__ = "0.1.0"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import logging
 import os
 import threading
 from array import array
@@ -17,6 +18,8 @@ from typing import Any, Iterable, Sequence, Union
 from ministack._native import ffi, lib
 from ministack.errors import BindError, MiniStackError, PortError
 from ministack.protocols import protocol_name, protocol_number
+
+log = logging.getLogger("ministack")
 
 Frame = Union[bytes, bytearray, memoryview, Any]  # Any: a scapy packet (anything bytes() takes)
 
@@ -303,6 +306,11 @@ class Port:
             self._check_open()
             rc = lib.ms_bind(self._switch._sw, self._id, addr.version, addr.packed, proto,
                              l4port)
+            if rc == lib.MS_BIND_OK and not self._switch._host_bind(addr, proto, l4port):
+                lib.ms_unbind(self._switch._sw, self._id, addr.version, addr.packed, proto,
+                              l4port)
+                raise BindError("in-use", f"{protocol_name(proto)} {addr}:{l4port} is held "
+                                f"by a kernel socket on this host; pick another port")
         if rc == lib.MS_BIND_OK:
             return Binding(self.name, str(addr), protocol_name(proto), l4port)
         if rc < 0:
@@ -329,6 +337,8 @@ class Port:
             self._check_open()
             rc = lib.ms_unbind(self._switch._sw, self._id, addr.version, addr.packed,
                                binding.proto, binding.local_port)
+            if rc == 0:
+                self._switch._host_unbind(str(addr), binding.proto, binding.local_port)
         if rc == lib.MS_BIND_NOT_OWNER:
             raise BindError("not-owner", f"{binding} is bound by port {binding.port!r}, not "
                             f"{self.name!r}; call unbind() on port {binding.port!r}")
@@ -340,6 +350,7 @@ class Port:
     def bindings(self) -> list[Binding]:
         """This port's bindings."""
         return [b for b in self._switch.bindings() if b.port == self.name]
+
 
     # --- frames ---------------------------------------------------------------------
 
@@ -418,7 +429,10 @@ class Port:
                 lib.ms_app_close(self._app)
                 self._app = ffi.NULL
             if not self._switch._closed:
+                mine = self.bindings()  # the switch's lock is reentrant
                 lib.ms_port_destroy(self._switch._sw, self._id)
+                for b in mine:
+                    self._switch._host_unbind(b.ip, b.proto, b.local_port)
                 self._switch._ports.pop(self.name, None)
 
     def __enter__(self) -> "Port":
@@ -449,15 +463,13 @@ class Switch:
                  max_bindings: int = 16384) -> None:
         self._sw: Any = ffi.NULL
         self._closed = True
+        self._steering: Any = None
+        self._reservations: Any = None
         # Held around every call that uses the C switch, so close() from one thread never
         # frees it under a call in another.
         self._lock = threading.RLock()
         self._ports: dict[str, Port] = {}
         self._wire: Wire | None = None
-        if nic != "virtual":
-            raise MiniStackError(
-                f"nic={nic!r}: real interfaces are not supported by this version yet; "
-                f"use nic='virtual'")
         if backend not in ("auto", "afxdp", "afpacket"):
             raise ValueError(f"backend must be 'auto', 'afxdp' or 'afpacket', not {backend!r}")
         for name, v in (("ring_slots", ring_slots), ("wire_slots", wire_slots)):
@@ -469,6 +481,17 @@ class Switch:
             raise ValueError(f"mtu must be in 68..{buf_size - 14} (buf_size - 14), not {mtu}")
         self.nic = nic
         self.mtu = mtu
+        #: "virtual", "afxdp" or "afpacket"
+        self.backend = "virtual"
+        #: why backend="auto" did not use AF_XDP (None when it did, or was not asked)
+        self.fallback_reason: str | None = None
+        if nic != "virtual":
+            from ministack import kernel
+
+            if addresses is not None:
+                raise ValueError(f"addresses come from {nic} itself; leave addresses out "
+                                 f"(they are only for nic='virtual')")
+            mac, addresses = kernel.interface_identity(nic)
         self.mac = _mac_text(_mac_bytes(mac))
         addrs = list(DEFAULT_ADDRESSES if addresses is None else addresses)
         parsed = []
@@ -492,10 +515,53 @@ class Switch:
         self._closed = False
         for ip in parsed:
             lib.ms_switch_add_address(self._sw, ip.version, ip.packed)
-        if lib.ms_switch_attach_virtual(self._sw) < 0 or lib.ms_switch_start(self._sw) < 0:
+        try:
+            if nic == "virtual":
+                if lib.ms_switch_attach_virtual(self._sw) < 0:
+                    raise MiniStackError("could not create the virtual wire")
+            else:
+                self._attach(nic, backend)
+            if lib.ms_switch_start(self._sw) < 0:
+                raise MiniStackError("could not start the switch thread")
+        except BaseException:
             self.close()
-            raise MiniStackError("could not start the switch thread")
-        self._wire = Wire(self)
+            raise
+        if nic == "virtual":
+            self._wire = Wire(self)
+
+    def _attach(self, nic: str, backend: str) -> None:
+        from ministack import kernel
+
+        err = ffi.new("char[]", 512)
+        for b in (["afxdp", "afpacket"] if backend == "auto" else [backend]):
+            if lib.ms_switch_attach(self._sw, nic.encode(), b.encode(), err, 512) == 0:
+                self.backend = b
+                break
+            why = ffi.string(err).decode()
+            if backend != "auto" or b == "afpacket":
+                raise MiniStackError(why)
+            self.fallback_reason = why
+            log.info("ministack: AF_XDP unavailable on %s, using AF_PACKET: %s", nic, why)
+        self._reservations = kernel.Reservations()
+        if self.backend == "afpacket":
+            self._steering = kernel.NftSteering(nic)
+
+    def _host_bind(self, addr: Any, proto: int, l4port: int) -> bool:
+        """Reserve a new binding in the host kernel and steer it away from the kernel
+        stack; False when a kernel socket holds it already."""
+        if self._reservations is None:
+            return True
+        if not self._reservations.reserve(str(addr), proto, l4port):
+            return False
+        if self._steering is not None:
+            self._steering.add(str(addr), proto, l4port)
+        return True
+
+    def _host_unbind(self, ip: str, proto: int, l4port: int) -> None:
+        if self._steering is not None:
+            self._steering.remove(ip, proto, l4port)
+        if self._reservations is not None:
+            self._reservations.release(ip, proto, l4port)
 
     # --- lifecycle ------------------------------------------------------------------
 
@@ -513,8 +579,14 @@ class Switch:
             if self._wire is not None:
                 self._wire._close()
             self._closed = True
-            lib.ms_switch_destroy(self._sw)
+            if self._sw != ffi.NULL:
+                lib.ms_switch_destroy(self._sw)
             self._sw = ffi.NULL
+            # After the NIC is detached: no rule, no socket left behind.
+            if self._steering is not None:
+                self._steering.close()
+            if self._reservations is not None:
+                self._reservations.close()
 
     def __enter__(self) -> "Switch":
         return self
@@ -536,8 +608,22 @@ class Switch:
     def wire(self) -> Wire:
         """The far end of the virtual NIC (nic="virtual" only)."""
         self._check_open()
-        assert self._wire is not None
+        if self._wire is None:
+            raise MiniStackError(f"sw.wire exists only with nic='virtual'; this switch is on "
+                                 f"{self.nic}, whose far end is a real network")
         return self._wire
+
+    def resolve(self, ip: str, timeout: float = 1.0) -> str | None:
+        """The MAC of neighbour ``ip`` from the kernel's neighbour table, asking the kernel
+        to resolve it when needed (ports never send ARP or NDP themselves); None when no
+        answer came within ``timeout`` seconds."""
+        self._check_open()
+        if self.nic == "virtual":
+            raise MiniStackError("the virtual NIC has no neighbours to resolve; address "
+                                 "frames to any MAC, the wire takes them all")
+        from ministack import kernel
+
+        return kernel.resolve(self.nic, ip, timeout)
 
     # --- ports and bindings ---------------------------------------------------------
 

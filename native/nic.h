@@ -33,8 +33,10 @@ struct ms_nic_ops {
     int (*rx_reached)(struct ms_nic *nic, uint32_t mark);
     /* Up to max empty buffers (each buf_size bytes) to fill for transmission. */
     uint32_t (*tx_reserve)(struct ms_nic *nic, struct ms_txbuf *out, uint32_t max);
-    /* Transmit the first n reserved buffers, lengths set; the rest go back unused. */
-    void (*tx_commit)(struct ms_nic *nic, const struct ms_txbuf *bufs, uint32_t n);
+    /* Transmit the first n reserved buffers, lengths set; the rest go back unused.
+     * Returns how many of the n the interface took (the switch counts the others as
+     * NIC drops, ring-full). */
+    uint32_t (*tx_commit)(struct ms_nic *nic, const struct ms_txbuf *bufs, uint32_t n);
     /* Called before the switch sleeps: ask to be woken on new input. Returns an fd to poll
      * for input, or -1 when the backend writes the switch's doorbell itself. */
     int (*arm)(struct ms_nic *nic);

@@ -80,16 +80,17 @@ static uint32_t v_tx_reserve(struct ms_nic *n, struct ms_txbuf *out, uint32_t ma
     return k;
 }
 
-static void v_tx_commit(struct ms_nic *n, const struct ms_txbuf *bufs, uint32_t k)
+static uint32_t v_tx_commit(struct ms_nic *n, const struct ms_txbuf *bufs, uint32_t k)
 {
     struct nic_virtual *v = nv(n);
     struct ms_ring *r = &v->shm->rx;
     if (!k)
-        return;
+        return 0;
     for (uint32_t i = 0; i < k; i++)
         ms_ring_slot(v->shm, &v->rxg, v->reserved_first + i)->len = bufs[i].len;
     ms_rx_publish(r, k);
     wake_far_end(v, r);
+    return k;
 }
 
 static int v_arm(struct ms_nic *n)

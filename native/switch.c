@@ -10,6 +10,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <poll.h>
+#include <stdio.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdlib.h>
@@ -240,8 +241,6 @@ static uint32_t port_tx(ms_switch *sw, int id)
             deliver(sw, to, f, len);
         } else if (w < nw) {
             wb[w++].len = len;
-            sw->nic_ctr.tx.frames++;
-            sw->nic_ctr.tx.bytes += len;
         } else {
             drop(sw, -1, DIR_TX, MS_R_RING_FULL, f, len);
         }
@@ -249,7 +248,15 @@ static uint32_t port_tx(ms_switch *sw, int id)
     ms_tx_release(r, n);
     if (ms_ring_wants_wakeup(r))
         ring_doorbell(p->wake_fd);
-    sw->nic->ops->tx_commit(sw->nic, wb, w);
+    uint32_t sent = sw->nic->ops->tx_commit(sw->nic, wb, w);
+    for (uint32_t i = 0; i < w; i++) {
+        if (i < sent) {
+            sw->nic_ctr.tx.frames++;
+            sw->nic_ctr.tx.bytes += wb[i].len;
+        } else {
+            drop(sw, -1, DIR_TX, MS_R_RING_FULL, wb[i].data, wb[i].len);
+        }
+    }
     flush_deliveries(sw);
     return n;
 }
@@ -406,6 +413,24 @@ int ms_switch_attach_virtual(ms_switch *sw)
                                  &sw->wire_wake_fd);
     return sw->nic ? 0 : -ENOMEM;
 }
+
+int ms_switch_attach(ms_switch *sw, const char *ifname, const char *backend, char *err,
+                     size_t errlen)
+{
+    if (sw->nic) {
+        snprintf(err, errlen, "the switch is attached to a NIC already");
+        return -EBUSY;
+    }
+    if (strcmp(backend, "afpacket") == 0)
+        sw->nic = ms_nic_afpacket_new(ifname, sw->cfg.buf_size, err, errlen);
+    else if (strcmp(backend, "afxdp") == 0)
+        sw->nic = ms_nic_afxdp_new(ifname, sw->cfg.buf_size, err, errlen);
+    else
+        snprintf(err, errlen, "unknown backend %s (afxdp or afpacket)", backend);
+    return sw->nic ? 0 : -EINVAL;
+}
+
+const char *ms_switch_backend(ms_switch *sw) { return sw->nic ? sw->nic->ops->name : ""; }
 
 int ms_switch_start(ms_switch *sw)
 {

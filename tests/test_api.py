@@ -309,9 +309,19 @@ def test_switch_bad_arguments(kwargs: dict[str, object]) -> None:
         ms.Switch(**kwargs)  # type: ignore[arg-type]
 
 
-def test_switch_real_nic_not_supported() -> None:
-    with pytest.raises(ms.MiniStackError, match="virtual"):
-        ms.Switch(nic="veth-ms")
+def test_switch_on_a_missing_interface_names_it() -> None:
+    with pytest.raises(ms.MiniStackError, match="no interface 'ms-no-such0'.*topo up"):
+        ms.Switch(nic="ms-no-such0")
+
+
+def test_addresses_are_only_for_the_virtual_nic() -> None:
+    with pytest.raises(ValueError, match="addresses come from lo"):
+        ms.Switch(nic="lo", addresses=["10.0.0.2"])
+
+
+def test_resolve_and_wire_are_for_their_own_nics(sw: ms.Switch) -> None:
+    with pytest.raises(ms.MiniStackError, match="no neighbours"):
+        sw.resolve("10.0.0.1")
 
 
 # --- lifecycle ---------------------------------------------------------------------------

@@ -133,6 +133,10 @@ typedef struct ms_app ms_app;
 int ms_switch_create(const struct ms_config *cfg, ms_switch **out);
 int ms_switch_add_address(ms_switch *sw, int family, const uint8_t *ip);
 int ms_switch_attach_virtual(ms_switch *sw);
+/* Attach to a real interface with backend "afxdp" or "afpacket"; on failure err says why. */
+int ms_switch_attach(ms_switch *sw, const char *ifname, const char *backend, char *err,
+                     size_t errlen);
+const char *ms_switch_backend(ms_switch *sw);
 int ms_switch_start(ms_switch *sw);
 void ms_switch_destroy(ms_switch *sw);
 /* Wait until every frame queued so far by ports and the wire has been handled (timeout_ms

@@ -1,0 +1,195 @@
+"""The host kernel's side of a real interface: the interface's identity (netlink), tuple
+reservations with kernel sockets, nftables ingress steering for the AF_PACKET backend, and
+neighbour resolution. Used by Switch; not needed on the virtual NIC.
+"""
+from __future__ import annotations
+
+import errno
+import ipaddress
+import re
+import shutil
+import socket
+import subprocess
+import time
+from typing import Any
+
+from ministack.errors import MiniStackError
+
+ECHO = {4: 1, 6: 58}
+PORT_MATCH = {6: "tcp", 17: "udp", 33: "dccp", 132: "sctp", 136: "udplite"}
+SOCKET_TYPES = {6: socket.SOCK_STREAM, 17: socket.SOCK_DGRAM, 132: socket.SOCK_STREAM,
+                33: 6, 136: socket.SOCK_DGRAM}  # 6: SOCK_DCCP, which Python does not name
+
+
+def interface_identity(ifname: str) -> tuple[str, list[str]]:
+    """The interface's MAC and its addresses (IPv6 link-local ones left out).
+
+    Raises MiniStackError when the interface does not exist."""
+    from pyroute2 import IPRoute
+
+    with IPRoute() as ipr:
+        idx = ipr.link_lookup(ifname=ifname)
+        if not idx:
+            names = sorted(link.get_attr("IFLA_IFNAME") for link in ipr.get_links())
+            raise MiniStackError(f"no interface {ifname!r} (interfaces: {', '.join(names)}); "
+                                 f"'ministack topo up' creates a lab pair")
+        mac = ipr.get_links(idx[0])[0].get_attr("IFLA_ADDRESS")
+        addrs = []
+        for a in ipr.get_addr(index=idx[0]):
+            ip = ipaddress.ip_address(a.get_attr("IFA_ADDRESS"))
+            if not ip.is_link_local:
+                addrs.append(str(ip))
+    return mac, addrs
+
+
+class Reservations:
+    """Kernel sockets that hold each bound tuple, as MultiStack required: the kernel then
+    refuses the tuple to its own applications, and a tuple a kernel socket already holds is
+    refused to ports (``in-use``)."""
+
+    def __init__(self) -> None:
+        self._held: dict[tuple[str, int, int], socket.socket] = {}
+
+    def reserve(self, ip: str, proto: int, port: int) -> bool:
+        """Hold the tuple. False when a kernel socket holds it already; protocols the kernel
+        cannot bind here (no module, port-less, ICMP without ping sockets) hold nothing."""
+        family = ipaddress.ip_address(ip).version
+        af = socket.AF_INET if family == 4 else socket.AF_INET6
+        if proto in ECHO.values():
+            sock = _try_socket(af, socket.SOCK_DGRAM, proto)
+        elif proto in SOCKET_TYPES:
+            sock = _try_socket(af, SOCKET_TYPES[proto], proto)
+        else:
+            return True
+        if sock is None:
+            return True
+        try:
+            sock.bind((ip, port))
+        except OSError as e:
+            sock.close()
+            if e.errno == errno.EADDRINUSE:
+                return False
+            return True  # e.g. EACCES for ping sockets outside ping_group_range
+        self._held[(ip, proto, port)] = sock
+        return True
+
+    def release(self, ip: str, proto: int, port: int) -> None:
+        sock = self._held.pop((ip, proto, port), None)
+        if sock is not None:
+            sock.close()
+
+    def close(self) -> None:
+        for sock in self._held.values():
+            sock.close()
+        self._held.clear()
+
+
+def _try_socket(af: int, kind: int, proto: int) -> socket.socket | None:
+    try:
+        return socket.socket(af, kind, proto)
+    except OSError:
+        return None
+
+
+def nft_rule(ip: str, proto: int, port: int) -> str:
+    """The nftables match for frames addressed to a binding.
+
+    >>> nft_rule("10.0.0.2", 17, 5000)
+    'ip daddr 10.0.0.2 udp dport 5000 drop'
+    >>> nft_rule("fd00::2", 58, 7)
+    'ip6 daddr fd00::2 icmpv6 type { echo-request, echo-reply } icmpv6 id 7 drop'
+    """
+    family = ipaddress.ip_address(ip).version
+    dst = f"ip daddr {ip}" if family == 4 else f"ip6 daddr {ip}"
+    if proto in PORT_MATCH:
+        return f"{dst} {PORT_MATCH[proto]} dport {port} drop"
+    if proto == ECHO[family]:
+        icmp = "icmp" if family == 4 else "icmpv6"
+        return f"{dst} {icmp} type {{ echo-request, echo-reply }} {icmp} id {port} drop"
+    return f"{dst} meta l4proto {proto} drop"
+
+
+class NftSteering:
+    """An nftables netdev ingress table on the interface that drops each bound flow before
+    the kernel stack sees it (AF_PACKET sockets have seen it already), so the kernel answers
+    no bound flow with a RST or an ICMP unreachable. The table is rewritten whole, in one
+    transaction, on every change; close() deletes it."""
+
+    def __init__(self, ifname: str) -> None:
+        if shutil.which("nft") is None:
+            raise MiniStackError("the AF_PACKET backend needs nftables to keep bound flows "
+                                 "from the kernel: apt-get install nftables")
+        self.ifname = ifname
+        self.table = "ministack_" + re.sub(r"[^A-Za-z0-9_]", "_", ifname)
+        self._rules: dict[tuple[str, int, int], str] = {}
+        self._apply()
+
+    def add(self, ip: str, proto: int, port: int) -> None:
+        self._rules[(ip, proto, port)] = nft_rule(ip, proto, port)
+        self._apply()
+
+    def remove(self, ip: str, proto: int, port: int) -> None:
+        if self._rules.pop((ip, proto, port), None) is not None:
+            self._apply()
+
+    def _apply(self) -> None:
+        rules = "\n".join(f"    {r}" for r in self._rules.values())
+        text = (f"table netdev {self.table}\ndelete table netdev {self.table}\n"
+                f"table netdev {self.table} {{\n  chain ingress {{\n"
+                f"    type filter hook ingress device \"{self.ifname}\" priority -500; "
+                f"policy accept;\n{rules}\n  }}\n}}\n")
+        _nft(text)
+
+    def close(self) -> None:
+        _nft(f"table netdev {self.table}\ndelete table netdev {self.table}\n")
+
+
+def _nft(text: str) -> None:
+    r = subprocess.run(["nft", "-f", "-"], input=text, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise MiniStackError(f"nftables refused the steering table: {r.stderr.strip()}")
+
+
+def nft_tables() -> list[str]:
+    """Names of the netdev tables that exist now (for tests and 'topo show')."""
+    r = subprocess.run(["nft", "list", "tables", "netdev"], capture_output=True, text=True)
+    return [line.split()[-1] for line in r.stdout.splitlines() if line.startswith("table")]
+
+
+NUD_VALID = 0x02 | 0x04 | 0x08 | 0x10 | 0x40 | 0x80  # REACHABLE STALE DELAY PROBE NOARP PERM
+
+
+def resolve(ifname: str, ip: str, timeout: float = 1.0) -> str | None:
+    """The neighbour's MAC from the kernel's table, asking the kernel to resolve it first
+    when needed (a datagram to the discard port makes it send ARP or NDP). None when no
+    answer came within ``timeout`` seconds."""
+    from pyroute2 import IPRoute
+
+    addr = ipaddress.ip_address(ip)
+    with IPRoute() as ipr:
+        idx = ipr.link_lookup(ifname=ifname)
+        if not idx:
+            raise MiniStackError(f"no interface {ifname!r}")
+        end = time.monotonic() + timeout
+        asked = False
+        while True:
+            for n in ipr.get_neighbours(ifindex=idx[0], dst=str(addr)):
+                mac = n.get_attr("NDA_LLADDR")
+                if mac and n["state"] & NUD_VALID:
+                    return str(mac)
+            if time.monotonic() > end:
+                return None
+            if not asked:
+                _provoke(addr, ifname)
+                asked = True
+            time.sleep(0.01)
+
+
+def _provoke(addr: Any, ifname: str) -> None:
+    af = socket.AF_INET if addr.version == 4 else socket.AF_INET6
+    with socket.socket(af, socket.SOCK_DGRAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, ifname.encode())
+        try:
+            s.sendto(b"", (str(addr), 9))
+        except OSError:
+            pass

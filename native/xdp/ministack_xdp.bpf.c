@@ -1,0 +1,218 @@
+/* The XDP program of the AF_XDP backend (nic_afxdp.c). It steers to the switch's AF_XDP
+ * socket exactly the received frames a port bound, and passes everything else to the
+ * kernel stack untouched: ARP, NDP and other ICMP, fragments, VLAN-tagged frames, frames
+ * whose headers do not add up, IPv6 with extension headers, and every unbound flow.
+ *
+ * A frame is steered when (family, protocol, destination IP, destination port) is a key of
+ * ms_bindings. The checks mirror what the switch's parser requires before it demultiplexes
+ * (native/parse.c): a frame the switch would hand to the host is never taken from the
+ * kernel here. The one deliberate difference: IPv6 extension headers are not walked, such
+ * frames go to the kernel.
+ *
+ * Build: clang -O2 -g -target bpf -c ministack_xdp.bpf.c (see native/Makefile). */
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+
+/* The binding key, shared with nic_afxdp.c (struct afxdp_key there):
+ *   family  4 or 6
+ *   proto   the IP protocol number (IPv6: the upper-layer next header)
+ *   port    the destination port, or the echo identifier for ICMP/ICMPv6 echo request and
+ *           reply, or 0 for protocols without ports; NETWORK byte order (as on the wire)
+ *   ip      the destination address, network order; IPv4 in ip[0..4), ip[4..16) zero
+ * 20 bytes, no padding. The value is a u32 the program does not read (1). */
+struct ms_key {
+    __u8 family;
+    __u8 proto;
+    __u16 port;
+    __u8 ip[16];
+};
+
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 65536);
+    __type(key, struct ms_key);
+    __type(value, __u32);
+} ms_bindings SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_XSKMAP);
+    __uint(max_entries, 64);
+    __type(key, __u32);
+    __type(value, __u32);
+} ms_xsks SEC(".maps");
+
+#define IPPROTO_ICMPV6_ 58
+#define IPPROTO_DCCP_ 33
+#define IPPROTO_SCTP_ 132
+#define IPPROTO_UDPLITE_ 136
+
+/* IPv4 options: each is EOL (ends the list), NOP, or type-length-value with
+ * 2 <= length <= what is left of the header; at most 40 bytes. The walk is unrolled over
+ * the 40 possible positions, so every read has a constant offset the verifier checks
+ * cheaply (a loop over a variable offset makes it explore too many states). One position:
+ * 1 when the list ended soundly, -1 when it is broken, 0 to go on. */
+static __always_inline int ipv4_option_at(const __u8 *o, __u32 k, __u32 olen, __u32 *next,
+                                          const void *end)
+{
+    if (k >= olen)
+        return 1;
+    if (k != *next)
+        return 0;
+    if ((const void *)(o + k + 1) > end)
+        return -1;
+    __u8 t = o[k];
+    if (t == 0)
+        return 1;
+    if (t == 1) {
+        *next = k + 1;
+        return 0;
+    }
+    if (k + 1 >= olen || (const void *)(o + k + 2) > end)
+        return -1;
+    __u8 l = o[k + 1];
+    if (l < 2 || l > olen - k)
+        return -1;
+    *next = k + l;
+    return 0;
+}
+
+#define OPT(k)                                                                             \
+    do {                                                                                   \
+        int r_ = ipv4_option_at(o, k, olen, &next, end);                                   \
+        if (r_)                                                                            \
+            return r_ > 0;                                                                 \
+    } while (0)
+#define OPT4(k) OPT(k); OPT(k + 1); OPT(k + 2); OPT(k + 3)
+
+/* Returns 1 when the options are sound. */
+static __always_inline int ipv4_options_ok(const __u8 *o, __u32 olen, const void *end)
+{
+    __u32 next = 0;
+    OPT4(0); OPT4(4); OPT4(8); OPT4(12); OPT4(16);
+    OPT4(20); OPT4(24); OPT4(28); OPT4(32); OPT4(36);
+    return 1;
+}
+
+static __always_inline int is_ipv6_ext_header(__u8 nh)
+{
+    switch (nh) {
+    case 0: case 43: case 44: case 50: case 51: case 60: case 135: case 139: case 140:
+    case 253: case 254:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+SEC("xdp")
+int ms_xdp(struct xdp_md *ctx)
+{
+    void *data = (void *)(long)ctx->data;
+    void *end = (void *)(long)ctx->data_end;
+    struct ms_key key;
+    const __u8 *l4;
+    __u32 l4len;
+
+    __builtin_memset(&key, 0, sizeof(key));
+    struct ethhdr *eth = data;
+    if ((void *)(eth + 1) > end)
+        return XDP_PASS;
+
+    if (eth->h_proto == bpf_htons(ETH_P_IP)) {
+        struct iphdr *ip = (void *)(eth + 1);
+        if ((void *)(ip + 1) > end)
+            return XDP_PASS;
+        if (ip->version != 4 || ip->ihl < 5)
+            return XDP_PASS;
+        __u32 ihl = (__u32)ip->ihl * 4;
+        __u32 tot = bpf_ntohs(ip->tot_len);
+        if (tot < ihl || (void *)ip + tot > end)
+            return XDP_PASS;
+        if (ip->frag_off & bpf_htons(0x3fff))   /* MF set or offset > 0 */
+            return XDP_PASS;
+        if (ihl > 20 && !ipv4_options_ok((const __u8 *)(ip + 1), ihl - 20, end))
+            return XDP_PASS;
+        key.family = 4;
+        key.proto = ip->protocol;
+        __builtin_memcpy(key.ip, &ip->daddr, 4);
+        l4 = (const __u8 *)ip + ihl;
+        l4len = tot - ihl;
+    } else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
+        struct ipv6hdr *ip6 = (void *)(eth + 1);
+        if ((void *)(ip6 + 1) > end)
+            return XDP_PASS;
+        if (ip6->version != 6)
+            return XDP_PASS;
+        __u32 plen = bpf_ntohs(ip6->payload_len);
+        if ((void *)(ip6 + 1) + plen > end)
+            return XDP_PASS;
+        if (is_ipv6_ext_header(ip6->nexthdr))
+            return XDP_PASS;
+        key.family = 6;
+        key.proto = ip6->nexthdr;
+        __builtin_memcpy(key.ip, &ip6->daddr, 16);
+        l4 = (const __u8 *)(ip6 + 1);
+        l4len = plen;
+    } else {
+        return XDP_PASS;   /* ARP, VLAN tags (802.1Q/802.1ad), everything else */
+    }
+
+    switch (key.proto) {
+    case IPPROTO_UDP:
+    case IPPROTO_UDPLITE_:
+        if (l4len < 8 || (const void *)(l4 + 8) > end)
+            return XDP_PASS;
+        __builtin_memcpy(&key.port, l4 + 2, 2);
+        break;
+    case IPPROTO_SCTP_:
+        if (l4len < 12 || (const void *)(l4 + 12) > end)
+            return XDP_PASS;
+        __builtin_memcpy(&key.port, l4 + 2, 2);
+        break;
+    case IPPROTO_TCP: {
+        if (l4len < 20 || (const void *)(l4 + 20) > end)
+            return XDP_PASS;
+        __u32 doff = (__u32)(l4[12] >> 4) * 4;
+        if (doff < 20 || doff > l4len)
+            return XDP_PASS;
+        __builtin_memcpy(&key.port, l4 + 2, 2);
+        break;
+    }
+    case IPPROTO_DCCP_: {
+        if (l4len < 12 || (const void *)(l4 + 12) > end)
+            return XDP_PASS;
+        __u32 hdr = (l4[8] & 1) ? 16 : 12;   /* X bit: extended sequence numbers */
+        __u32 doff = (__u32)l4[4] * 4;
+        if (l4len < hdr || doff < hdr || doff > l4len)
+            return XDP_PASS;
+        __builtin_memcpy(&key.port, l4 + 2, 2);
+        break;
+    }
+    case IPPROTO_ICMP:
+    case IPPROTO_ICMPV6_:
+        /* ICMP carries an identifier only in its own family; across families it is just
+         * another port-less protocol number. */
+        if ((key.proto == IPPROTO_ICMP) != (key.family == 4))
+            break;
+        if (l4len < 8 || (const void *)(l4 + 8) > end)
+            return XDP_PASS;
+        if (key.family == 4 ? (l4[0] != 8 && l4[0] != 0) : (l4[0] != 128 && l4[0] != 129))
+            return XDP_PASS;   /* errors, redirects, neighbour discovery: the host's */
+        __builtin_memcpy(&key.port, l4 + 4, 2);
+        break;
+    default:
+        break;   /* a port-less protocol: port 0 */
+    }
+
+    if (!bpf_map_lookup_elem(&ms_bindings, &key))
+        return XDP_PASS;
+    /* No socket on this queue: the lower bits of the flags are the action then. */
+    return bpf_redirect_map(&ms_xsks, ctx->rx_queue_index, XDP_PASS);
+}
+
+char _license[] SEC("license") = "Dual BSD/GPL";

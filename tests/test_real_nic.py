@@ -1,0 +1,212 @@
+"""A switch on a real interface (a veth pair into a peer namespace the test creates), with
+real kernel stacks on the other side. Needs root; CI runs as root."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+from scapy.layers.inet import IP, TCP, UDP
+from scapy.layers.inet6 import IPv6
+from scapy.layers.l2 import Ether
+
+import ministack as ms
+from ministack import kernel
+
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0 and not os.environ.get("CI"),
+    reason="needs root to create a network namespace and a veth pair (CI runs as root)")
+
+BACKENDS = ["afpacket", "afxdp"]
+
+
+def subnet() -> int:
+    """A /24 and /64 of our own per test run, so that nothing else on the machine routes
+    the same prefix."""
+    return 100 + os.getpid() % 100
+
+
+@pytest.fixture
+def topo() -> Iterator[ms.Topology]:
+    n = subnet()
+    t = ms.Topology(ns=f"ms-t{os.getpid()}", host_if=f"ms{os.getpid()}h",
+                    peer_if=f"ms{os.getpid()}p",
+                    host_addrs=[f"10.{n}.0.2/24", f"fd00:{n}::2/64"],
+                    peer_addrs=[f"10.{n}.0.1/24", f"fd00:{n}::1/64"])
+    with t:
+        yield t
+    assert t.host_if not in os.listdir("/sys/class/net")
+
+
+@pytest.fixture(params=BACKENDS)
+def sw(request: pytest.FixtureRequest, topo: ms.Topology) -> Iterator[ms.Switch]:
+    try:
+        s = ms.Switch(nic=topo.host_if, backend=request.param)
+    except ms.MiniStackError as e:
+        if request.param == "afxdp" and "not available" in str(e):
+            pytest.skip(f"AF_XDP backend not built here: {e}")
+        raise
+    with s:
+        yield s
+    # Detached: no XDP program, no nftables table left on the interface.
+    link = subprocess.run(["ip", "link", "show", topo.host_if], capture_output=True,
+                          text=True).stdout
+    assert "xdp" not in link
+    assert not [t for t in kernel.nft_tables() if topo.host_if.replace("-", "_") in t]
+
+
+def peer_python(topo: ms.Topology, code: str) -> subprocess.Popen:
+    """Run Python code in the peer namespace, in the background; its stdout is the
+    result."""
+    return subprocess.Popen(["ip", "netns", "exec", topo.ns, sys.executable, "-c", code],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+CAPTURE = """
+import socket, sys, time
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
+s.bind(({ifname!r}, 0))
+s.settimeout(0.05)
+print("ready", flush=True)
+end = time.time() + {seconds}
+while time.time() < end:
+    try:
+        f, addr = s.recvfrom(65535)
+    except socket.timeout:
+        continue
+    if addr[2] != socket.PACKET_OUTGOING:
+        print(f.hex(), flush=True)
+"""
+
+
+def capture(topo: ms.Topology, seconds: float) -> subprocess.Popen:
+    """Frames arriving at the peer's interface, one hex line each, for `seconds`."""
+    p = peer_python(topo, CAPTURE.format(ifname=topo.peer_if, seconds=seconds))
+    assert p.stdout is not None and p.stdout.readline().strip() == "ready"
+    return p
+
+
+def captured(p: subprocess.Popen) -> list[bytes]:
+    out, err = p.communicate(timeout=30)
+    return [bytes.fromhex(line) for line in out.split()]
+
+
+def test_identity_comes_from_the_interface(sw: ms.Switch, topo: ms.Topology) -> None:
+    mac = open(f"/sys/class/net/{topo.host_if}/address").read().strip()
+    assert sw.mac == mac
+    assert sorted(sw.addresses) == sorted(topo.host_ips)
+    with pytest.raises(ms.BindError) as e:
+        sw.port("a").bind("10.0.0.99", "udp", 5000)
+    assert e.value.reason == "address-not-local"
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_udp_peer_reaches_port_and_gets_the_reply(sw: ms.Switch, topo: ms.Topology,
+                                                 family: int) -> None:
+    host, peer = topo.host_ips[family == 6], topo.peer_ips[family == 6]
+    a = sw.port("a")
+    a.bind(host, "udp", 5000)
+    af = "AF_INET" if family == 4 else "AF_INET6"
+    p = peer_python(topo, f"""
+import socket
+s = socket.socket(socket.{af}, socket.SOCK_DGRAM)
+s.bind(({peer!r}, 7000))
+s.settimeout(5)
+s.sendto(b"ping", ({host!r}, 5000))
+print(s.recvfrom(100)[0].decode())
+""")
+    f = a.recv(timeout=5)
+    assert f is not None, "the peer's datagram did not reach the port"
+    pkt = Ether(f)
+    assert bytes(pkt[UDP].payload) == b"ping" and pkt[UDP].dport == 5000
+    peer_mac = sw.resolve(peer, timeout=2)
+    assert peer_mac == pkt.src
+    l3 = IP(src=host, dst=peer) if family == 4 else IPv6(src=host, dst=peer)
+    a.send(Ether(src=sw.mac, dst=peer_mac) / l3 / UDP(sport=5000, dport=7000) / b"pong")
+    out, err = p.communicate(timeout=10)
+    assert out.strip() == "pong", err
+    assert sw.stats()["ports"]["a"]["rx"]["frames"] >= 1
+
+
+def test_peer_still_pings_the_host_stack(sw: ms.Switch, topo: ms.Topology) -> None:
+    a = sw.port("a")
+    a.bind(topo.host_ips[0], "udp", 5000)
+    a.bind(topo.host_ips[1], "tcp", 80)
+    for ip in topo.host_ips:
+        r = topo.exec("ping", "-c", "2", "-W", "2", ip)
+        assert r.returncode == 0, r.stdout + r.stderr
+    assert sw.stats()["nic"]["to-host"]["frames"] >= 2
+
+
+def test_tcp_syn_reaches_port_and_kernel_sends_no_rst(sw: ms.Switch,
+                                                      topo: ms.Topology) -> None:
+    host, peer = topo.host_ips[0], topo.peer_ips[0]
+    a = sw.port("a")
+    a.bind(host, "tcp", 8080)
+    cap = capture(topo, 3.0)
+    conn = peer_python(topo, f"""
+import socket
+s = socket.socket(); s.settimeout(1)
+try:
+    s.connect(({host!r}, 8080)); print("connected")
+except Exception as e:
+    print(type(e).__name__)
+""")
+    f = a.recv(timeout=5)
+    assert f is not None and Ether(f)[TCP].flags == "S", "the SYN did not reach the port"
+    conn.communicate(timeout=10)
+    frames = [Ether(x) for x in captured(cap)]
+    rsts = [x for x in frames if TCP in x and x[TCP].flags & 0x04]
+    assert not rsts, f"the host kernel answered a bound flow: {[x.summary() for x in rsts]}"
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_spoofed_frames_never_reach_the_peer(sw: ms.Switch, topo: ms.Topology,
+                                            family: int) -> None:
+    host, peer = topo.host_ips[family == 6], topo.peer_ips[family == 6]
+    a = sw.port("a")
+    a.bind(host, "udp", 5000)
+    peer_mac = sw.resolve(peer, timeout=2)
+    assert peer_mac
+    l3 = IP if family == 4 else IPv6
+    good = Ether(src=sw.mac, dst=peer_mac) / l3(src=host, dst=peer) / UDP(sport=5000,
+                                                                       dport=9) / b"good"
+    bad_ip = Ether(src=sw.mac, dst=peer_mac) / l3(src=peer, dst=peer) / UDP(sport=5000,
+                                                                         dport=9) / b"bad1"
+    bad_port = Ether(src=sw.mac, dst=peer_mac) / l3(src=host, dst=peer) / UDP(sport=5001,
+                                                                           dport=9) / b"bad2"
+    bad_mac = Ether(src="02:66:66:66:66:66", dst=peer_mac) / l3(src=host, dst=peer) / \
+        UDP(sport=5000, dport=9) / b"bad3"
+    cap = capture(topo, 1.5)
+    for f in (bad_ip, bad_port, bad_mac, good):
+        a.send(f)
+    payloads = [bytes(Ether(x)[UDP].payload) for x in captured(cap) if UDP in Ether(x)]
+    assert b"good" in payloads
+    assert not {b"bad1", b"bad2", b"bad3"} & set(payloads), payloads
+    drops = sw.stats()["ports"]["a"]["drops"]
+    assert (drops["spoofed-src-ip"], drops["spoofed-src-port"], drops["spoofed-src-mac"]) == \
+        (1, 1, 1)
+
+
+def test_kernel_socket_makes_a_tuple_in_use_and_unbind_releases(sw: ms.Switch,
+                                                               topo: ms.Topology) -> None:
+    import socket
+
+    host = topo.host_ips[0]
+    held = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    held.bind((host, 6000))
+    a = sw.port("a")
+    with pytest.raises(ms.BindError) as e:
+        a.bind(host, "udp", 6000)
+    assert e.value.reason == "in-use" and "kernel socket" in str(e.value)
+    held.close()
+    b = a.bind(host, "udp", 6000)
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    with pytest.raises(OSError):  # the port's reservation holds it against the kernel
+        probe.bind((host, 6000))
+    a.unbind(b)
+    probe.bind((host, 6000))
+    probe.close()
