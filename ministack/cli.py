@@ -63,6 +63,30 @@ def demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def topo(args: argparse.Namespace) -> int:
+    """Create, remove or show a lab topology: a peer namespace joined by a veth pair."""
+    import ministack as ms
+
+    t = ms.Topology(ns=args.ns, host_if=args.host_if, peer_if=args.peer_if,
+                    host_addrs=args.host_addr or ["10.0.0.2/24", "fd00::2/64"],
+                    peer_addrs=args.peer_addr or ["10.0.0.1/24", "fd00::1/64"])
+    try:
+        if args.action == "up":
+            t.up()
+            print(t.show())
+            print(f"attach a switch with ms.Switch(nic={t.host_if!r}); remove with "
+                  f"'ministack topo down'")
+        elif args.action == "down":
+            t.down()
+            print(f"removed {t.host_if} and namespace {t.ns}")
+        else:
+            print(t.show())
+    except ms.MiniStackError as e:
+        print(f"ministack topo {args.action}: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def bench(args: argparse.Namespace) -> int:
     """Run the benchmark (same as python -m ministack.bench)."""
     from ministack import bench as b
@@ -78,6 +102,17 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("demo", help="run the poster demo on the virtual NIC",
                        description=demo.__doc__)
     p.set_defaults(func=demo)
+    p = sub.add_parser("topo", help="create, remove or show a lab topology (root)",
+                       description=topo.__doc__)
+    p.add_argument("action", choices=["up", "down", "show"])
+    p.add_argument("--ns", default="ms-peer", help="peer namespace (default ms-peer)")
+    p.add_argument("--host-if", default="veth-ms", help="host end (default veth-ms)")
+    p.add_argument("--peer-if", default="veth-peer", help="peer end (default veth-peer)")
+    p.add_argument("--host-addr", action="append", metavar="IP/LEN",
+                   help="host end address (repeatable; default 10.0.0.2/24, fd00::2/64)")
+    p.add_argument("--peer-addr", action="append", metavar="IP/LEN",
+                   help="peer address (repeatable; default 10.0.0.1/24, fd00::1/64)")
+    p.set_defaults(func=topo)
     p = sub.add_parser("bench", help="measure forwarding rates (see --help)", add_help=False,
                        description=bench.__doc__)
     p.add_argument("rest", nargs=argparse.REMAINDER)

@@ -210,3 +210,37 @@ def test_kernel_socket_makes_a_tuple_in_use_and_unbind_releases(sw: ms.Switch,
     a.unbind(b)
     probe.bind((host, 6000))
     probe.close()
+
+
+def test_topo_command_up_show_down() -> None:
+    n = subnet() + 1
+    args = ["--ns", f"ms-c{os.getpid()}", "--host-if", f"mc{os.getpid()}h", "--peer-if",
+            f"mc{os.getpid()}p", "--host-addr", f"10.{n}.0.2/24", "--peer-addr",
+            f"10.{n}.0.1/24"]
+    cmd = [sys.executable, "-m", "ministack", "topo"]
+    try:
+        up = subprocess.run(cmd + ["up"] + args, capture_output=True, text=True)
+        assert up.returncode == 0, up.stderr
+        assert f"10.{n}.0.2/24" in up.stdout
+        show = subprocess.run(cmd + ["show"] + args, capture_output=True, text=True)
+        assert f"10.{n}.0.1/24" in show.stdout
+        again = subprocess.run(cmd + ["up"] + args, capture_output=True, text=True)
+        assert again.returncode == 1 and "exists already" in again.stderr
+    finally:
+        down = subprocess.run(cmd + ["down"] + args, capture_output=True, text=True)
+    assert down.returncode == 0, down.stderr
+    assert f"mc{os.getpid()}h" not in os.listdir("/sys/class/net")
+
+
+def test_topology_is_removed_after_an_exception() -> None:
+    n = subnet() + 2
+    t = ms.Topology(ns=f"ms-e{os.getpid()}", host_if=f"me{os.getpid()}h",
+                    peer_if=f"me{os.getpid()}p", host_addrs=[f"10.{n}.0.2/24"],
+                    peer_addrs=[f"10.{n}.0.1/24"])
+    with pytest.raises(RuntimeError):
+        with t:
+            assert t.host_if in os.listdir("/sys/class/net")
+            raise RuntimeError("boom")
+    assert t.host_if not in os.listdir("/sys/class/net")
+    assert t.ns not in subprocess.run(["ip", "netns", "list"], capture_output=True,
+                                      text=True).stdout
