@@ -14,7 +14,8 @@ from cffi import FFI
 ROOT = Path(__file__).resolve().parent.parent
 NATIVE = ROOT / "native"
 SOURCES = ["parse.c", "table.c", "filter.c", "port_shm.c", "app.c", "droplog.c",
-           "nic_virtual.c", "nic_afpacket.c", "nic_afxdp_none.c", "switch.c", "bench.c"]
+           "nic_virtual.c", "nic_afpacket.c", "nic_afxdp_none.c", "switch.c", "bench.c",
+           "bench_veth.c"]
 FLAGS = ["-std=c11", "-O2", "-Wall", "-Wextra", "-Werror", "-Wshadow", "-Wstrict-prototypes",
          # One shared object: internal calls need no PLT, and link-time optimisation
          # inlines the parser, filter and table into the switch loop.

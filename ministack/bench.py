@@ -27,6 +27,7 @@ from ministack._native import ffi, lib
 from ministack.switch import Switch
 
 FRAME = 64
+MS_BATCH = lib.MS_BATCH
 SRC_IP, DST_IP = "10.0.0.2", "10.0.0.9"
 
 
@@ -108,19 +109,81 @@ def python_send_batch(batch: int, seconds: float) -> float:
         return sent / t / 1e6
 
 
-def run(seconds: float = 1.0, batch: int = 256, bindings: int = 1000) -> dict[str, Any]:
-    """Run every measurement; returns the --json object."""
+def _veth_run(fn: Any, *args: Any) -> float:
+    res = ffi.new("struct ms_bench_result *")
+    err = ffi.new("char[]", 256)
+    if fn(*args, res, err, 256) < 0:
+        raise RuntimeError(ffi.string(err).decode())
+    return res.mpps
+
+
+def veth_rows(seconds: float, backend: str = "auto") -> list[dict[str, Any]]:
+    """port->veth and veth->port through a switch on a veth pair into a peer namespace,
+    each next to a bare AF_PACKET sender/receiver on the same pair in the same run."""
+    from ministack.kernel import NftSteering
+    from ministack.topology import Topology
+
+    pid = os.getpid()
+    host_ip, peer_ip = "10.250.0.2", "10.250.0.1"
+    topo = Topology(ns=f"ms-bench{pid}", host_if=f"msb{pid}h", peer_if=f"msb{pid}p",
+                    host_addrs=[f"{host_ip}/24"], peer_addrs=[f"{peer_ip}/24"])
+    with topo:
+        host_mac = open(f"/sys/class/net/{topo.host_if}/address").read().strip()
+        peer_mac = topo.exec("cat", f"/sys/class/net/{topo.peer_if}/address").stdout.strip()
+        out = [udp_frame(host_mac, host_ip, peer_ip, 5000, 9, dst_mac=peer_mac)]
+        into = [udp_frame(peer_mac, peer_ip, host_ip, 9, 5000, dst_mac=host_mac)]
+
+        def frames(fs: list[bytes]) -> tuple[bytes, Any, int]:
+            return b"".join(fs), ffi.new("uint32_t[]", [len(f) for f in fs]), len(fs)
+
+        ns, hif, pif = topo.ns.encode(), topo.host_if.encode(), topo.peer_if.encode()
+        base_out = _veth_run(lib.ms_bench_veth_baseline, hif, ns, pif, 0, *frames(out), seconds)
+        # The bare receiver gets the kernel's help the switch gets: the flow dropped at
+        # ingress, so the host stack does no work on it either.
+        steering = NftSteering(topo.host_if)
+        steering.add(host_ip, 17, 5000)
+        try:
+            base_in = _veth_run(lib.ms_bench_veth_baseline, hif, ns, pif, 1, *frames(into),
+                                seconds)
+        finally:
+            steering.close()
+        with Switch(nic=topo.host_if, backend=backend) as sw:
+            a = sw.port("bench")
+            a.bind(host_ip, "udp", 5000)
+            sw_out = _veth_run(lib.ms_bench_veth_switch, sw._sw, a._id, ns, pif, 0,
+                               *frames(out), seconds)
+            sw_in = _veth_run(lib.ms_bench_veth_switch, sw._sw, a._id, ns, pif, 1,
+                              *frames(into), seconds)
+            used = sw.backend
+    return [{"path": p, "frame": FRAME, "bindings": 1, "batch": MS_BATCH, "mpps": round(m, 3),
+             "baseline_mpps": round(b, 3), "ratio": round(m / b, 3) if b else None,
+             "backend": used}
+            for p, m, b in (("port->veth", sw_out, base_out), ("veth->port", sw_in, base_in))]
+
+
+def run(seconds: float = 1.0, batch: int = 256, bindings: int = 1000,
+        veth: bool | None = None) -> dict[str, Any]:
+    """Run every measurement; returns the --json object. The veth rows need root; by
+    default they run when root."""
     base = baseline(batch, seconds)
     rows = [
         ("port->wire", 1, port_to_wire(batch, seconds)),
         ("wire->port", bindings, wire_to_port(batch, seconds, bindings)),
         ("port->port", 2, port_to_port(batch, seconds)),
     ]
-    return {
+    result: dict[str, Any] = {}
+    if veth is None:
+        veth = os.geteuid() == 0
+    if veth:
+        rows_veth = veth_rows(seconds)
+    else:
+        rows_veth = []
+        result["veth_skipped"] = "needs root to create a veth pair and a namespace"
+    return result | {
         "baseline_mpps": round(base, 3),
         "results": [{"path": p, "frame": FRAME, "bindings": n, "batch": batch,
                      "mpps": round(m, 3), "ratio": round(m / base, 3) if base else None}
-                    for p, n, m in rows],
+                    for p, n, m in rows] + rows_veth,
         "python_send_batch_mpps": round(python_send_batch(batch, seconds), 3),
         "cores": os.cpu_count(),
         "switch_threads": 1,
@@ -135,10 +198,22 @@ def table(r: dict[str, Any]) -> str:
              f"{'path':<22}{'bindings':>9}{'Mpps':>9}{'x baseline':>12}",
              f"{'baseline (memfd ring)':<22}{'-':>9}{r['baseline_mpps']:>9.2f}{1:>12.2f}"]
     for row in r["results"]:
+        if "backend" in row:
+            continue
         lines.append(f"{row['path']:<22}{row['bindings']:>9}{row['mpps']:>9.2f}"
                      f"{row['ratio']:>12.2f}")
     lines.append(f"{'python send_batch':<22}{1:>9}{r['python_send_batch_mpps']:>9.2f}"
                  f"{r['python_send_batch_mpps'] / r['baseline_mpps']:>12.2f}")
+    veth = [row for row in r["results"] if "backend" in row]
+    if veth:
+        lines.append(f"veth pair into a namespace ({veth[0]['backend']}), against a bare "
+                     f"AF_PACKET endpoint on the same pair:")
+        lines.append(f"{'path':<22}{'bare Mpps':>10}{'Mpps':>9}{'x bare':>9}")
+        for row in veth:
+            lines.append(f"{row['path']:<22}{row['baseline_mpps']:>10.2f}{row['mpps']:>9.2f}"
+                         f"{row['ratio']:>9.2f}")
+    elif "veth_skipped" in r:
+        lines.append(f"veth rows skipped: {r['veth_skipped']}")
     return "\n".join(lines)
 
 
@@ -149,8 +224,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=2.0, help="measuring time per row")
     ap.add_argument("--batch", type=int, default=256, help="frames per ring batch")
     ap.add_argument("--bindings", type=int, default=1000, help="bindings for wire->port")
+    ap.add_argument("--no-veth", action="store_true",
+                    help="skip the veth rows (they need root)")
     a = ap.parse_args(argv)
-    r = run(a.seconds, a.batch, a.bindings)
+    r = run(a.seconds, a.batch, a.bindings, veth=False if a.no_veth else None)
     print(json.dumps(r) if a.json else table(r))
     return 0
 

@@ -190,6 +190,17 @@ int ms_bench_baseline(uint32_t frame_len, uint32_t batch, double seconds, struct
  * with the given precomposed frames, cycled. */
 int ms_bench_run(ms_switch *sw, int src, int dst, const uint8_t *frames, const uint32_t *lens,
                  uint32_t nframes, uint32_t batch, double seconds, struct ms_bench_result *r);
+/* Over a veth pair into namespace ns: a bare AF_PACKET sender at one end and receiver at
+ * the other (to_host: the peer sends), or the peer end against switch port `port`
+ * (to_port: the peer sends and the port is drained; else the port sends). */
+int ms_bench_veth_baseline(const char *host_if, const char *ns, const char *peer_if,
+                           int to_host, const uint8_t *frames, const uint32_t *lens,
+                           uint32_t nframes, double seconds, struct ms_bench_result *r,
+                           char *err, size_t errlen);
+int ms_bench_veth_switch(ms_switch *sw, int port, const char *ns, const char *peer_if,
+                         int to_port, const uint8_t *frames, const uint32_t *lens,
+                         uint32_t nframes, double seconds, struct ms_bench_result *r,
+                         char *err, size_t errlen);
 /* Drain the wire on a background thread (for measuring a Python sender). */
 int ms_bench_sink_start(ms_switch *sw);
 uint64_t ms_bench_sink_stop(ms_switch *sw);

@@ -1,0 +1,238 @@
+/* Benchmark drivers for a veth pair into a peer namespace: bare AF_PACKET senders and
+ * receivers (the baseline) and the same peer-side traffic against a switch. The peer-side
+ * thread enters the namespace with setns(), which moves only that thread. The bare
+ * endpoints are the AF_PACKET backend itself, driven without a switch. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "nic.h"
+#include "switch_internal.h"
+
+struct endpoint {
+    const char *ns;       /* NULL: this namespace */
+    const char *ifname;
+    int send;
+    const uint8_t *frames;
+    const uint32_t *lens;
+    const size_t *offs;
+    uint32_t nframes;
+    _Atomic int *stop;
+    _Atomic int ready;
+    uint64_t count;
+    char err[256];
+};
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void *endpoint_loop(void *arg)
+{
+    struct endpoint *e = arg;
+    if (e->ns) {
+        char path[256];
+        snprintf(path, sizeof(path), "/run/netns/%s", e->ns);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || setns(fd, CLONE_NEWNET) < 0) {
+            snprintf(e->err, sizeof(e->err), "cannot enter namespace %s: %s", e->ns,
+                     strerror(errno));
+            if (fd >= 0)
+                close(fd);
+            atomic_store(&e->ready, -1);
+            return NULL;
+        }
+        close(fd);
+    }
+    struct ms_nic *nic = ms_nic_afpacket_new(e->ifname, 2048, e->err, sizeof(e->err));
+    if (!nic) {
+        atomic_store(&e->ready, -1);
+        return NULL;
+    }
+    atomic_store(&e->ready, 1);
+    struct ms_txbuf tb[MS_BATCH];
+    struct ms_nic_frame fr[MS_BATCH];
+    uint32_t fi = 0;
+    while (!atomic_load_explicit(e->stop, memory_order_relaxed)) {
+        if (e->send) {
+            uint32_t k = nic->ops->tx_reserve(nic, tb, MS_BATCH);
+            for (uint32_t i = 0; i < k; i++) {
+                memcpy(tb[i].data, e->frames + e->offs[fi], e->lens[fi]);
+                tb[i].len = e->lens[fi];
+                fi = fi + 1 == e->nframes ? 0 : fi + 1;
+            }
+            e->count += nic->ops->tx_commit(nic, tb, k);
+        } else {
+            uint32_t n = nic->ops->rx_burst(nic, fr, MS_BATCH);
+            e->count += n;
+            nic->ops->rx_done(nic, n);
+            if (!n)
+                sched_yield();
+        }
+    }
+    nic->ops->destroy(nic);
+    return NULL;
+}
+
+static int start(struct endpoint *e, pthread_t *t)
+{
+    if (pthread_create(t, NULL, endpoint_loop, e) != 0)
+        return -EAGAIN;
+    while (!atomic_load(&e->ready))
+        sched_yield();
+    return atomic_load(&e->ready) < 0 ? -EINVAL : 0;
+}
+
+static size_t *offsets(const uint32_t *lens, uint32_t n)
+{
+    size_t *offs = malloc(n * sizeof(*offs));
+    for (uint32_t i = 0, o = 0; offs && i < n; o += lens[i], i++)
+        offs[i] = o;
+    return offs;
+}
+
+static void sleep_s(double s)
+{
+    struct timespec d = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
+    nanosleep(&d, NULL);
+}
+
+int ms_bench_veth_baseline(const char *host_if, const char *ns, const char *peer_if,
+                           int to_host, const uint8_t *frames, const uint32_t *lens,
+                           uint32_t nframes, double seconds, struct ms_bench_result *res,
+                           char *err, size_t errlen)
+{
+    _Atomic int stop = 0;
+    size_t *offs = offsets(lens, nframes);
+    struct endpoint rx = {.ns = to_host ? NULL : ns, .ifname = to_host ? host_if : peer_if,
+                          .stop = &stop};
+    struct endpoint tx = {.ns = to_host ? ns : NULL, .ifname = to_host ? peer_if : host_if,
+                          .send = 1, .frames = frames, .lens = lens, .offs = offs,
+                          .nframes = nframes, .stop = &stop};
+    pthread_t rt, tt;
+    int rc = start(&rx, &rt);
+    if (rc < 0) {
+        snprintf(err, errlen, "%s", rx.err);
+        free(offs);
+        return rc;
+    }
+    if ((rc = start(&tx, &tt)) < 0) {
+        snprintf(err, errlen, "%s", tx.err);
+        atomic_store(&stop, 1);
+        pthread_join(rt, NULL);
+        free(offs);
+        return rc;
+    }
+    sleep_s(seconds * 0.1);
+    uint64_t c0 = rx.count;
+    double t0 = now_s();
+    sleep_s(seconds);
+    uint64_t c1 = rx.count;
+    double t = now_s() - t0;
+    atomic_store(&stop, 1);
+    pthread_join(tt, NULL);
+    pthread_join(rt, NULL);
+    free(offs);
+    res->frames = c1 - c0;
+    res->sent = tx.count;
+    res->seconds = t;
+    res->mpps = (double)res->frames / t / 1e6;
+    return 0;
+}
+
+int ms_bench_veth_switch(ms_switch *sw, int port, const char *ns, const char *peer_if,
+                         int to_port, const uint8_t *frames, const uint32_t *lens,
+                         uint32_t nframes, double seconds, struct ms_bench_result *res,
+                         char *err, size_t errlen)
+{
+    _Atomic int stop = 0;
+    size_t *offs = offsets(lens, nframes);
+    ms_app *app = ms_switch_app(sw, port);
+    if (!offs || !app) {
+        free(offs);
+        ms_app_close(app);
+        snprintf(err, errlen, "no port %d", port);
+        return -EINVAL;
+    }
+    struct endpoint peer = {.ns = ns, .ifname = peer_if, .send = to_port, .frames = frames,
+                            .lens = lens, .offs = offs, .nframes = nframes, .stop = &stop};
+    pthread_t pt;
+    int rc = start(&peer, &pt);
+    if (rc < 0) {
+        snprintf(err, errlen, "%s", peer.err);
+        free(offs);
+        ms_app_close(app);
+        return rc;
+    }
+    struct ms_port_shm *shm = ms_app_shm(app);
+    const struct ms_ring_geom *txg = ms_app_geom(app, 0);
+    uint64_t got = 0, c0 = 0, sent = 0;
+    uint32_t fi = 0;
+    double t0 = now_s(), t_start = t0, warm = seconds * 0.1, t_end = t0 + warm + seconds;
+    int warming = 1;
+    for (uint64_t iter = 0;; iter++) {
+        if ((iter & 63) == 0) {
+            double t = now_s();
+            if (warming && t >= t0 + warm) {
+                warming = 0;
+                t_start = t;
+                c0 = to_port ? got : peer.count;
+            }
+            if (t >= t_end)
+                break;
+        }
+        int idle = 1;
+        if (to_port) { /* drain the port */
+            uint32_t h = atomic_load_explicit(&shm->rx.head, memory_order_relaxed);
+            uint32_t m = atomic_load_explicit(&shm->rx.tail, memory_order_acquire) - h;
+            if (m) {
+                atomic_store_explicit(&shm->rx.head, h + m, memory_order_release);
+                got += m;
+                idle = 0;
+            }
+        } else { /* keep the port's TX ring full */
+            uint32_t h = atomic_load_explicit(&shm->tx.head, memory_order_relaxed);
+            uint32_t k = atomic_load_explicit(&shm->tx.tail, memory_order_acquire) - h;
+            if (k > MS_BATCH)
+                k = MS_BATCH;
+            for (uint32_t j = 0; j < k; j++) {
+                memcpy(ms_ring_buf(shm, txg, h + j), frames + offs[fi], lens[fi]);
+                ms_ring_slot(shm, txg, h + j)->len = lens[fi];
+                fi = fi + 1 == nframes ? 0 : fi + 1;
+            }
+            if (k) {
+                atomic_store_explicit(&shm->tx.head, h + k, memory_order_release);
+                ms_app_kick(app);
+                sent += k;
+                idle = 0;
+            }
+        }
+        if (idle) {
+            /* Three threads, two cores: this one is the lightest, so it naps and leaves
+             * the CPU to the switch and the peer (a 1,024-slot ring covers the nap). */
+            struct timespec d = {0, 50000};
+            nanosleep(&d, NULL);
+        }
+    }
+    double t = now_s() - t_start;
+    uint64_t c1 = to_port ? got : peer.count;
+    atomic_store(&stop, 1);
+    pthread_join(pt, NULL);
+    free(offs);
+    ms_app_close(app);
+    res->frames = c1 - c0;
+    res->sent = to_port ? peer.count : sent;
+    res->seconds = t;
+    res->mpps = (double)res->frames / t / 1e6;
+    return 0;
+}
