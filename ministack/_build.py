@@ -7,6 +7,8 @@ header stays the single description of the interface.
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 from cffi import FFI
@@ -14,7 +16,7 @@ from cffi import FFI
 ROOT = Path(__file__).resolve().parent.parent
 NATIVE = ROOT / "native"
 SOURCES = ["parse.c", "table.c", "filter.c", "port_shm.c", "app.c", "droplog.c",
-           "nic_virtual.c", "nic_afpacket.c", "nic_afxdp_none.c", "switch.c", "bench.c",
+           "nic_virtual.c", "nic_afpacket.c", "switch.c", "bench.c",
            "bench_veth.c"]
 FLAGS = ["-std=c11", "-O2", "-Wall", "-Wextra", "-Werror", "-Wshadow", "-Wstrict-prototypes",
          # One shared object: internal calls need no PLT, and link-time optimisation
@@ -36,6 +38,32 @@ def cdef_from_header(text: str) -> str:
     return "\n".join(keep)
 
 
+def afxdp_available() -> bool:
+    """libxdp, libbpf and a clang that targets BPF: then AF_XDP is built in."""
+    if shutil.which("clang") is None or shutil.which("pkg-config") is None:
+        return False
+    return subprocess.run(["pkg-config", "--exists", "libxdp", "libbpf"]).returncode == 0
+
+
+def build_xdp_program() -> None:
+    """Compile the XDP program into the package (ministack/ministack_xdp.bpf.o)."""
+    arch = subprocess.run(["gcc", "-print-multiarch"], capture_output=True,
+                          text=True).stdout.strip()
+    cmd = ["clang", "-O2", "-g", "-target", "bpf", "-Wall", "-Wextra", "-Werror"]
+    if arch:
+        cmd.append(f"-I/usr/include/{arch}")
+    subprocess.run(cmd + ["-c", str(NATIVE / "xdp" / "ministack_xdp.bpf.c"), "-o",
+                          str(ROOT / "ministack" / XDP_OBJ)], check=True)
+
+
+XDP_OBJ = "ministack_xdp.bpf.o"
+AFXDP = afxdp_available()
+if AFXDP:
+    build_xdp_program()
+    SOURCES.append("nic_afxdp.c")
+else:
+    SOURCES.append("nic_afxdp_none.c")
+
 ffibuilder = FFI()
 ffibuilder.cdef(cdef_from_header((NATIVE / "include" / "ministack.h").read_text()) + """
 int ms_proto_has_ports(int family, int proto);
@@ -49,7 +77,7 @@ ffibuilder.set_source(
     include_dirs=["native/include", "native"],
     extra_compile_args=FLAGS,
     extra_link_args=LINK_FLAGS,
-    libraries=["pthread"],
+    libraries=["pthread"] + (["xdp", "bpf"] if AFXDP else []),
 )
 
 if __name__ == "__main__":

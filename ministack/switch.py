@@ -532,6 +532,9 @@ class Switch:
     def _attach(self, nic: str, backend: str) -> None:
         from ministack import kernel
 
+        # The XDP program is compiled into the package at install time.
+        os.environ.setdefault("MINISTACK_XDP_OBJ",
+                              os.path.join(os.path.dirname(__file__), "ministack_xdp.bpf.o"))
         err = ffi.new("char[]", 512)
         for b in (["afxdp", "afpacket"] if backend == "auto" else [backend]):
             if lib.ms_switch_attach(self._sw, nic.encode(), b.encode(), err, 512) == 0:
@@ -543,6 +546,8 @@ class Switch:
             self.fallback_reason = why
             log.info("ministack: AF_XDP unavailable on %s, using AF_PACKET: %s", nic, why)
         self._reservations = kernel.Reservations()
+        #: "native" or "generic" XDP with the afxdp backend, else None
+        self.xdp_mode = ffi.string(lib.ms_switch_xdp_mode(self._sw)).decode() or None
         if self.backend == "afpacket":
             self._steering = kernel.NftSteering(nic)
 

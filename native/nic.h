@@ -45,6 +45,9 @@ struct ms_nic_ops {
      * Returns 0 or -errno (the bind is then refused). */
     int (*binding)(struct ms_nic *nic, int add, int family, int proto, const uint8_t *ip,
                    uint16_t port);
+    /* Frames the backend handed to the host stack without the switch seeing them (an XDP
+     * pass), added to the to-host counter; NULL when the switch sees everything. */
+    void (*host_counters)(struct ms_nic *nic, uint64_t *frames, uint64_t *bytes);
     void (*destroy)(struct ms_nic *nic);
 };
 
@@ -58,6 +61,9 @@ struct ms_nic *ms_nic_afpacket_new(const char *ifname, uint32_t buf_size, char *
                                    size_t errlen);
 struct ms_nic *ms_nic_afxdp_new(const char *ifname, uint32_t buf_size, char *err,
                                 size_t errlen);
+/* AF_XDP only: the XDP mode the program attached in, "native" or "generic"; NULL for any
+ * other backend. */
+const char *ms_nic_afxdp_mode(struct ms_nic *nic);
 
 /* The virtual wire: a port-shaped shared region whose far end (ms_switch_wire) injects into
  * its TX ring and captures from its RX ring. */

@@ -48,6 +48,12 @@
 #define NTX 2048u          /* TX frames = TX ring size = completion ring size */
 #define QUEUE 0u
 #define XDP_HEADROOM 256u  /* XDP_PACKET_HEADROOM: the kernel's room before received data */
+#ifndef SOL_XDP
+#define SOL_XDP 283
+#endif
+#ifndef XDP_MAX_TX_SKB_BUDGET
+#define XDP_MAX_TX_SKB_BUDGET 9 /* Linux 6.17+: descriptors one copy-mode sendto() sends */
+#endif
 
 /* The key of ms_bindings; the layout is fixed by the XDP program (struct ms_key there). */
 struct afxdp_key {
@@ -66,6 +72,7 @@ struct nic_afxdp {
     struct bpf_object *obj;
     int link_fd;
     int bindings_fd;
+    int to_host_fd;              /* per-CPU counts of frames the program passed */
     uint8_t *area;
     size_t area_size;
     uint32_t frame_size;
@@ -82,10 +89,10 @@ struct nic_afxdp {
 
 static struct nic_afxdp *nx(struct ms_nic *n) { return (struct nic_afxdp *)n; }
 
-/* Ask the kernel to transmit what the TX ring holds. Copy mode sends at most a small
- * batch (32 frames) per call and says EAGAIN while more is left: call again until the
- * kernel has taken everything, or it reports something else (device busy or down: the
- * frames stay queued for the next kick). */
+/* Ask the kernel to transmit what the TX ring holds. Copy mode sends at most a budget of
+ * frames per call (32, or MS_BATCH where XDP_MAX_TX_SKB_BUDGET works) and says EAGAIN
+ * while more is left: call again until the kernel has taken everything, or it reports
+ * something else (device busy or down: the frames stay queued for the next kick). */
 static void tx_kick(struct nic_afxdp *x)
 {
     if (!xsk_ring_prod__needs_wakeup(&x->tx))
@@ -116,7 +123,7 @@ static uint32_t x_rx_burst(struct ms_nic *n, struct ms_nic_frame *out, uint32_t 
         /* Drivers that want to be told about new fill entries say so (zero-copy ones);
          * copy mode never does. */
         if (xsk_ring_prod__needs_wakeup(&x->fill))
-            recvfrom(x->fd, NULL, 0, MSG_DONTWAIT, NULL, NULL);
+            (void)recvfrom(x->fd, NULL, 0, MSG_DONTWAIT, NULL, NULL);
         return 0;
     }
     for (uint32_t i = 0; i < k; i++) {
@@ -260,6 +267,26 @@ static void x_destroy(struct ms_nic *n)
     free(x);
 }
 
+/* Sum the program's per-CPU pass counters (control path: allocation is fine here). */
+static void x_host_counters(struct ms_nic *n, uint64_t *frames, uint64_t *bytes)
+{
+    struct nic_afxdp *x = nx(n);
+    int ncpu = libbpf_num_possible_cpus();
+    if (x->to_host_fd < 0 || ncpu <= 0)
+        return;
+    struct {
+        uint64_t frames, bytes;
+    } *v = calloc((size_t)ncpu, sizeof(*v));
+    uint32_t zero = 0;
+    if (v && bpf_map_lookup_elem(x->to_host_fd, &zero, v) == 0) {
+        for (int i = 0; i < ncpu; i++) {
+            *frames += v[i].frames;
+            *bytes += v[i].bytes;
+        }
+    }
+    free(v);
+}
+
 static const struct ms_nic_ops afxdp_ops = {
     .name = "afxdp",
     .rx_burst = x_rx_burst,
@@ -268,6 +295,7 @@ static const struct ms_nic_ops afxdp_ops = {
     .rx_reached = NULL,
     .tx_reserve = x_tx_reserve,
     .tx_commit = x_tx_commit,
+    .host_counters = x_host_counters,
     .arm = x_arm,
     .binding = x_binding,
     .destroy = x_destroy,
@@ -356,6 +384,7 @@ static int load_program(struct nic_afxdp *x, struct bpf_program **prog, char *er
     }
     *prog = bpf_object__find_program_by_name(x->obj, "ms_xdp");
     x->bindings_fd = bpf_object__find_map_fd_by_name(x->obj, "ms_bindings");
+    x->to_host_fd = bpf_object__find_map_fd_by_name(x->obj, "ms_to_host");
     if (!*prog || x->bindings_fd < 0 || bpf_object__find_map_fd_by_name(x->obj, "ms_xsks") < 0) {
         fail(err, errlen,
              "the XDP object %s has no ms_xdp program or no ms_bindings/ms_xsks map; "
@@ -417,6 +446,11 @@ static int create_socket(struct nic_afxdp *x, char *err, size_t errlen)
         return -e;
     }
     x->fd = xsk_socket__fd(x->xsk);
+    /* Copy mode sends 32 descriptors per sendto() unless told otherwise (Linux 6.17+);
+     * ask for a whole switch batch, so one kick per batch is enough. Older kernels refuse
+     * the option and tx_kick() calls again while the kernel says EAGAIN. */
+    unsigned budget = MS_BATCH;
+    (void)setsockopt(x->fd, SOL_XDP, XDP_MAX_TX_SKB_BUDGET, &budget, sizeof(budget));
 
     /* Every RX frame starts in the fill ring; every TX frame on the free stack. */
     uint32_t idx;
@@ -442,7 +476,8 @@ static int create_socket(struct nic_afxdp *x, char *err, size_t errlen)
     return 0;
 }
 
-/* Attach through a BPF link, native mode first, then generic. */
+/* Attach through a BPF link, native mode first, then generic. MINISTACK_XDP_MODE=native
+ * or =generic allows only that one (for tests of either path). */
 static int attach(struct nic_afxdp *x, struct bpf_program *prog, char *err, size_t errlen)
 {
     int prog_fd = bpf_program__fd(prog);
@@ -450,8 +485,16 @@ static int attach(struct nic_afxdp *x, struct bpf_program *prog, char *err, size
         uint32_t flags;
         const char *mode;
     } modes[] = {{XDP_FLAGS_DRV_MODE, "native"}, {XDP_FLAGS_SKB_MODE, "generic"}};
+    const char *only = getenv("MINISTACK_XDP_MODE");
+    if (only && *only && strcmp(only, "native") != 0 && strcmp(only, "generic") != 0) {
+        fail(err, errlen, "MINISTACK_XDP_MODE is \"%s\"; set it to native or generic, or "
+             "unset it to try both", only);
+        return -EINVAL;
+    }
     int e = 0;
     for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+        if (only && *only && strcmp(only, modes[i].mode) != 0)
+            continue;
         LIBBPF_OPTS(bpf_link_create_opts, opts, .flags = modes[i].flags);
         int fd = bpf_link_create(prog_fd, (int)x->ifindex, BPF_XDP, &opts);
         if (fd >= 0) {
@@ -467,7 +510,8 @@ static int attach(struct nic_afxdp *x, struct bpf_program *prog, char *err, size
     if (e == EBUSY || e == EEXIST)
         fail(err, errlen,
              "could not attach XDP to %s: %s; it already has an XDP program (see ip link "
-             "show %s): remove it (ip link set dev %s xdp off) or use the afpacket backend",
+             "show %s): remove it (ip link set dev %s xdp off, or xdpgeneric off for a "
+             "generic one) or use the afpacket backend",
              x->ifname, strerror(e), x->ifname, x->ifname);
     else
         fail(err, errlen, "could not attach XDP to %s: %s%s", x->ifname, strerror(e),
@@ -503,12 +547,19 @@ struct ms_nic *ms_nic_afxdp_new(const char *ifname, uint32_t buf_size, char *err
     int mtu = if_mtu(ifname);
     uint32_t need_rx = mtu > 0 ? (uint32_t)mtu + 14 : 1514;
     uint32_t frame_size = buf_size <= 2048 && need_rx <= 2048 - XDP_HEADROOM ? 2048 : 4096;
-    if (buf_size > frame_size || need_rx > frame_size - XDP_HEADROOM) {
+    if (buf_size > frame_size) {
         fail(err, errlen,
-             "AF_XDP frames hold at most %u bytes to send and %u received, and %s needs %u "
-             "(switch buffers) and %u (MTU %d + 14): lower the MTU (ip link set dev %s mtu "
-             "1500) or the buffer size, or use the afpacket backend",
-             frame_size, frame_size - XDP_HEADROOM, ifname, buf_size, need_rx, mtu, ifname);
+             "the switch's %u-byte buffers do not fit AF_XDP frames (at most %u bytes): use "
+             "a buffer size of at most %u, or the afpacket backend",
+             buf_size, frame_size, frame_size);
+        return NULL;
+    }
+    if (need_rx > frame_size - XDP_HEADROOM) {
+        fail(err, errlen,
+             "%s has MTU %d and AF_XDP copy mode receives frames of at most %u bytes "
+             "(MTU %u): lower the MTU (ip link set dev %s mtu 1500) or use the afpacket "
+             "backend",
+             ifname, mtu, frame_size - XDP_HEADROOM, frame_size - XDP_HEADROOM - 14, ifname);
         return NULL;
     }
 
@@ -521,7 +572,7 @@ struct ms_nic *ms_nic_afxdp_new(const char *ifname, uint32_t buf_size, char *err
     x->nic.has_host = 1;
     snprintf(x->ifname, sizeof(x->ifname), "%s", ifname);
     x->ifindex = ifindex;
-    x->link_fd = x->bindings_fd = x->fd = -1;
+    x->link_fd = x->bindings_fd = x->to_host_fd = x->fd = -1;
     x->frame_size = frame_size;
 
     /* The socket is in the map before the program runs, so the first bound frame already

@@ -13,3 +13,9 @@ struct ms_nic *ms_nic_afxdp_new(const char *ifname, uint32_t buf_size, char *err
              ifname);
     return NULL;
 }
+
+const char *ms_nic_afxdp_mode(struct ms_nic *nic)
+{
+    (void)nic;
+    return NULL;
+}

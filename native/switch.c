@@ -432,6 +432,12 @@ int ms_switch_attach(ms_switch *sw, const char *ifname, const char *backend, cha
 
 const char *ms_switch_backend(ms_switch *sw) { return sw->nic ? sw->nic->ops->name : ""; }
 
+const char *ms_switch_xdp_mode(ms_switch *sw)
+{
+    const char *m = sw->nic ? ms_nic_afxdp_mode(sw->nic) : NULL;
+    return m ? m : "";
+}
+
 int ms_switch_start(ms_switch *sw)
 {
     if (!sw->nic)
@@ -768,6 +774,14 @@ int ms_nic_stats(ms_switch *sw, struct ms_nic_stats *out)
 {
     ctl_lock(sw);
     *out = sw->nic_ctr;
+    if (sw->nic && sw->nic->ops->host_counters) {
+        uint64_t frames = 0, bytes = 0;
+        sw->nic->ops->host_counters(sw->nic, &frames, &bytes);
+        out->to_host.frames += frames;
+        out->to_host.bytes += bytes;
+        out->rx.frames += frames;
+        out->rx.bytes += bytes;
+    }
     ctl_unlock(sw);
     return 0;
 }

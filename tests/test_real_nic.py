@@ -244,3 +244,20 @@ def test_topology_is_removed_after_an_exception() -> None:
     assert t.host_if not in os.listdir("/sys/class/net")
     assert t.ns not in subprocess.run(["ip", "netns", "list"], capture_output=True,
                                       text=True).stdout
+
+
+def test_auto_prefers_afxdp_and_says_why_it_falls_back(topo: ms.Topology,
+                                                       monkeypatch: pytest.MonkeyPatch,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    with ms.Switch(nic=topo.host_if) as sw:
+        if sw.backend == "afxdp":
+            assert sw.xdp_mode in ("native", "generic")
+            assert sw.fallback_reason is None
+        else:  # this build or machine has no AF_XDP: the reason is recorded
+            assert sw.fallback_reason
+    monkeypatch.setenv("MINISTACK_XDP_OBJ", "/nonexistent/ministack_xdp.bpf.o")
+    caplog.set_level("INFO", logger="ministack")
+    with ms.Switch(nic=topo.host_if) as sw:
+        assert sw.backend == "afpacket" and sw.xdp_mode is None
+        assert sw.fallback_reason
+        assert any("using AF_PACKET" in r.getMessage() for r in caplog.records)

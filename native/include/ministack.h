@@ -137,6 +137,8 @@ int ms_switch_attach_virtual(ms_switch *sw);
 int ms_switch_attach(ms_switch *sw, const char *ifname, const char *backend, char *err,
                      size_t errlen);
 const char *ms_switch_backend(ms_switch *sw);
+/* "native" or "generic" when attached with AF_XDP, else "". */
+const char *ms_switch_xdp_mode(ms_switch *sw);
 int ms_switch_start(ms_switch *sw);
 void ms_switch_destroy(ms_switch *sw);
 /* Wait until every frame queued so far by ports and the wire has been handled (timeout_ms

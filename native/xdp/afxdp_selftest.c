@@ -12,6 +12,7 @@
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
+#include <linux/if_xdp.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -19,6 +20,7 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "ministack.h"
@@ -282,6 +284,19 @@ int main(int argc, char **argv)
     }
     printf("received %llu frames, %llu bytes; sent %llu frames\n",
            (unsigned long long)received, (unsigned long long)bytes, (unsigned long long)sent);
+    /* The socket's own counters: frames the kernel could not hand over (no fill entry,
+     * too large) and descriptors it refused. arm() returns the socket's fd. */
+    struct xdp_statistics st;
+    socklen_t sl = sizeof(st);
+    memset(&st, 0, sizeof(st));
+    if (getsockopt(nic->ops->arm(nic), 283 /* SOL_XDP */, XDP_STATISTICS, &st, &sl) == 0)
+        printf("xsk stats: rx_dropped %llu rx_invalid %llu tx_invalid %llu "
+               "rx_ring_full %llu fill_ring_empty %llu tx_ring_empty %llu\n",
+               (unsigned long long)st.rx_dropped, (unsigned long long)st.rx_invalid_descs,
+               (unsigned long long)st.tx_invalid_descs,
+               (unsigned long long)st.rx_ring_full,
+               (unsigned long long)st.rx_fill_ring_empty_descs,
+               (unsigned long long)st.tx_ring_empty_descs);
     for (int i = 0; i < nbinds; i++) {
         int e = nic->ops->binding(nic, 0, binds[i].family, binds[i].proto, binds[i].ip,
                                   binds[i].port);

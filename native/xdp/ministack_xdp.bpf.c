@@ -109,8 +109,38 @@ static __always_inline int is_ipv6_ext_header(__u8 nh)
     }
 }
 
+/* Frames and bytes passed to the host stack: the switch never sees them, so it reads this
+ * to count them as to-host. */
+struct ms_host_count {
+    __u64 frames;
+    __u64 bytes;
+};
+
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, struct ms_host_count);
+} ms_to_host SEC(".maps");
+
+static __always_inline int steer(struct xdp_md *ctx);
+
 SEC("xdp")
 int ms_xdp(struct xdp_md *ctx)
+{
+    int act = steer(ctx);
+    if (act == XDP_PASS) {
+        __u32 zero = 0;
+        struct ms_host_count *c = bpf_map_lookup_elem(&ms_to_host, &zero);
+        if (c) {
+            c->frames++;
+            c->bytes += (__u64)(ctx->data_end - ctx->data);
+        }
+    }
+    return act;
+}
+
+static __always_inline int steer(struct xdp_md *ctx)
 {
     void *data = (void *)(long)ctx->data;
     void *end = (void *)(long)ctx->data_end;
