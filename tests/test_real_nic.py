@@ -141,15 +141,17 @@ def test_peer_still_pings_the_host_stack(sw: ms.Switch, topo: ms.Topology) -> No
     assert sw.stats()["nic"]["to-host"]["frames"] >= 2
 
 
-def test_tcp_syn_reaches_port_and_kernel_sends_no_rst(sw: ms.Switch,
-                                                      topo: ms.Topology) -> None:
-    host, peer = topo.host_ips[0], topo.peer_ips[0]
+@pytest.mark.parametrize("family", [4, 6])
+def test_tcp_syn_reaches_port_and_kernel_sends_no_rst(sw: ms.Switch, topo: ms.Topology,
+                                                      family: int) -> None:
+    host = topo.host_ips[family == 6]
     a = sw.port("a")
     a.bind(host, "tcp", 8080)
     cap = capture(topo, 3.0)
+    af = "AF_INET" if family == 4 else "AF_INET6"
     conn = peer_python(topo, f"""
 import socket
-s = socket.socket(); s.settimeout(1)
+s = socket.socket(socket.{af}); s.settimeout(1)
 try:
     s.connect(({host!r}, 8080)); print("connected")
 except Exception as e:
