@@ -306,11 +306,17 @@ class Port:
             self._check_open()
             rc = lib.ms_bind(self._switch._sw, self._id, addr.version, addr.packed, proto,
                              l4port)
-            if rc == lib.MS_BIND_OK and not self._switch._host_bind(addr, proto, l4port):
-                lib.ms_unbind(self._switch._sw, self._id, addr.version, addr.packed, proto,
-                              l4port)
-                raise BindError("in-use", f"{protocol_name(proto)} {addr}:{l4port} is held "
-                                f"by a kernel socket on this host; pick another port")
+            if rc == lib.MS_BIND_OK:
+                held = False
+                try:
+                    held = self._switch._host_bind(addr, proto, l4port)
+                finally:
+                    if not held:  # refused by the kernel, or steering failed: undo
+                        lib.ms_unbind(self._switch._sw, self._id, addr.version, addr.packed,
+                                      proto, l4port)
+                if not held:
+                    raise BindError("in-use", f"{protocol_name(proto)} {addr}:{l4port} is "
+                                    f"held by a kernel socket on this host; pick another port")
         if rc == lib.MS_BIND_OK:
             return Binding(self.name, str(addr), protocol_name(proto), l4port)
         if rc < 0:
@@ -559,7 +565,11 @@ class Switch:
         if not self._reservations.reserve(str(addr), proto, l4port):
             return False
         if self._steering is not None:
-            self._steering.add(str(addr), proto, l4port)
+            try:
+                self._steering.add(str(addr), proto, l4port)
+            except BaseException:
+                self._reservations.release(str(addr), proto, l4port)
+                raise
         return True
 
     def _host_unbind(self, ip: str, proto: int, l4port: int) -> None:
