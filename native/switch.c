@@ -241,6 +241,8 @@ static uint32_t port_tx(ms_switch *sw, int id)
             deliver(sw, to, f, len);
         } else if (w < nw) {
             wb[w++].len = len;
+            sw->nic_ctr.tx.frames++;
+            sw->nic_ctr.tx.bytes += len;
         } else {
             drop(sw, -1, DIR_TX, MS_R_RING_FULL, f, len);
         }
@@ -248,14 +250,12 @@ static uint32_t port_tx(ms_switch *sw, int id)
     ms_tx_release(r, n);
     if (ms_ring_wants_wakeup(r))
         ring_doorbell(p->wake_fd);
-    uint32_t sent = sw->nic->ops->tx_commit(sw->nic, wb, w);
-    for (uint32_t i = 0; i < w; i++) {
-        if (i < sent) {
-            sw->nic_ctr.tx.frames++;
-            sw->nic_ctr.tx.bytes += wb[i].len;
-        } else {
-            drop(sw, -1, DIR_TX, MS_R_RING_FULL, wb[i].data, wb[i].len);
-        }
+    /* Frames the interface refused were counted as sent above (readers hold the lock, so
+     * they never see this correction half done). */
+    for (uint32_t i = sw->nic->ops->tx_commit(sw->nic, wb, w); i < w; i++) {
+        sw->nic_ctr.tx.frames--;
+        sw->nic_ctr.tx.bytes -= wb[i].len;
+        drop(sw, -1, DIR_TX, MS_R_RING_FULL, wb[i].data, wb[i].len);
     }
     flush_deliveries(sw);
     return n;
