@@ -263,3 +263,21 @@ def test_auto_prefers_afxdp_and_says_why_it_falls_back(topo: ms.Topology,
         assert sw.backend == "afpacket" and sw.xdp_mode is None
         assert sw.fallback_reason
         assert any("using AF_PACKET" in r.getMessage() for r in caplog.records)
+
+
+def test_close_releases_reservations(topo: ms.Topology) -> None:
+    import socket
+
+    host = topo.host_ips[0]
+    sw = ms.Switch(nic=topo.host_if)
+    a = sw.port("a")
+    a.bind(host, "udp", 6100)
+    sw.port("b").bind(host, "tcp", 6101)
+    a.close()  # a port's close releases its tuples...
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    probe.bind((host, 6100))
+    probe.close()
+    sw.close()  # ...and the switch's close everything else
+    probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    probe.bind((host, 6101))
+    probe.close()
