@@ -17,6 +17,7 @@
 #include "switch_internal.h"
 
 struct endpoint {
+    int cpu;              /* the CPU this end runs on */
     const char *ns;       /* NULL: this namespace */
     const char *ifname;
     int send;
@@ -37,9 +38,21 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+/* Both runs place their threads alike: the peer end (and the veth softirq it drives) on
+ * CPU 0, the host end (the bare receiver or sender, or the switch) on CPU 1, so the
+ * comparison does not depend on where the scheduler happens to put them. */
+static void pin(int cpu)
+{
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+}
+
 static void *endpoint_loop(void *arg)
 {
     struct endpoint *e = arg;
+    pin(e->cpu);
     if (e->ns) {
         char path[256];
         snprintf(path, sizeof(path), "/run/netns/%s", e->ns);
@@ -115,8 +128,9 @@ int ms_bench_veth_baseline(const char *host_if, const char *ns, const char *peer
     _Atomic int stop = 0;
     size_t *offs = offsets(lens, nframes);
     struct endpoint rx = {.ns = to_host ? NULL : ns, .ifname = to_host ? host_if : peer_if,
-                          .stop = &stop};
+                          .cpu = to_host ? 1 : 0, .stop = &stop};
     struct endpoint tx = {.ns = to_host ? ns : NULL, .ifname = to_host ? peer_if : host_if,
+                          .cpu = to_host ? 0 : 1,
                           .send = 1, .frames = frames, .lens = lens, .offs = offs,
                           .nframes = nframes, .stop = &stop};
     pthread_t rt, tt;
@@ -164,6 +178,14 @@ int ms_bench_veth_switch(ms_switch *sw, int port, const char *ns, const char *pe
         snprintf(err, errlen, "no port %d", port);
         return -EINVAL;
     }
+    /* The switch takes CPU 1, as the bare host end does. The port's driver is light (it
+     * naps when idle) and goes where it disturbs least: beside the switch when it drains
+     * (the peer's sender and its softirq fill CPU 0), beside the peer's receiver when it
+     * fills the port. */
+    ms_switch_pin(sw, 1);
+    cpu_set_t before;
+    pthread_getaffinity_np(pthread_self(), sizeof(before), &before);
+    pin(to_port ? 1 : 0);
     struct endpoint peer = {.ns = ns, .ifname = peer_if, .send = to_port, .frames = frames,
                             .lens = lens, .offs = offs, .nframes = nframes, .stop = &stop};
     pthread_t pt;
@@ -172,6 +194,7 @@ int ms_bench_veth_switch(ms_switch *sw, int port, const char *ns, const char *pe
         snprintf(err, errlen, "%s", peer.err);
         free(offs);
         ms_app_close(app);
+        pthread_setaffinity_np(pthread_self(), sizeof(before), &before);
         return rc;
     }
     struct ms_port_shm *shm = ms_app_shm(app);
@@ -217,9 +240,11 @@ int ms_bench_veth_switch(ms_switch *sw, int port, const char *ns, const char *pe
                 idle = 0;
             }
         }
-        if (idle) {
-            /* Three threads, two cores: this one is the lightest, so it naps and leaves
-             * the CPU to the switch and the peer (a 1,024-slot ring covers the nap). */
+        if (idle && to_port) {
+            sched_yield(); /* share CPU 1 with the switch turn by turn: a nap here let
+                            * the port's ring overflow */
+        } else if (idle) {
+            /* Filling: a full 1,024-slot ring lasts longer than this nap. */
             struct timespec d = {0, 50000};
             nanosleep(&d, NULL);
         }
@@ -230,6 +255,7 @@ int ms_bench_veth_switch(ms_switch *sw, int port, const char *ns, const char *pe
     pthread_join(pt, NULL);
     free(offs);
     ms_app_close(app);
+    pthread_setaffinity_np(pthread_self(), sizeof(before), &before);
     res->frames = c1 - c0;
     res->sent = to_port ? peer.count : sent;
     res->seconds = t;

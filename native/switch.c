@@ -33,6 +33,9 @@ _Static_assert(MS_R_COUNT == 13, "ministack.h sizes counter arrays with 13 reaso
 #define DEFAULT_WIRE_SLOTS 4096
 #define DEFAULT_MAX_BINDINGS 16384
 #define SPIN_NS 50000        /* keep polling this long after the last frame */
+/* A real NIC hands frames over in bursts (an AF_PACKET block retires every millisecond):
+ * sleeping between bursts would add a wake-up to each, so poll across the gap. */
+#define SPIN_NS_REAL 2000000
 #define SLEEP_MS 1000        /* idle wake-up, for nothing but liveness */
 #define PREFETCH 8           /* frames ahead: enough to cover a cross-core cache miss */
 
@@ -322,7 +325,7 @@ static void *switch_loop(void *arg)
         int64_t t = now_ns();
         if (!last_work)
             last_work = t;
-        if (t - last_work < SPIN_NS) {
+        if (t - last_work < (sw->nic->has_host ? SPIN_NS_REAL : SPIN_NS)) {
             sched_yield(); /* two cores: never starve the applications we wait for */
             continue;
         }
@@ -428,6 +431,16 @@ int ms_switch_attach(ms_switch *sw, const char *ifname, const char *backend, cha
     else
         snprintf(err, errlen, "unknown backend %s (afxdp or afpacket)", backend);
     return sw->nic ? 0 : -EINVAL;
+}
+
+int ms_switch_pin(ms_switch *sw, int cpu)
+{
+    if (!sw->started)
+        return -EINVAL;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    return -pthread_setaffinity_np(sw->thread, sizeof(set), &set);
 }
 
 const char *ms_switch_backend(ms_switch *sw) { return sw->nic ? sw->nic->ops->name : ""; }

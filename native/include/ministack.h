@@ -137,6 +137,8 @@ int ms_switch_attach_virtual(ms_switch *sw);
 int ms_switch_attach(ms_switch *sw, const char *ifname, const char *backend, char *err,
                      size_t errlen);
 const char *ms_switch_backend(ms_switch *sw);
+/* Keep the switch thread on one CPU (0, or -errno). */
+int ms_switch_pin(ms_switch *sw, int cpu);
 /* "native" or "generic" when attached with AF_XDP, else "". */
 const char *ms_switch_xdp_mode(ms_switch *sw);
 int ms_switch_start(ms_switch *sw);
