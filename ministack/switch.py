@@ -11,17 +11,15 @@ import ipaddress
 import logging
 import os
 import threading
-from array import array
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence, Union
+from typing import Any, Sequence
 
 from ministack._native import ffi, lib
 from ministack.errors import BindError, MiniStackError, PortError
 from ministack.protocols import protocol_name, protocol_number
+from ministack.rings import Frame, PortRings, _pack, _strerror, _timeout_ms, frame_bytes
 
 log = logging.getLogger("ministack")
-
-Frame = Union[bytes, bytearray, memoryview, Any]  # Any: a scapy packet (anything bytes() takes)
 
 RESERVED_NAMES = ("nic", "host")
 DEFAULT_ADDRESSES = ("10.0.0.2", "fd00::2")
@@ -39,52 +37,6 @@ BIND_REASONS = {
     lib.MS_BIND_NOT_OWNER: "not-owner",
     lib.MS_BIND_NO_SPACE: "in-use",
 }
-
-
-def _timeout_ms(timeout: float | None) -> int:
-    if timeout is None:
-        return -1
-    if timeout < 0:
-        raise ValueError(f"timeout must be >= 0 seconds or None (wait forever), not {timeout}")
-    return int(timeout * 1000)
-
-
-def frame_bytes(frame: Frame) -> bytes:
-    """The bytes of a frame given as bytes, bytearray, memoryview or a scapy packet.
-
-    >>> frame_bytes(bytearray(b"ab"))
-    b'ab'
-    """
-    if isinstance(frame, bytes):
-        return frame
-    if isinstance(frame, (bytearray, memoryview)):
-        return bytes(frame)
-    if hasattr(type(frame), "__bytes__"):
-        return bytes(frame)
-    raise TypeError(
-        f"a frame must be bytes, bytearray, memoryview or a scapy packet, "
-        f"not {type(frame).__name__}")
-
-
-def _pack(frames: Iterable[Frame], buf_size: int) -> tuple[bytes, array, int]:
-    """Frames packed back to back, their lengths, and how many there are."""
-    if not isinstance(frames, (list, tuple)):
-        frames = list(frames)
-    try:
-        data = b"".join(frames)
-        lens = array("I", map(len, frames))
-        if len(data) != sum(lens):  # memoryviews of wider items count items, not bytes
-            raise TypeError
-    except TypeError:
-        frames = [frame_bytes(f) for f in frames]
-        data = b"".join(frames)
-        lens = array("I", map(len, frames))
-    if lens and max(lens) > buf_size:
-        i = max(range(len(lens)), key=lens.__getitem__)
-        raise ValueError(
-            f"frame {i} is {lens[i]} bytes, larger than a port buffer ({buf_size} bytes); "
-            f"split it, or create the switch with a larger buf_size")
-    return data, lens, len(lens)
 
 
 def _ip(address: Any) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -243,11 +195,7 @@ def _locked(method: Any) -> Any:
     return wrapper
 
 
-def _strerror(rc: int) -> str:
-    return os.strerror(-rc) if rc < 0 else str(rc)
-
-
-class Port:
+class Port(PortRings):
     """A switch port: its own packet memory (TX and RX rings), its own bindings.
 
     >>> import ministack as ms
@@ -263,15 +211,10 @@ class Port:
         self.name = name
         self.mtu = mtu
         self._id = pid
-        self._app = lib.ms_switch_app(switch._sw, pid)
-        if self._app == ffi.NULL:
+        app = lib.ms_switch_app(switch._sw, pid)
+        if app == ffi.NULL:
             raise PortError(f"could not map the memory of port {name!r}")
-        self._buf_size = lib.ms_app_buf_size(self._app)
-        self._send_lock = threading.Lock()
-        self._recv_lock = threading.Lock()
-        self._rxbuf: Any = None
-        self._rxlens: Any = None
-        self._closed = False
+        self._init_rings(app)
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"mtu={self.mtu}"
@@ -358,64 +301,6 @@ class Port:
         return [b for b in self._switch.bindings() if b.port == self.name]
 
 
-    # --- frames ---------------------------------------------------------------------
-
-    def send(self, frame: Frame, timeout: float | None = None) -> None:
-        """Queue one frame for the switch (bytes, bytearray, memoryview or scapy packet).
-
-        Waits while the TX ring is full; raises TimeoutError if it stays full for
-        ``timeout`` seconds (None: wait as long as it takes). What the switch then does with
-        the frame shows in stats(), drops() and, for a forwarded frame, on the wire.
-        """
-        if self.send_batch([frame], timeout) != 1:
-            raise TimeoutError(f"port {self.name!r}: the TX ring stayed full for {timeout} s; "
-                               f"is the switch running?")
-
-    def send_batch(self, frames: Iterable[Frame], timeout: float | None = None) -> int:
-        """Queue many frames in one call; returns how many were queued (all of them unless
-        the ring stayed full for ``timeout`` seconds).
-
-        >>> import ministack as ms
-        >>> with ms.Switch() as sw:
-        ...     sw.port("app1").send_batch([b"x" * 60] * 3)
-        3
-        """
-        self._check_open()
-        data, lens, n = _pack(frames, self._buf_size)
-        if n == 0:
-            return 0
-        with self._send_lock:
-            self._check_open()
-            rc = lib.ms_app_send(self._app, ffi.from_buffer("uint8_t[]", data),
-                                 ffi.from_buffer("uint32_t[]", lens), n, _timeout_ms(timeout))
-            if rc < n and self._closed:
-                raise PortError(f"port {self.name!r} was closed while send() waited")
-        if rc < 0:
-            raise PortError(f"port {self.name!r}: send failed: {_strerror(rc)}")
-        return rc
-
-    def recv(self, timeout: float | None = 1.0) -> bytes | None:
-        """The next frame delivered to this port, or None after ``timeout`` seconds."""
-        got = self.recv_batch(1, timeout)
-        return got[0] if got else None
-
-    def recv_batch(self, max_n: int = 64, timeout: float | None = 1.0) -> list[bytes]:
-        """Up to ``max_n`` frames, waiting up to ``timeout`` seconds for the first."""
-        self._check_open()
-        if max_n < 1:
-            raise ValueError(f"max_n must be at least 1, not {max_n}")
-        with self._recv_lock:
-            self._check_open()
-            if self._rxlens is None or len(self._rxlens) < max_n:
-                self._rxbuf = ffi.new("uint8_t[]", max_n * self._buf_size)
-                self._rxlens = ffi.new("uint32_t[]", max_n)
-            n = lib.ms_app_recv(self._app, self._rxbuf, self._rxlens, max_n,
-                                _timeout_ms(timeout))
-            if n == 0 and self._closed:
-                raise PortError(f"port {self.name!r} was closed while recv() waited")
-            return [bytes(ffi.buffer(self._rxbuf + i * self._buf_size, self._rxlens[i]))
-                    for i in range(n)]
-
     def stats(self) -> dict[str, Any]:
         """This port's counters (the same dict as in Switch.stats()["ports"])."""
         with self._switch._lock:
@@ -428,12 +313,7 @@ class Port:
             if self._closed:
                 return
             self._closed = True
-            # A thread waiting in send() or recv() returns at once and then sees the port
-            # closed; only then is the mapping released.
-            lib.ms_app_interrupt(self._app)
-            with self._send_lock, self._recv_lock:
-                lib.ms_app_close(self._app)
-                self._app = ffi.NULL
+            self._release_rings()
             if not self._switch._closed:
                 mine = self.bindings()  # the switch's lock is reentrant
                 lib.ms_port_destroy(self._switch._sw, self._id)

@@ -1,0 +1,157 @@
+"""A port's rings as its owner sees them: sending and receiving through shared memory.
+
+Both an in-process Port and a port attached through the daemon (ministack.client) are
+PortRings over an ms_app handle; nothing here knows which.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from array import array
+from typing import Any, Iterable, Union
+
+from ministack._native import ffi, lib
+from ministack.errors import PortError
+
+Frame = Union[bytes, bytearray, memoryview, Any]  # Any: a scapy packet (anything bytes() takes)
+
+
+def _timeout_ms(timeout: float | None) -> int:
+    if timeout is None:
+        return -1
+    if timeout < 0:
+        raise ValueError(f"timeout must be >= 0 seconds or None (wait forever), not {timeout}")
+    return int(timeout * 1000)
+
+
+def frame_bytes(frame: Frame) -> bytes:
+    """The bytes of a frame given as bytes, bytearray, memoryview or a scapy packet.
+
+    >>> frame_bytes(bytearray(b"ab"))
+    b'ab'
+    """
+    if isinstance(frame, bytes):
+        return frame
+    if isinstance(frame, (bytearray, memoryview)):
+        return bytes(frame)
+    if hasattr(type(frame), "__bytes__"):
+        return bytes(frame)
+    raise TypeError(
+        f"a frame must be bytes, bytearray, memoryview or a scapy packet, "
+        f"not {type(frame).__name__}")
+
+
+def _pack(frames: Iterable[Frame], buf_size: int) -> tuple[bytes, array, int]:
+    """Frames packed back to back, their lengths, and how many there are."""
+    if not isinstance(frames, (list, tuple)):
+        frames = list(frames)
+    try:
+        data = b"".join(frames)
+        lens = array("I", map(len, frames))
+        if len(data) != sum(lens):  # memoryviews of wider items count items, not bytes
+            raise TypeError
+    except TypeError:
+        frames = [frame_bytes(f) for f in frames]
+        data = b"".join(frames)
+        lens = array("I", map(len, frames))
+    if lens and max(lens) > buf_size:
+        i = max(range(len(lens)), key=lens.__getitem__)
+        raise ValueError(
+            f"frame {i} is {lens[i]} bytes, larger than a port buffer ({buf_size} bytes); "
+            f"split it, or create the switch with a larger buf_size")
+    return data, lens, len(lens)
+
+
+def _strerror(rc: int) -> str:
+    return os.strerror(-rc) if rc < 0 else str(rc)
+
+
+
+class PortRings:
+    """send/send_batch/recv/recv_batch over a port's shared memory (an ms_app handle).
+
+    Subclasses set ``name`` and provide ``_check_open()``.
+    """
+
+    name: str
+
+    def _init_rings(self, app: Any) -> None:
+        self._app = app
+        self._buf_size = lib.ms_app_buf_size(app)
+        self._send_lock = threading.Lock()
+        self._recv_lock = threading.Lock()
+        self._rxbuf: Any = None
+        self._rxlens: Any = None
+        self._closed = False
+
+    def _check_open(self) -> None:
+        raise NotImplementedError
+
+    def _release_rings(self) -> None:
+        """Unmap the port's memory: a thread waiting in send() or recv() returns at once
+        (and then sees the port closed); only then is the mapping released."""
+        if self._app == ffi.NULL:
+            return
+        lib.ms_app_interrupt(self._app)
+        with self._send_lock, self._recv_lock:
+            lib.ms_app_close(self._app)
+            self._app = ffi.NULL
+
+    # --- frames ---------------------------------------------------------------------
+
+    def send(self, frame: Frame, timeout: float | None = None) -> None:
+        """Queue one frame for the switch (bytes, bytearray, memoryview or scapy packet).
+
+        Waits while the TX ring is full; raises TimeoutError if it stays full for
+        ``timeout`` seconds (None: wait as long as it takes). What the switch then does with
+        the frame shows in stats(), drops() and, for a forwarded frame, on the wire.
+        """
+        if self.send_batch([frame], timeout) != 1:
+            raise TimeoutError(f"port {self.name!r}: the TX ring stayed full for {timeout} s; "
+                               f"is the switch running?")
+
+    def send_batch(self, frames: Iterable[Frame], timeout: float | None = None) -> int:
+        """Queue many frames in one call; returns how many were queued (all of them unless
+        the ring stayed full for ``timeout`` seconds).
+
+        >>> import ministack as ms
+        >>> with ms.Switch() as sw:
+        ...     sw.port("app1").send_batch([b"x" * 60] * 3)
+        3
+        """
+        self._check_open()
+        data, lens, n = _pack(frames, self._buf_size)
+        if n == 0:
+            return 0
+        with self._send_lock:
+            self._check_open()
+            rc = lib.ms_app_send(self._app, ffi.from_buffer("uint8_t[]", data),
+                                 ffi.from_buffer("uint32_t[]", lens), n, _timeout_ms(timeout))
+            if rc < n and self._closed:
+                raise PortError(f"port {self.name!r} was closed while send() waited")
+        if rc < 0:
+            raise PortError(f"port {self.name!r}: send failed: {_strerror(rc)}")
+        return rc
+
+    def recv(self, timeout: float | None = 1.0) -> bytes | None:
+        """The next frame delivered to this port, or None after ``timeout`` seconds."""
+        got = self.recv_batch(1, timeout)
+        return got[0] if got else None
+
+    def recv_batch(self, max_n: int = 64, timeout: float | None = 1.0) -> list[bytes]:
+        """Up to ``max_n`` frames, waiting up to ``timeout`` seconds for the first."""
+        self._check_open()
+        if max_n < 1:
+            raise ValueError(f"max_n must be at least 1, not {max_n}")
+        with self._recv_lock:
+            self._check_open()
+            if self._rxlens is None or len(self._rxlens) < max_n:
+                self._rxbuf = ffi.new("uint8_t[]", max_n * self._buf_size)
+                self._rxlens = ffi.new("uint32_t[]", max_n)
+            n = lib.ms_app_recv(self._app, self._rxbuf, self._rxlens, max_n,
+                                _timeout_ms(timeout))
+            if n == 0 and self._closed:
+                raise PortError(f"port {self.name!r} was closed while recv() waited")
+            return [bytes(ffi.buffer(self._rxbuf + i * self._buf_size, self._rxlens[i]))
+                    for i in range(n)]
+
