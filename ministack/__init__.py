@@ -13,8 +13,9 @@ that disagrees with its bindings, and delivers arriving frames to the port that 
 """
 from ministack.errors import BindError, MiniStackError, PortError
 from ministack.switch import Binding, Port, Switch, Verdict, Wire, frame_bytes
+from ministack.client import connect
 from ministack.topology import Topology
 
-__all__ = ["Switch", "Port", "Binding", "Verdict", "Wire", "Topology", "BindError",
+__all__ = ["Switch", "Port", "Binding", "Verdict", "Wire", "Topology", "connect", "BindError",
            "PortError", "MiniStackError", "frame_bytes"]
 __version__ = "0.1.0"

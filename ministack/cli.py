@@ -87,6 +87,35 @@ def topo(args: argparse.Namespace) -> int:
     return 0
 
 
+def daemon(args: argparse.Namespace) -> int:
+    """Run the switch for applications in other processes, serving a UNIX control socket."""
+    import logging
+    import signal
+
+    from ministack.daemon import Daemon
+    from ministack.errors import MiniStackError
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        d = Daemon(nic=args.nic, socket_path=args.socket, addresses=args.address or None,
+                   group=args.group, backend=args.backend)
+        d.listen()
+    except (MiniStackError, OSError, KeyError, ValueError) as e:
+        print(f"ministack daemon: {e}", file=sys.stderr)
+        return 1
+    signal.signal(signal.SIGTERM, lambda *_: d.close())
+    print(f"ministack daemon: switch on {d.switch.nic} ({d.switch.backend}), MAC "
+          f"{d.switch.mac}, addresses {', '.join(d.switch.addresses)}; serving "
+          f"{args.socket}", flush=True)
+    try:
+        d.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        d.close()
+    return 0
+
+
 def bench(args: argparse.Namespace) -> int:
     """Run the benchmark (same as python -m ministack.bench)."""
     from ministack import bench as b
@@ -102,6 +131,15 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("demo", help="run the poster demo on the virtual NIC",
                        description=demo.__doc__)
     p.set_defaults(func=demo)
+    p = sub.add_parser("daemon", help="run the switch for applications in other processes",
+                       description=daemon.__doc__)
+    p.add_argument("--nic", default="virtual", help="interface, or 'virtual' (default)")
+    p.add_argument("--socket", default="/run/ministack.sock", help="control socket path")
+    p.add_argument("--address", action="append", metavar="IP",
+                   help="an address of the virtual NIC (repeatable)")
+    p.add_argument("--group", help="only members of this group may connect")
+    p.add_argument("--backend", default="auto", choices=["auto", "afxdp", "afpacket"])
+    p.set_defaults(func=daemon)
     p = sub.add_parser("topo", help="create, remove or show a lab topology (root)",
                        description=topo.__doc__)
     p.add_argument("action", choices=["up", "down", "show"])

@@ -604,6 +604,19 @@ int ms_port_memfd(ms_switch *sw, int id)
     return fd;
 }
 
+int ms_port_fds(ms_switch *sw, int id, int *memfd, int *doorbell, int *wake_fd)
+{
+    ctl_lock(sw);
+    struct ms_swport *p = port_get(sw, id);
+    if (p) {
+        *memfd = p->memfd;
+        *doorbell = sw->doorbell;
+        *wake_fd = p->wake_fd;
+    }
+    ctl_unlock(sw);
+    return p ? 0 : -ENOENT;
+}
+
 int ms_port_name(ms_switch *sw, int id, char *out)
 {
     ctl_lock(sw);

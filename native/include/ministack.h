@@ -151,6 +151,9 @@ uint32_t ms_switch_buf_size(ms_switch *sw);
 int ms_port_create(ms_switch *sw, const char *name, uint32_t mtu);
 int ms_port_destroy(ms_switch *sw, int port);
 int ms_port_memfd(ms_switch *sw, int port);
+/* The three descriptors an application needs to attach to port (still owned by the
+ * switch: duplicate them, e.g. by passing them over a UNIX socket). */
+int ms_port_fds(ms_switch *sw, int port, int *memfd, int *doorbell, int *wake_fd);
 int ms_port_name(ms_switch *sw, int port, char *out);
 
 int ms_bind(ms_switch *sw, int port, int family, const uint8_t *ip, int proto, int l4port);

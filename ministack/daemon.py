@@ -1,0 +1,272 @@
+"""`ministack daemon`: one privileged process runs the switch; applications in their own
+processes, as ordinary users, attach to ports over a UNIX control socket.
+
+Each connection is served by its own thread. The peer's uid comes from SO_PEERCRED. A port
+belongs to the uid and the connection that created it: nobody else may bind, unbind, close
+or explain on it, or see its counters and drops (root sees everything). When a connection
+ends, for any reason, its ports and bindings are released at once.
+"""
+from __future__ import annotations
+
+import grp
+import logging
+import os
+import socket
+import struct
+import threading
+from typing import Any
+
+from ministack import protocol
+from ministack._native import ffi, lib
+from ministack.errors import BindError, MiniStackError, PortError
+from ministack.protocol import ProtocolError
+from ministack.switch import Binding, Port, Switch
+
+DEFAULT_SOCKET = "/run/ministack.sock"
+MAX_CONNECTIONS = 256
+log = logging.getLogger("ministack.daemon")
+
+
+class Daemon:
+    """The switch plus the control socket.
+
+    >>> d = Daemon(nic="virtual", socket_path="/tmp/ms-doc.sock")
+    >>> d.switch.nic, sorted(d.switch.addresses)
+    ('virtual', ['10.0.0.2', 'fd00::2'])
+    >>> d.close()
+    """
+
+    def __init__(self, nic: str = "virtual", socket_path: str = DEFAULT_SOCKET,
+                 addresses: list[str] | None = None, group: str | None = None,
+                 backend: str = "auto") -> None:
+        self.socket_path = socket_path
+        self.group = group
+        self.switch = Switch(nic=nic, addresses=addresses if nic == "virtual" else None,
+                             backend=backend)
+        self._owners: dict[str, tuple[int, int]] = {}   # port name -> (uid, connection)
+        self._ports: dict[str, Port] = {}
+        self._lock = threading.Lock()
+        self._listener: socket.socket | None = None
+        self._conns: dict[int, socket.socket] = {}
+        self._next_conn = 1
+        self._stopping = False
+
+    # --- the socket -----------------------------------------------------------------
+
+    def listen(self) -> None:
+        """Bind the control socket; refuses when another daemon serves it already."""
+        path = self.socket_path
+        if os.path.exists(path):
+            probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                probe.connect(path)
+            except OSError:
+                os.unlink(path)  # left behind by a daemon that died
+            else:
+                raise MiniStackError(f"another ministack daemon already serves {path}; stop "
+                                     f"it first or choose another --socket")
+            finally:
+                probe.close()
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        s.bind(path)
+        if self.group:
+            os.chown(path, 0, grp.getgrnam(self.group).gr_gid)
+            os.chmod(path, 0o660)
+        else:
+            os.chmod(path, 0o666)  # unprivileged applications are the point
+        s.listen(64)
+        self._listener = s
+
+    def serve_forever(self) -> None:
+        """Accept connections until close()."""
+        if self._listener is None:
+            self.listen()
+        assert self._listener is not None
+        while not self._stopping:
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                break
+            with self._lock:
+                if len(self._conns) >= MAX_CONNECTIONS:
+                    conn.close()
+                    continue
+                cid = self._next_conn
+                self._next_conn += 1
+                self._conns[cid] = conn
+            threading.Thread(target=self._serve, args=(conn, cid), daemon=True).start()
+
+    def close(self) -> None:
+        """Stop serving, drop every connection, close the switch."""
+        self._stopping = True
+        if self._listener is not None:
+            self._listener.close()
+            try:
+                os.unlink(self.socket_path)
+            except OSError:
+                pass
+        with self._lock:
+            conns = list(self._conns.values())
+        for c in conns:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self.switch.close()
+
+    # --- one connection ------------------------------------------------------------
+
+    def _serve(self, conn: socket.socket, cid: int) -> None:
+        pid, uid, gid = struct.unpack("3i", conn.getsockopt(
+            socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
+        try:
+            while True:
+                try:
+                    msg, fds = protocol.recv(conn)
+                except ProtocolError as e:
+                    # The framing can no longer be trusted: say why, then hang up.
+                    protocol.send(conn, _error(None, "ProtocolError", str(e)))
+                    return
+                for fd in fds:  # requests never carry descriptors
+                    os.close(fd)
+                reply, out_fds = self._dispatch(msg, uid, cid)
+                protocol.send(conn, reply, out_fds)
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            self._release(cid)
+            with self._lock:
+                self._conns.pop(cid, None)
+            conn.close()
+
+    def _release(self, cid: int) -> None:
+        """Every port of a connection that ended goes, with its bindings."""
+        with self._lock:
+            names = [n for n, (_u, c) in self._owners.items() if c == cid]
+            ports = [self._ports.pop(n) for n in names]
+            for n in names:
+                del self._owners[n]
+        for p in ports:
+            p.close()
+
+    # --- requests -------------------------------------------------------------------
+
+    def _dispatch(self, msg: dict[str, Any], uid: int, cid: int
+                  ) -> tuple[dict[str, Any], list[int]]:
+        rid = msg.get("id")
+        if msg.get("v") != protocol.VERSION:
+            return _error(rid, "ProtocolError", f"protocol version {msg.get('v')!r} is not "
+                          f"supported (this daemon speaks {protocol.VERSION})"), []
+        op = msg.get("op")
+        handler = getattr(self, f"_op_{op}", None) if isinstance(op, str) else None
+        if handler is None:
+            return _error(rid, "ProtocolError", f"unknown operation {op!r}"), []
+        try:
+            result, fds = handler(msg, uid, cid)
+        except BindError as e:
+            return _error(rid, "BindError", str(e), e.reason), []
+        except PortError as e:
+            return _error(rid, "PortError", str(e)), []
+        except MiniStackError as e:
+            return _error(rid, "MiniStackError", str(e)), []
+        except (ValueError, TypeError, KeyError) as e:
+            return _error(rid, "ValueError", f"bad {op} request: {e}"), []
+        return {"v": protocol.VERSION, "id": rid, "ok": True, **result}, fds
+
+    def _own(self, name: Any, uid: int, cid: int, bind: bool = False) -> Port:
+        """The caller's port `name`, or an error that says whose it is not."""
+        with self._lock:
+            port, owner = self._ports.get(name), self._owners.get(name)
+        if port is None or owner is None:
+            raise PortError(f"no port {name!r} on this switch")
+        if owner != (uid, cid):
+            msg = f"port {name!r} belongs to another {'user' if owner[0] != uid else 'connection'}"
+            if bind:
+                raise BindError("not-owner", msg)
+            raise PortError(msg)
+        return port
+
+    def _op_hello(self, msg: dict[str, Any], uid: int, cid: int) -> tuple[dict, list]:
+        sw = self.switch
+        return {"server": "ministack", "nic": sw.nic, "backend": sw.backend, "mac": sw.mac,
+                "addresses": sw.addresses, "uid": uid}, []
+
+    def _op_port(self, msg: dict[str, Any], uid: int, cid: int) -> tuple[dict, list]:
+        name, mtu = msg["name"], msg.get("mtu")
+        if mtu is not None and (isinstance(mtu, bool) or not isinstance(mtu, int)):
+            raise ValueError(f"mtu must be an integer, not {mtu!r}")
+        with self._lock:
+            if name in self._ports:
+                raise PortError(f"port {name!r} already exists on this switch; choose "
+                                f"another name")
+        port = self.switch.port(name, mtu)
+        fds = [ffi.new("int *") for _ in range(3)]
+        lib.ms_port_fds(self.switch._sw, port._id, fds[0], fds[1], fds[2])
+        with self._lock:
+            self._ports[name] = port
+            self._owners[name] = (uid, cid)
+        return {"port": name, "mtu": port.mtu}, [f[0] for f in fds]
+
+    def _op_close_port(self, msg: dict[str, Any], uid: int, cid: int) -> tuple[dict, list]:
+        port = self._own(msg["port"], uid, cid)
+        with self._lock:
+            self._ports.pop(port.name, None)
+            self._owners.pop(port.name, None)
+        port.close()
+        return {}, []
+
+    def _op_bind(self, msg: dict[str, Any], uid: int, cid: int) -> tuple[dict, list]:
+        port = self._own(msg["port"], uid, cid, bind=True)
+        b = port.bind(msg["ip"], msg["protocol"], msg.get("local_port", 0))
+        return {"binding": _binding(b)}, []
+
+    def _op_unbind(self, msg: dict[str, Any], uid: int, cid: int) -> tuple[dict, list]:
+        port = self._own(msg["port"], uid, cid, bind=True)
+        port.unbind(Binding(port.name, msg["ip"], str(msg["protocol"]),
+                            int(msg["local_port"])))
+        return {}, []
+
+    def _visible(self, uid: int) -> set[str] | None:
+        """Port names this uid may look at; None: all (root)."""
+        if uid == 0:
+            return None
+        with self._lock:
+            return {n for n, (u, _c) in self._owners.items() if u == uid}
+
+    def _op_bindings(self, msg: dict[str, Any], uid: int, cid: int) -> tuple[dict, list]:
+        mine = self._visible(uid)
+        return {"bindings": [_binding(b) for b in self.switch.bindings()
+                             if mine is None or b.port in mine]}, []
+
+    def _op_explain(self, msg: dict[str, Any], uid: int, cid: int) -> tuple[dict, list]:
+        name = msg["port"]
+        if name != "nic":
+            self._own(name, uid, cid)
+        v = self.switch.explain(name, bytes.fromhex(msg["frame"]))
+        return {"verdict": {"action": v.action, "reason": v.reason, "to": v.to,
+                            "detail": v.detail}}, []
+
+    def _op_stats(self, msg: dict[str, Any], uid: int, cid: int) -> tuple[dict, list]:
+        st = self.switch.stats()
+        mine = self._visible(uid)
+        if mine is not None:
+            st["ports"] = {n: s for n, s in st["ports"].items() if n in mine}
+        return {"stats": st}, []
+
+    def _op_drops(self, msg: dict[str, Any], uid: int, cid: int) -> tuple[dict, list]:
+        mine = self._visible(uid)
+        drops = self.switch.drops(int(msg.get("limit", 100)))
+        return {"drops": [{**d, "frame": d["frame"].hex()} for d in drops
+                          if mine is None or d["port"] in mine]}, []
+
+    def _op_resolve(self, msg: dict[str, Any], uid: int, cid: int) -> tuple[dict, list]:
+        return {"mac": self.switch.resolve(msg["ip"], float(msg.get("timeout", 1.0)))}, []
+
+
+def _binding(b: Binding) -> dict[str, Any]:
+    return {"port": b.port, "ip": b.ip, "protocol": b.protocol, "local_port": b.local_port}
+
+
+def _error(rid: Any, kind: str, message: str, reason: str | None = None) -> dict[str, Any]:
+    return {"v": protocol.VERSION, "id": rid, "ok": False,
+            "error": {"type": kind, "message": message, "reason": reason}}

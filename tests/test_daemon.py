@@ -1,0 +1,281 @@
+"""`ministack daemon` and ms.connect(): applications in their own processes, under their own
+uids, each mapping only its own ports' memory."""
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+import ministack as ms
+from ministack.bench import udp_frame
+from ministack.daemon import Daemon
+
+NOBODY = 65534
+
+
+@pytest.fixture
+def daemon() -> Iterator[Daemon]:
+    # Not under pytest's own temp dir: other uids must be able to reach the socket.
+    d = tempfile.mkdtemp(prefix="ministack-test-", dir="/tmp")
+    os.chmod(d, 0o755)
+    path = os.path.join(d, "ms.sock")
+    dm = Daemon(nic="virtual", socket_path=path)
+    dm.listen()
+    t = threading.Thread(target=dm.serve_forever, daemon=True)
+    t.start()
+    yield dm
+    dm.close()
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def as_user(uid: int, fn: Callable[[], object]) -> object:
+    """Run fn in a forked child under uid and return what it returned (JSON-able), or
+    re-raise the error it raised, by type name and message."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: drop root, run, report
+        os.close(r)
+        try:
+            os.setgroups([])
+            os.setgid(uid)
+            os.setuid(uid)
+            out = {"ok": fn()}
+        except BaseException as e:  # noqa: BLE001 - reported to the parent
+            out = {"error": type(e).__name__, "reason": getattr(e, "reason", None),
+                   "message": str(e)}
+        os.write(w, json.dumps(out).encode())
+        os._exit(0)
+    os.close(w)
+    data = b""
+    while chunk := os.read(r, 65536):
+        data += chunk
+    os.close(r)
+    os.waitpid(pid, 0)
+    return json.loads(data)
+
+
+def test_client_has_the_switch_api(daemon: Daemon) -> None:
+    with ms.connect(daemon.socket_path) as c:
+        assert c.mac == daemon.switch.mac and c.addresses == daemon.switch.addresses
+        a = c.port("a")
+        b = a.bind("10.0.0.2", "udp", 5000)
+        assert c.bindings() == [b]
+        good = udp_frame(c.mac, "10.0.0.2", "10.0.0.9", 5000, 9)
+        spoofed = udp_frame(c.mac, "10.0.0.7", "10.0.0.9", 5000, 9)
+        assert c.explain("a", spoofed).reason == "spoofed-src-ip"
+        assert a.send_batch([good, spoofed, good]) == 3
+        assert daemon.switch.wire.capture() == [good, good]
+        reply = udp_frame("02:00:00:00:00:09", "10.0.0.9", "10.0.0.2", 9, 5000, dst_mac=c.mac)
+        daemon.switch.wire.inject(reply)
+        assert a.recv(timeout=2) == reply
+        st = c.stats()["ports"]["a"]
+        assert st["tx"]["frames"] == 2 and st["drops"]["spoofed-src-ip"] == 1
+        assert [d["reason"] for d in c.drops()] == ["spoofed-src-ip"]
+        with pytest.raises(ms.BindError) as e:
+            a.bind("10.0.0.2", "udp", 5000)
+        assert e.value.reason == "in-use"
+        a.unbind(b)
+        assert c.bindings() == []
+
+
+def test_port_memory_travels_as_a_memfd_and_frames_never_touch_the_socket(
+        daemon: Daemon) -> None:
+    with ms.connect(daemon.socket_path) as c:
+        a = c.port("mine")
+        a.bind("10.0.0.2", "udp", 5000)
+        maps = open("/proc/self/maps").read()
+        assert "/memfd:mine" in maps
+        before = c._sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)  # still open
+        frames = [udp_frame(c.mac, "10.0.0.2", "10.0.0.9", 5000, 9)] * 1000
+        a.send_batch(frames)
+        assert len(daemon.switch.wire.capture(timeout=2)) == 1000
+        assert before > 0
+
+
+ALICE = """
+import sys
+import ministack as ms
+from ministack.bench import udp_frame
+c = ms.connect(sys.argv[1])
+a = c.port("alice")
+a.bind("10.0.0.2", "udp", 5000)
+print("ready", flush=True)
+sys.stdin.readline()
+# To her own binding: the switch hairpins it back to her port.
+a.send(udp_frame(c.mac, "10.0.0.2", "10.0.0.2", 5000, 5000, dst_mac=c.mac))
+print("alice-got", len(a.recv_batch(16, timeout=2)), flush=True)
+print("alice-bindings", [b.port for b in c.bindings()], flush=True)
+"""
+
+
+def test_another_uid_cannot_touch_my_port() -> None:
+    """Daemon, Alice (root) and Bob (nobody) in three processes, so that each one's
+    /proc/self/maps shows only what it mapped itself."""
+    d = tempfile.mkdtemp(prefix="ministack-test-", dir="/tmp")
+    os.chmod(d, 0o755)
+    path = os.path.join(d, "ms.sock")
+    dmn = subprocess.Popen([sys.executable, "-m", "ministack", "daemon", "--socket", path],
+                           stdout=subprocess.PIPE, text=True)
+    alice = None
+    try:
+        assert dmn.stdout is not None and "serving" in dmn.stdout.readline()
+        alice = subprocess.Popen([sys.executable, "-c", ALICE, path], stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, text=True)
+        assert alice.stdout is not None and alice.stdout.readline().strip() == "ready"
+        frame = udp_frame("02:4d:53:00:00:02", "10.0.0.2", "10.0.0.9", 5000, 9)
+
+        def bob() -> dict:
+            with ms.connect(path) as c:
+                out: dict = {}
+                for what, call in [
+                        ("bind", lambda: c._call("bind", port="alice", ip="10.0.0.2",
+                                                 protocol="udp", local_port=6000)),
+                        ("unbind", lambda: c._call("unbind", port="alice", ip="10.0.0.2",
+                                                   protocol="udp", local_port=5000)),
+                        ("close", lambda: c._call("close_port", port="alice")),
+                        ("explain", lambda: c.explain("alice", frame))]:
+                    try:
+                        call()
+                        out[what] = "allowed"
+                    except ms.BindError as e:
+                        out[what] = e.reason
+                    except ms.PortError as e:
+                        out[what] = str(e)
+                mine = c.port("bob")
+                mine.bind("10.0.0.2", "udp", 6000)
+                out["stats"] = sorted(c.stats()["ports"])
+                out["bindings"] = [b.port for b in c.bindings()]
+                out["drops"] = [x["port"] for x in c.drops()]
+                maps = open("/proc/self/maps").read()
+                out["maps"] = ["/memfd:alice" in maps, "/memfd:bob" in maps]
+                out["recv"] = len(mine.recv_batch(16, timeout=1.5))
+                return out
+
+        # Alice sends while Bob listens on his own port.
+        threading.Timer(0.5, lambda: (alice.stdin.write("go\n"), alice.stdin.flush())).start()
+        got = as_user(NOBODY, bob)
+        assert "ok" in got, got
+        r = got["ok"]
+        assert r["bind"] == "not-owner" and r["unbind"] == "not-owner"
+        assert "belongs to another user" in r["close"]
+        assert "belongs to another user" in r["explain"]
+        assert r["stats"] == ["bob"] and r["bindings"] == ["bob"] and r["drops"] == []
+        assert r["maps"] == [False, True], "a client mapped another port's memory"
+        assert r["recv"] == 0, "Bob received frames"
+        out, _ = alice.communicate(timeout=10)
+        assert "alice-got 1" in out, out
+        assert "alice-bindings ['alice'" in out, out  # root: Bob's may show too
+    finally:
+        for p in (alice, dmn):
+            if p is not None and p.poll() is None:
+                p.terminate()
+                p.wait(10)
+        shutil.rmtree(d, ignore_errors=True)
+
+
+CLIENT = """
+import sys, time
+import ministack as ms
+from ministack.bench import udp_frame
+c = ms.connect(sys.argv[1])
+a = c.port("victim")
+a.bind("10.0.0.2", "udp", 5555)
+f = udp_frame(c.mac, "10.0.0.2", "10.0.0.9", 5555, 9)
+print("ready", flush=True)
+while True:
+    a.send_batch([f] * 256)
+"""
+
+
+def test_killed_client_is_cleaned_up_within_a_second(daemon: Daemon) -> None:
+    p = subprocess.Popen([sys.executable, "-c", CLIENT, daemon.socket_path],
+                         stdout=subprocess.PIPE, text=True)
+    assert p.stdout is not None and p.stdout.readline().strip() == "ready"
+    time.sleep(0.3)  # mid-burst
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait()
+    killed = time.monotonic()
+    while daemon.switch.ports() or daemon.switch.bindings():
+        assert time.monotonic() - killed < 1.0, "the dead client's port is still there"
+        time.sleep(0.01)
+    # The switch still serves everyone else, and the name and tuple are free again.
+    with ms.connect(daemon.socket_path) as c:
+        a = c.port("victim")
+        a.bind("10.0.0.2", "udp", 5555)
+        daemon.switch.wire.capture()
+        f = udp_frame(c.mac, "10.0.0.2", "10.0.0.9", 5555, 9)
+        a.send(f)
+        assert f in daemon.switch.wire.capture(timeout=2)
+
+
+def test_garbage_on_the_control_socket_never_stops_the_daemon(daemon: Daemon) -> None:
+    rng = random.Random(7)
+    path = daemon.socket_path
+    good = ms.connect(path)
+    for i in range(200):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(path)
+        s.settimeout(0.05)  # a reply may come (an error) or not (waiting for more bytes)
+        kind = i % 5
+        if kind == 0:    # random bytes
+            s.sendall(rng.randbytes(rng.randrange(1, 300)))
+        elif kind == 1:  # a length far beyond the limit
+            s.sendall(struct.pack("!I", 1 << 30) + b"x" * 10)
+        elif kind == 2:  # truncated: a header promising more than comes, then hang up
+            s.sendall(struct.pack("!I", 100) + b"{")
+        elif kind == 3:  # valid framing, wrong content
+            body = rng.choice([b"[]", b"null", b'{"v": 9, "op": "port"}', b'{"v": 1}',
+                               b'{"v": 1, "op": "port", "name": 5}', b'{"v":1,"op":"bind"}',
+                               b"\xff\xfe"])
+            s.sendall(struct.pack("!I", len(body)) + body)
+        else:            # a zero-length message
+            s.sendall(struct.pack("!I", 0))
+        try:
+            s.recv(65536)
+        except OSError:
+            pass
+        s.close()
+        if i % 40 == 0:  # correct clients are served all along
+            p = good.port(f"p{i}")
+            p.bind("10.0.0.2", "udp", 7000 + i)
+            assert ms.Binding(f"p{i}", "10.0.0.2", "udp", 7000 + i) in good.bindings()
+    good.close()
+    with ms.connect(path) as c:
+        assert c.port("after").name == "after"
+    time.sleep(0.2)
+    assert [p.name for p in daemon.switch.ports()] == []  # every garbage connection cleaned
+
+
+def test_a_second_daemon_on_the_same_socket_is_refused(daemon: Daemon) -> None:
+    with pytest.raises(ms.MiniStackError, match="already serves"):
+        Daemon(nic="virtual", socket_path=daemon.socket_path).listen()
+
+
+def test_ministack_daemon_command(tmp_path: "os.PathLike[str]") -> None:
+    path = os.path.join(str(tmp_path), "cmd.sock")
+    p = subprocess.Popen([sys.executable, "-m", "ministack", "daemon", "--socket", path,
+                          "--address", "10.9.0.2"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout is not None and "serving" in p.stdout.readline()
+        with ms.connect(path) as c:
+            assert c.addresses == ["10.9.0.2"]
+            c.port("x").bind("10.9.0.2", "tcp", 80)
+        again = subprocess.run([sys.executable, "-m", "ministack", "daemon", "--socket", path],
+                               capture_output=True, text=True)
+        assert again.returncode == 1 and "already serves" in again.stderr
+    finally:
+        p.terminate()
+        p.wait(10)
+    assert not os.path.exists(path)
