@@ -25,7 +25,7 @@ def encode(msg: dict[str, Any]) -> bytes:
     """One message, framed.
 
     >>> encode({"v": 1})
-    b'\\x00\\x00\\x00\\t{"v": 1}'
+    b'\\x00\\x00\\x00\\x08{"v": 1}'
     """
     body = json.dumps(msg).encode()
     if len(body) > MAX_MESSAGE:
