@@ -581,6 +581,11 @@ int ms_port_destroy(ms_switch *sw, int id)
     ctl_lock(sw);
     struct ms_swport *p = port_get(sw, id);
     if (p) {
+        /* Frames the owner queued before closing are handled, not lost: a close flushes
+         * (at most one ring's worth, whatever the owner wrote into its indices). */
+        for (uint32_t i = 0; i <= p->txg.num_slots / MS_BATCH; i++)
+            if (!port_tx(sw, id))
+                break;
         unbind_all_locked(sw, id);
         p->active = 0;
         /* Keep the record until the id is reused so that late stats calls stay safe;

@@ -62,3 +62,18 @@ def test_port_created_while_switch_sleeps_is_served() -> None:
         b.send(udp_frame(sw.mac, "10.0.0.2", "10.0.0.9", 7000, 9))
         assert sw.sync(timeout=0.5)
         assert len(sw.wire.capture()) == 1
+
+
+def test_closing_a_port_flushes_what_it_queued() -> None:
+    with ms.Switch(wire_slots=16384) as sw:
+        a = sw.port("a")
+        a.bind("10.0.0.2", "udp", 5000)
+        bad = udp_frame(sw.mac, "10.0.0.3", "10.0.0.9", 5000, 9)
+        for _ in range(20):
+            a2 = sw.port("b")
+            a2.bind("10.0.0.2", "udp", 6000)
+            a2.send_batch([udp_frame(sw.mac, "10.0.0.2", "10.0.0.9", 6000, 9)] * 500 + [bad])
+            a2.close()  # at once: whatever the switch had not taken yet is handled now
+        assert len(sw.wire.capture()) == 20 * 500
+        assert sw.stats()["nic"]["tx"]["frames"] == 20 * 500
+        assert [d["reason"] for d in sw.drops()] == ["spoofed-src-ip"] * 20
