@@ -340,3 +340,29 @@ def test_64_ports_16_processes_no_leak(daemon: Daemon) -> None:
     assert daemon.switch.ports() == [] and daemon.switch.bindings() == []
     assert fds() <= fd0 + 2, f"the daemon's descriptors grew from {fd0} to {fds()}"
     assert rss_kb() < rss0 + 20_000, f"the daemon's memory grew from {rss0} to {rss_kb()} kB"
+
+
+def test_group_restricts_who_may_connect() -> None:
+    import grp
+
+    group = grp.getgrgid(NOBODY).gr_name  # nobody's own group ("nogroup" on Debian)
+    d = tempfile.mkdtemp(prefix="ministack-test-", dir="/tmp")
+    os.chmod(d, 0o755)
+    dm = Daemon(nic="virtual", socket_path=os.path.join(d, "ms.sock"), group=group)
+    dm.listen()
+    threading.Thread(target=dm.serve_forever, daemon=True).start()
+    try:
+        st = os.stat(dm.socket_path)
+        assert st.st_mode & 0o777 == 0o660 and st.st_gid == NOBODY
+
+        def attach() -> str:
+            with ms.connect(dm.socket_path) as c:
+                return c.port("p").name
+
+        assert as_user(NOBODY, attach) == {"ok": "p"}
+        refused = as_user(1, attach)  # uid/gid 1: not in the group
+        assert refused.get("error") == "MiniStackError" and "Permission denied" in \
+            refused["message"], refused
+    finally:
+        dm.close()
+        shutil.rmtree(d, ignore_errors=True)
