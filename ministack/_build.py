@@ -56,7 +56,16 @@ def build_xdp_program() -> None:
                           str(ROOT / "ministack" / XDP_OBJ)], check=True)
 
 
+def build_pktgen() -> None:
+    """Compile ms-pktgen, a C application on the port library, into the package."""
+    srcs = [str(NATIVE / f) for f in ("pktgen.c", "client.c", "app.c", "port_shm.c")]
+    subprocess.run(["cc", *FLAGS[:-2], "-I", str(NATIVE / "include"), "-I", str(NATIVE),
+                    *srcs, "-o", str(ROOT / "ministack" / "ms-pktgen"), "-lpthread"],
+                   check=True)
+
+
 XDP_OBJ = "ministack_xdp.bpf.o"
+build_pktgen()
 AFXDP = afxdp_available()
 if AFXDP:
     build_xdp_program()

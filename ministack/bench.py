@@ -97,7 +97,7 @@ def python_send_batch(batch: int, seconds: float) -> float:
         a = sw.port("py")
         a.bind(SRC_IP, "udp", 5000)
         frames = [udp_frame(sw.mac, SRC_IP, DST_IP, 5000, 9)] * batch
-        lib.ms_bench_sink_start(sw._sw)
+        lib.ms_bench_sink_start(sw._sw, 20000)  # leave Python a core
         sent = 0
         t0 = time.perf_counter()
         end = t0 + seconds
@@ -107,6 +107,37 @@ def python_send_batch(batch: int, seconds: float) -> float:
         sw.sync(2.0)
         lib.ms_bench_sink_stop(sw._sw)
         return sent / t / 1e6
+
+
+def pktgen_to_wire(seconds: float) -> float:
+    """Mpps that ms-pktgen, another process attached through the daemon, pushes through
+    the filter to the wire."""
+    import subprocess
+    import tempfile
+    import threading
+
+    from ministack.daemon import Daemon
+
+    exe = os.path.join(os.path.dirname(__file__), "ms-pktgen")
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "ms.sock")
+        dm = Daemon(nic="virtual", socket_path=path)
+        dm.listen()
+        threading.Thread(target=dm.serve_forever, daemon=True).start()
+        # Three busy threads on two cores: the switch gets CPU 1 to itself, the sender and
+        # the wire's sink (which stand in for the in-process row's one driver) share CPU 0.
+        lib.ms_bench_sink_start(dm.switch._sw, 0)
+        lib.ms_switch_pin(dm.switch._sw, 1)
+        try:
+            r = subprocess.run(["taskset", "-c", "0", exe, "-s", path, "-m", "tx", "-d",
+                                str(seconds), "-j"],
+                               capture_output=True, text=True, timeout=seconds + 30)
+            if r.returncode != 0:
+                raise RuntimeError(f"ms-pktgen failed: {r.stderr.strip()}")
+            return float(json.loads(r.stdout)["mpps"])
+        finally:
+            lib.ms_bench_sink_stop(dm.switch._sw)
+            dm.close()
 
 
 def _veth_run(fn: Any, *args: Any) -> float:
@@ -168,8 +199,10 @@ def run(seconds: float = 1.0, batch: int = 256, bindings: int = 1000,
     """Run every measurement; returns the --json object. The veth rows need root; by
     default they run when root."""
     base = baseline(batch, seconds)
+    p2w = port_to_wire(batch, seconds)
     rows = [
-        ("port->wire", 1, port_to_wire(batch, seconds)),
+        ("port->wire", 1, p2w),
+        ("pktgen->port->wire", 1, pktgen_to_wire(seconds)),
         ("wire->port", bindings, wire_to_port(batch, seconds, bindings)),
         ("port->port", 2, port_to_port(batch, seconds)),
     ]

@@ -116,6 +116,18 @@ def daemon(args: argparse.Namespace) -> int:
     return 0
 
 
+def pktgen(args: argparse.Namespace) -> int:
+    """Run ms-pktgen, the C traffic source/sink that attaches to a daemon's port."""
+    import os
+
+    exe = os.path.join(os.path.dirname(__file__), "ms-pktgen")
+    if not os.path.exists(exe):
+        print("ministack pktgen: ms-pktgen was not built with this install", file=sys.stderr)
+        return 1
+    os.execv(exe, [exe, *args.rest])
+    return 0  # not reached
+
+
 def bench(args: argparse.Namespace) -> int:
     """Run the benchmark (same as python -m ministack.bench)."""
     from ministack import bench as b
@@ -151,10 +163,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--peer-addr", action="append", metavar="IP/LEN",
                    help="peer address (repeatable; default 10.0.0.1/24, fd00::1/64)")
     p.set_defaults(func=topo)
+    p = sub.add_parser("pktgen", help="C traffic source/sink on a daemon's port (-h)",
+                       add_help=False, description=pktgen.__doc__)
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=pktgen)
     p = sub.add_parser("bench", help="measure forwarding rates (see --help)", add_help=False,
                        description=bench.__doc__)
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(func=bench)
+    argv = sys.argv[1:] if argv is None else argv
+    # These hand every argument, options included, to their own parsers.
+    if argv and argv[0] in ("pktgen", "bench"):
+        return {"pktgen": pktgen, "bench": bench}[argv[0]](argparse.Namespace(rest=argv[1:]))
     args = ap.parse_args(argv)
     if not getattr(args, "func", None):
         ap.print_help()

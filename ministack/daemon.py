@@ -38,11 +38,11 @@ class Daemon:
 
     def __init__(self, nic: str = "virtual", socket_path: str = DEFAULT_SOCKET,
                  addresses: list[str] | None = None, group: str | None = None,
-                 backend: str = "auto") -> None:
+                 backend: str = "auto", **switch_options: Any) -> None:
         self.socket_path = socket_path
         self.group = group
         self.switch = Switch(nic=nic, addresses=addresses if nic == "virtual" else None,
-                             backend=backend)
+                             backend=backend, **switch_options)
         self._owners: dict[str, tuple[int, int]] = {}   # port name -> (uid, connection)
         self._ports: dict[str, Port] = {}
         self._lock = threading.Lock()

@@ -210,6 +210,7 @@ int ms_bench_run(ms_switch *sw, int src, int dst, const uint8_t *frames, const u
 struct ms_bench_sink {
     pthread_t thread;
     ms_app *wire;
+    int nap_ns;
     _Atomic int stop;
     _Atomic uint64_t frames;
 };
@@ -217,6 +218,12 @@ struct ms_bench_sink {
 static void *sink_loop(void *arg)
 {
     struct ms_bench_sink *s = arg;
+    if (!s->nap_ns) { /* a busy sink shares CPU 0 with the sender (see bench.py) */
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        CPU_SET(0, &set);
+        pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+    }
     struct ms_port_shm *shm = ms_app_shm(s->wire);
     struct ms_ring *rx = &shm->rx;
     while (!atomic_load_explicit(&s->stop, memory_order_relaxed)) {
@@ -225,16 +232,18 @@ static void *sink_loop(void *arg)
         if (m) {
             atomic_store_explicit(&rx->head, rh + m, memory_order_release);
             atomic_fetch_add_explicit(&s->frames, m, memory_order_relaxed);
-        } else {
-            /* The Python sender needs the other core: poll gently. */
-            struct timespec d = {0, 20000};
+        } else if (s->nap_ns) {
+            /* A Python sender needs the other core: poll gently. */
+            struct timespec d = {0, s->nap_ns};
             nanosleep(&d, NULL);
+        } else {
+            sched_yield();
         }
     }
     return NULL;
 }
 
-int ms_bench_sink_start(ms_switch *sw)
+int ms_bench_sink_start(ms_switch *sw, int nap_ns)
 {
     struct ms_bench_sink **slot = ms_switch_sink_slot(sw);
     if (*slot)
@@ -243,6 +252,7 @@ int ms_bench_sink_start(ms_switch *sw)
     if (!s)
         return -ENOMEM;
     s->wire = ms_switch_wire(sw);
+    s->nap_ns = nap_ns;
     if (!s->wire || pthread_create(&s->thread, NULL, sink_loop, s) != 0) {
         ms_app_close(s->wire);
         free(s);

@@ -366,3 +366,31 @@ def test_group_restricts_who_may_connect() -> None:
     finally:
         dm.close()
         shutil.rmtree(d, ignore_errors=True)
+
+
+def test_pktgen_a_c_application_on_the_port_library(daemon: Daemon) -> None:
+    cmd = [sys.executable, "-m", "ministack", "pktgen", "-s", daemon.socket_path]
+    tx = subprocess.run(cmd + ["-p", "gen", "-m", "tx", "-n", "1000", "-l", "128", "-S",
+                               "10.0.0.2:4000", "-D", "10.0.0.9:9", "-j"],
+                        capture_output=True, text=True, timeout=60)
+    assert tx.returncode == 0, tx.stderr
+    assert json.loads(tx.stdout)["frames"] == 1000
+    wire = daemon.switch.wire.capture(timeout=2)
+    assert len(wire) == 1000 and all(len(f) == 128 for f in wire)
+    assert daemon.switch.explain("nic", wire[0]).reason == "no-binding"  # gen is gone
+    # The port, its binding and its memory went with the process.
+    assert daemon.switch.ports() == [] and daemon.switch.bindings() == []
+    # rx: count what arrives for the bound tuple.
+    rx = subprocess.Popen(cmd + ["-p", "sink", "-m", "rx", "-S", "10.0.0.2:4001", "-d", "2",
+                                 "-j"], stdout=subprocess.PIPE, text=True)
+    while not daemon.switch.bindings():
+        time.sleep(0.01)
+    frame = udp_frame("02:00:00:00:00:09", "10.0.0.9", "10.0.0.2", 9, 4001,
+                      dst_mac=daemon.switch.mac)
+    daemon.switch.wire.inject([frame] * 500)
+    out, _ = rx.communicate(timeout=30)
+    assert json.loads(out)["frames"] == 500
+    # A refused bind is reported with the daemon's reason.
+    bad = subprocess.run(cmd + ["-S", "10.0.0.99:4000", "-n", "1"], capture_output=True,
+                         text=True, timeout=30)
+    assert bad.returncode == 1 and "address-not-local" in bad.stderr

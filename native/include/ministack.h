@@ -208,8 +208,8 @@ int ms_bench_veth_switch(ms_switch *sw, int port, const char *ns, const char *pe
                          int to_port, const uint8_t *frames, const uint32_t *lens,
                          uint32_t nframes, double seconds, struct ms_bench_result *r,
                          char *err, size_t errlen);
-/* Drain the wire on a background thread (for measuring a Python sender). */
-int ms_bench_sink_start(ms_switch *sw);
+/* Drain the wire on a background thread, napping nap_ns when it is empty (0: yield). */
+int ms_bench_sink_start(ms_switch *sw, int nap_ns);
 uint64_t ms_bench_sink_stop(ms_switch *sw);
 
 #endif
