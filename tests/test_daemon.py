@@ -153,6 +153,11 @@ def test_another_uid_cannot_touch_my_port() -> None:
                         out[what] = e.reason
                     except ms.PortError as e:
                         out[what] = str(e)
+                try:  # no way to open Alice's port: her name is taken, not shared
+                    c.port("alice")
+                    out["open"] = "allowed"
+                except ms.PortError as e:
+                    out["open"] = str(e)
                 mine = c.port("bob")
                 mine.bind("10.0.0.2", "udp", 6000)
                 out["stats"] = sorted(c.stats()["ports"])
@@ -171,6 +176,7 @@ def test_another_uid_cannot_touch_my_port() -> None:
         assert r["bind"] == "not-owner" and r["unbind"] == "not-owner"
         assert "belongs to another user" in r["close"]
         assert "belongs to another user" in r["explain"]
+        assert "already exists" in r["open"]
         assert r["stats"] == ["bob"] and r["bindings"] == ["bob"] and r["drops"] == []
         assert r["maps"] == [False, True], "a client mapped another port's memory"
         assert r["recv"] == 0, "Bob received frames"
