@@ -1,0 +1,424 @@
+"""The lab's control panel: ipywidgets to create ports, register bindings, craft and send
+valid or spoofed packets with scapy, and watch forward and drop rates live (bokeh).
+
+    import ministack as ms
+    from ministack.lab import Panel
+    sw = ms.Switch()
+    Panel(sw)          # in a notebook cell: shows the panel
+
+Works with an in-process ``ms.Switch`` or a daemon connection from ``ms.connect()``.
+"""
+from __future__ import annotations
+
+import datetime
+import html
+import os
+import threading
+import time
+from typing import Any
+
+import ipywidgets as w
+
+from ministack.errors import MiniStackError
+
+PRESETS = ["valid", "spoofed source IP", "spoofed source port", "wrong protocol",
+           "spoofed MAC", "fragment", "VLAN-tagged", "ARP"]
+PROTOCOLS = ["udp", "tcp", "sctp", "dccp", "udplite", "icmp", "icmpv6"]
+PEER_MAC = "02:00:00:00:00:09"
+MAX_POINTS = 300
+
+
+def craft(fields: dict[str, Any]) -> bytes:
+    """A frame from the crafter's fields (scapy). Keys: src_mac, dst_mac, src_ip, dst_ip,
+    protocol, sport, dport, payload, fragment (bool), vlan (bool), arp (bool).
+
+    >>> f = craft({"src_mac": "02:4d:53:00:00:02", "dst_mac": PEER_MAC, "src_ip": "10.0.0.2",
+    ...            "dst_ip": "10.0.0.9", "protocol": "udp", "sport": 5000, "dport": 9,
+    ...            "payload": "hi"})
+    >>> len(f)
+    44
+    """
+    from scapy.layers.inet import ICMP, IP, TCP, UDP
+    from scapy.layers.inet6 import ICMPv6EchoRequest, IPv6
+    from scapy.layers.l2 import ARP, Dot1Q, Ether
+    from scapy.layers.sctp import SCTP
+    from scapy.packet import Raw
+
+    eth = Ether(src=fields["src_mac"], dst=fields["dst_mac"])
+    if fields.get("arp"):
+        return bytes(eth / ARP(psrc=fields["src_ip"], pdst=fields["dst_ip"],
+                               hwsrc=fields["src_mac"]))
+    if fields.get("vlan"):
+        eth = eth / Dot1Q(vlan=10)
+    v6 = ":" in fields["src_ip"]
+    l3 = IPv6(src=fields["src_ip"], dst=fields["dst_ip"]) if v6 else IP(
+        src=fields["src_ip"], dst=fields["dst_ip"], flags="MF" if fields.get("fragment") else 0)
+    proto, sport, dport = str(fields["protocol"]), int(fields["sport"]), int(fields["dport"])
+    payload = Raw(str(fields.get("payload", "")).encode())
+    if proto == "udp":
+        l4 = UDP(sport=sport, dport=dport)
+    elif proto == "tcp":
+        l4 = TCP(sport=sport, dport=dport, flags="S")
+    elif proto == "sctp":
+        l4 = SCTP(sport=sport, dport=dport)
+    elif proto in ("icmp", "icmpv6"):
+        l4 = ICMPv6EchoRequest(id=sport) if v6 else ICMP(type=8, id=sport)
+    else:
+        nh = int(proto) if proto.isdigit() else 253
+        l3 = IPv6(src=fields["src_ip"], dst=fields["dst_ip"], nh=nh) if v6 else IP(
+            src=fields["src_ip"], dst=fields["dst_ip"], proto=nh)
+        return bytes(eth / l3 / payload)
+    if v6 and fields.get("fragment"):
+        from scapy.layers.inet6 import IPv6ExtHdrFragment
+        l3 = l3 / IPv6ExtHdrFragment(m=1)
+    return bytes(eth / l3 / l4 / payload)
+
+
+def summary(frame: bytes) -> str:
+    """scapy's one-line summary of a frame."""
+    from scapy.layers.l2 import Ether
+
+    try:
+        return Ether(frame).summary()
+    except Exception:  # noqa: BLE001 - a malformed frame still gets a line
+        return f"{len(frame)} bytes"
+
+
+class Panel(w.VBox):
+    """The control panel for a Switch (or a daemon connection)."""
+
+    def __init__(self, sw: Any, refresh_hz: float = 5.0, plots: bool = True) -> None:
+        self.sw = sw
+        self._ports: dict[str, Any] = {p.name: p for p in sw.ports()}
+        self._rx: dict[str, list[bytes]] = {}
+        self._timer: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._last: tuple[float, dict[str, Any]] | None = None
+        self.refresh_hz = refresh_hz
+
+        # ports
+        self.port_name = w.Text(value="app1", description="port")
+        self.create_btn = w.Button(description="Create port", button_style="primary")
+        self.port_select = w.Dropdown(options=list(self._ports), description="use")
+        self.close_btn = w.Button(description="Close port")
+        self.create_btn.on_click(lambda _b: self.create_port())
+        self.close_btn.on_click(lambda _b: self.close_port())
+        # bindings
+        addr = sw.addresses[0] if sw.addresses else ""
+        self.bind_ip = w.Text(value=addr, description="IP")
+        self.bind_proto = w.Combobox(value="udp", options=PROTOCOLS, description="protocol")
+        self.bind_port = w.IntText(value=5000, description="port")
+        self.bind_btn = w.Button(description="Bind", button_style="success")
+        self.bindings_list = w.Select(options=[], description="bindings", rows=5)
+        self.unbind_btn = w.Button(description="Unbind selected")
+        self.bind_btn.on_click(lambda _b: self.bind())
+        self.unbind_btn.on_click(lambda _b: self.unbind())
+        # crafter
+        self.preset = w.Dropdown(options=PRESETS, value="valid", description="preset")
+        self.f = {
+            "src_mac": w.Text(value=sw.mac, description="src MAC"),
+            "dst_mac": w.Text(value=PEER_MAC, description="dst MAC"),
+            "src_ip": w.Text(value=addr, description="src IP"),
+            "dst_ip": w.Text(value="10.0.0.9", description="dst IP"),
+            "protocol": w.Combobox(value="udp", options=PROTOCOLS, description="protocol"),
+            "sport": w.IntText(value=5000, description="src port"),
+            "dport": w.IntText(value=9, description="dst port"),
+            "payload": w.Text(value="hello", description="payload"),
+        }
+        self.flags = {"fragment": False, "vlan": False, "arp": False}
+        self.count = w.BoundedIntText(value=100, min=1, max=1_000_000, description="x N")
+        self.send_btn = w.Button(description="Send", button_style="warning")
+        self.sendn_btn = w.Button(description="Send xN", button_style="warning")
+        self.explain_line = w.HTML()
+        self.status = w.HTML()
+        self.preset.observe(lambda _c: self.apply_preset(), names="value")
+        for field in self.f.values():
+            field.observe(lambda _c: self.update_explain(), names="value")
+        self.send_btn.on_click(lambda _b: self.send(1))
+        self.sendn_btn.on_click(lambda _b: self.send(self.count.value))
+        # observation
+        self.drop_log = w.HTML()
+        self.export_drops_btn = w.Button(description="Drops to pcap")
+        self.export_rx_btn = w.Button(description="Port RX to pcap")
+        self.export_drops_btn.on_click(lambda _b: self.export_drops())
+        self.export_rx_btn.on_click(lambda _b: self.export_rx())
+        self.counters = w.HTML()
+
+        self.plot_widget: Any = None
+        self.rates: Any = None     # bokeh ColumnDataSource: t, fwd, drop per series
+        self.reasons: Any = None   # bokeh ColumnDataSource: reason, drops
+        children = [
+            w.HTML("<b>Ports</b>"), w.HBox([self.port_name, self.create_btn]),
+            w.HBox([self.port_select, self.close_btn]),
+            w.HTML("<b>Bindings</b>"), w.HBox([self.bind_ip, self.bind_proto, self.bind_port,
+                                               self.bind_btn]),
+            w.HBox([self.bindings_list, self.unbind_btn]),
+            w.HTML("<b>Packet crafter</b>"), self.preset,
+            w.HBox([self.f["src_mac"], self.f["dst_mac"]]),
+            w.HBox([self.f["src_ip"], self.f["dst_ip"]]),
+            w.HBox([self.f["protocol"], self.f["sport"], self.f["dport"]]),
+            w.HBox([self.f["payload"], self.count]),
+            self.explain_line, w.HBox([self.send_btn, self.sendn_btn]), self.status,
+            w.HTML("<b>Counters</b>"), self.counters,
+        ]
+        if plots:
+            self.plot_widget = self._make_plots()
+            children.append(self.plot_widget)
+        children += [w.HTML("<b>Drop log</b> (newest first)"),
+                     w.HBox([self.export_drops_btn, self.export_rx_btn]), self.drop_log]
+        super().__init__(children)
+        self._refresh_bindings()
+        self.update_explain()
+        self.refresh()
+        if refresh_hz > 0:
+            self.start()
+
+    # --- plots ---------------------------------------------------------------------
+
+    def _make_plots(self) -> Any:
+        os.environ.setdefault("BOKEH_RESOURCES", "inline")  # no CDN: labs may be offline
+        from bokeh.models import ColumnDataSource
+        from bokeh.plotting import figure
+        from jupyter_bokeh.widgets import BokehModel
+
+        self.rates = ColumnDataSource(data={"t": [], "forward": [], "drop": []})
+        self.reasons = ColumnDataSource(data={"reason": [], "drops": []})
+        rates = figure(height=220, width=480, title="frames/s", x_axis_label="seconds")
+        rates.line("t", "forward", source=self.rates, legend_label="forwarded",
+                   color="#2a9d8f", line_width=2)
+        rates.line("t", "drop", source=self.rates, legend_label="dropped", color="#e76f51",
+                   line_width=2)
+        from ministack.switch import PORT_DROP_REASONS, NIC_DROP_REASONS
+        names = list(dict.fromkeys(PORT_DROP_REASONS + NIC_DROP_REASONS))
+        self.reasons.data = {"reason": names, "drops": [0] * len(names)}
+        bars = figure(height=220, width=480, title="drops by reason", x_range=names)
+        bars.vbar(x="reason", top="drops", width=0.8, source=self.reasons, color="#e76f51")
+        bars.xaxis.major_label_orientation = 0.9
+        return w.HBox([BokehModel(rates), BokehModel(bars)])
+
+    # --- actions ---------------------------------------------------------------------
+
+    def _say(self, text: str, ok: bool = True) -> None:
+        color = "#2a9d8f" if ok else "#e76f51"
+        self.status.value = f"<span style='color:{color}'>{html.escape(text)}</span>"
+
+    @property
+    def port(self) -> Any:
+        """The port selected in the panel, or None."""
+        return self._ports.get(self.port_select.value)
+
+    def create_port(self) -> None:
+        name = self.port_name.value.strip()
+        try:
+            self._ports[name] = self.sw.port(name)
+        except (MiniStackError, ValueError) as e:
+            self._say(f"PortError: {e}", ok=False)
+            return
+        self.port_select.options = list(self._ports)
+        self.port_select.value = name
+        self._say(f"port {name} created")
+        self.update_explain()
+
+    def close_port(self) -> None:
+        p = self.port
+        if p is None:
+            return
+        p.close()
+        del self._ports[p.name]
+        self.port_select.options = list(self._ports)
+        self._refresh_bindings()
+        self._say(f"port {p.name} closed")
+
+    def bind(self) -> None:
+        p = self.port
+        if p is None:
+            self._say("create a port first", ok=False)
+            return
+        proto: Any = self.bind_proto.value
+        proto = int(proto) if str(proto).isdigit() else proto
+        try:
+            b = p.bind(self.bind_ip.value, proto, self.bind_port.value)
+        except MiniStackError as e:
+            reason = getattr(e, "reason", None)
+            self._say(f"BindError {reason}: {e}" if reason else str(e), ok=False)
+            return
+        self._refresh_bindings()
+        self._say(f"{p.name} bound {b}")
+        self.apply_preset()
+
+    def unbind(self) -> None:
+        b = self.bindings_list.value
+        if b is None or self.port is None:
+            return
+        try:
+            self._ports[b.port].unbind(b)
+        except MiniStackError as e:
+            self._say(f"{type(e).__name__} {getattr(e, 'reason', '')}: {e}", ok=False)
+            return
+        self._refresh_bindings()
+        self._say(f"unbound {b}")
+
+    def _refresh_bindings(self) -> None:
+        mine = [b for b in self.sw.bindings() if b.port in self._ports]
+        self.bindings_list.options = [(f"{b.port}: {b}", b) for b in mine]
+
+    def apply_preset(self) -> None:
+        """Fill the crafter from the selected port's first binding and the preset."""
+        p = self.port
+        mine = [b for b in self.sw.bindings() if p is not None and b.port == p.name]
+        f = self.f
+        if mine:
+            b = mine[0]
+            f["src_ip"].value, f["protocol"].value, f["sport"].value = (
+                b.ip, b.protocol, b.local_port)
+            f["dst_ip"].value = "fd00::9" if ":" in b.ip else "10.0.0.9"
+        f["src_mac"].value = self.sw.mac
+        self.flags = {"fragment": False, "vlan": False, "arp": False}
+        preset = self.preset.value
+        if preset == "spoofed source IP":
+            f["src_ip"].value = "fd00::66" if ":" in f["src_ip"].value else "10.0.0.66"
+        elif preset == "spoofed source port":
+            f["sport"].value = f["sport"].value + 1
+        elif preset == "wrong protocol":
+            f["protocol"].value = "tcp" if f["protocol"].value != "tcp" else "udp"
+        elif preset == "spoofed MAC":
+            f["src_mac"].value = "02:66:66:66:66:66"
+        elif preset == "fragment":
+            self.flags["fragment"] = True
+        elif preset == "VLAN-tagged":
+            self.flags["vlan"] = True
+        elif preset == "ARP":
+            self.flags["arp"] = True
+        self.update_explain()
+
+    def frame(self) -> bytes:
+        """The frame the crafter describes now."""
+        return craft({**{k: v.value for k, v in self.f.items()}, **self.flags})
+
+    def update_explain(self) -> None:
+        p = self.port
+        if p is None:
+            self.explain_line.value = "<i>create a port to see verdicts</i>"
+            return
+        try:
+            v = self.sw.explain(p.name, self.frame())
+        except Exception as e:  # noqa: BLE001 - half-typed fields: say so, do not crash
+            self.explain_line.value = f"<i>cannot build the frame yet: {html.escape(str(e))}</i>"
+            return
+        color = "#2a9d8f" if v.action == "forward" else "#e76f51"
+        what = f"forward to {v.to}" if v.action == "forward" else f"drop: {v.reason}"
+        self.explain_line.value = (f"<b style='color:{color}'>{html.escape(what)}</b> — "
+                                   f"{html.escape(v.detail)}")
+
+    def send(self, n: int) -> None:
+        p = self.port
+        if p is None:
+            self._say("create a port first", ok=False)
+            return
+        try:
+            frame = self.frame()
+        except Exception as e:  # noqa: BLE001
+            self._say(f"cannot build the frame: {e}", ok=False)
+            return
+        sent = 0
+        while sent < n:  # in batches, so a large N never builds one huge buffer
+            sent += p.send_batch([frame] * min(1024, n - sent))
+        self._say(f"{p.name} sent {sent} frame{'s' if sent != 1 else ''}")
+
+    def export_drops(self, path: str = "drops.pcap") -> str:
+        """Write the drop log's frames to a pcap file (for Wireshark); returns the path."""
+        from scapy.layers.l2 import Ether
+        from scapy.utils import wrpcap
+
+        drops = self.sw.drops(limit=1024)
+        pkts = []
+        for d in drops:
+            pkt = Ether(d["frame"])
+            pkt.time = d["time"]
+            pkts.append(pkt)
+        wrpcap(path, pkts)
+        self._say(f"{len(pkts)} dropped frames written to {os.path.abspath(path)}")
+        return os.path.abspath(path)
+
+    def export_rx(self, path: str | None = None) -> str:
+        """Drain the selected port's received frames into a pcap file."""
+        from scapy.layers.l2 import Ether
+        from scapy.utils import wrpcap
+
+        p = self.port
+        if p is None:
+            raise MiniStackError("no port selected")
+        frames = self._rx.setdefault(p.name, [])
+        while got := p.recv_batch(256, timeout=0):
+            frames.extend(got)
+        path = path or f"{p.name}-rx.pcap"
+        wrpcap(path, [Ether(f) for f in frames])
+        self._say(f"{len(frames)} frames received by {p.name} written to {os.path.abspath(path)}")
+        return os.path.abspath(path)
+
+    # --- live view --------------------------------------------------------------------
+
+    def refresh(self) -> None:
+        """Read the counters once and update the counters, plots and drop log."""
+        st = self.sw.stats()
+        now = time.monotonic()
+        fwd = sum(p["tx"]["frames"] for p in st["ports"].values()) + st["nic"]["rx"]["frames"]
+        drop = sum(sum(p["drops"].values()) for p in st["ports"].values()) + sum(
+            st["nic"]["drops"].values())
+        rows = "".join(
+            f"<tr><td>{html.escape(n)}</td><td>{p['tx']['frames']}</td><td>{p['rx']['frames']}"
+            f"</td><td>{sum(p['drops'].values())}</td></tr>" for n, p in st["ports"].items())
+        nic = st["nic"]
+        rows += (f"<tr><td>nic</td><td>{nic['tx']['frames']}</td><td>{nic['rx']['frames']}</td>"
+                 f"<td>{sum(nic['drops'].values())}</td></tr>")
+        self.counters.value = ("<table><tr><th>port</th><th>tx</th><th>rx</th><th>drops</th>"
+                               f"</tr>{rows}</table>")
+        if self.rates is not None and self._last is not None:
+            t0, prev = self._last
+            dt = max(now - t0, 1e-6)
+            start = getattr(self, "_t_start", now)
+            self.rates.stream({"t": [now - start], "forward": [(fwd - prev["fwd"]) / dt],
+                               "drop": [(drop - prev["drop"]) / dt]}, rollover=MAX_POINTS)
+        if not hasattr(self, "_t_start"):
+            self._t_start = now
+        self._last = (now, {"fwd": fwd, "drop": drop})
+        if self.reasons is not None:
+            totals = {r: 0 for r in self.reasons.data["reason"]}
+            for p in list(st["ports"].values()) + [nic]:
+                for r, n in p["drops"].items():
+                    totals[r] = totals.get(r, 0) + n
+            self.reasons.data = {"reason": list(totals), "drops": list(totals.values())}
+        drops = self.sw.drops(limit=20)
+        self.drop_log.value = "<table>" + "".join(
+            f"<tr><td>{datetime.datetime.fromtimestamp(d['time']).strftime('%H:%M:%S.%f')[:-3]}"
+            f"</td><td>{html.escape(d['port'])}</td><td>{html.escape(d['reason'])}</td>"
+            f"<td>{html.escape(summary(d['frame']))}</td></tr>" for d in reversed(drops)
+        ) + "</table>"
+
+    def start(self) -> None:
+        """Refresh refresh_hz times a second on a background thread."""
+        if self._timer is not None:
+            return
+        self._stop.clear()
+
+        def loop() -> None:
+            while not self._stop.wait(1.0 / self.refresh_hz):
+                try:
+                    self.refresh()
+                except MiniStackError:
+                    return  # the switch went away: nothing left to watch
+
+        self._timer = threading.Thread(target=loop, name="ministack-panel", daemon=True)
+        self._timer.start()
+
+    def stop(self) -> None:
+        """Stop the live refresh."""
+        self._stop.set()
+        if self._timer is not None:
+            self._timer.join(2.0)
+            self._timer = None
+
+    def close(self) -> None:
+        """Stop the timers and close the widgets (the switch and its ports stay)."""
+        self.stop()
+        super().close()

@@ -1,0 +1,140 @@
+"""The lab's control panel, driven without a browser: click its buttons, set its fields,
+and check the switch's counters and the plots' data sources."""
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+
+import pytest
+
+pytest.importorskip("ipywidgets", reason="the lab extra is not installed")
+
+import ministack as ms  # noqa: E402
+from ministack.lab import Panel  # noqa: E402
+
+
+@pytest.fixture
+def panel() -> Iterator[Panel]:
+    with ms.Switch() as sw:
+        p = Panel(sw, refresh_hz=0)
+        yield p
+        p.close()
+
+
+def make_port(p: Panel, name: str = "app1", bind: int = 5000) -> None:
+    p.port_name.value = name
+    p.create_btn.click()
+    p.bind_port.value = bind
+    p.bind_btn.click()
+
+
+def test_buttons_create_bind_and_show_refusals(panel: Panel) -> None:
+    make_port(panel)
+    assert [b.local_port for b in panel.sw.bindings()] == [5000]
+    assert "bound udp 10.0.0.2:5000" in panel.status.value
+    panel.bind_btn.click()  # again: in use
+    assert "BindError in-use" in panel.status.value
+    panel.bind_ip.value = "10.0.0.77"
+    panel.bind_btn.click()
+    assert "BindError address-not-local" in panel.status.value
+    panel.port_name.value = "nic"
+    panel.create_btn.click()
+    assert "reserved" in panel.status.value
+    panel.bindings_list.value = panel.bindings_list.options[0][1]
+    panel.unbind_btn.click()
+    assert panel.sw.bindings() == []
+
+
+@pytest.mark.parametrize("preset,verdict", [
+    ("valid", "forward to wire"), ("spoofed source IP", "drop: spoofed-src-ip"),
+    ("spoofed source port", "drop: spoofed-src-port"),
+    ("wrong protocol", "drop: spoofed-protocol"), ("spoofed MAC", "drop: spoofed-src-mac"),
+    ("fragment", "drop: fragment"), ("VLAN-tagged", "drop: vlan"),
+    ("ARP", "drop: not-allowed")])
+def test_every_preset_gets_its_verdict_and_counts_when_sent(panel: Panel, preset: str,
+                                                            verdict: str) -> None:
+    make_port(panel)
+    panel.preset.value = preset
+    assert verdict in panel.explain_line.value
+    panel.count.value = 25
+    panel.sendn_btn.click()
+    panel.sw.sync()
+    st = panel.sw.stats()["ports"]["app1"]
+    if preset == "valid":
+        assert st["tx"]["frames"] == 25 and len(panel.sw.wire.capture()) == 25
+    else:
+        assert st["drops"][verdict.split(": ")[1]] == 25
+        panel.refresh()
+        assert verdict.split(": ")[1] in panel.drop_log.value
+
+
+def test_plots_follow_the_counters(panel: Panel) -> None:
+    make_port(panel)
+    panel.refresh()
+    panel.preset.value = "spoofed source IP"
+    panel.count.value = 500
+    panel.sendn_btn.click()
+    panel.sw.sync()
+    time.sleep(0.05)
+    panel.refresh()
+    data = panel.rates.data
+    assert len(data["t"]) >= 1 and data["drop"][-1] > 0
+    reasons = dict(zip(panel.reasons.data["reason"], panel.reasons.data["drops"]))
+    assert reasons["spoofed-src-ip"] == 500
+    assert ">500<" in panel.counters.value
+
+
+def test_export_pcaps(panel: Panel, tmp_path: "os.PathLike[str]") -> None:
+    from scapy.utils import rdpcap
+
+    make_port(panel)
+    panel.preset.value = "spoofed MAC"
+    panel.send_btn.click()
+    panel.sw.sync()
+    path = panel.export_drops(os.path.join(str(tmp_path), "d.pcap"))
+    assert len(rdpcap(path)) == 1
+    from ministack.bench import udp_frame
+    panel.sw.wire.inject(udp_frame("02:00:00:00:00:09", "10.0.0.9", "10.0.0.2", 9, 5000,
+                                   dst_mac=panel.sw.mac))
+    panel.sw.sync()
+    path = panel.export_rx(os.path.join(str(tmp_path), "rx.pcap"))
+    assert len(rdpcap(path)) == 1
+
+
+def test_live_refresh_runs_and_close_stops_it() -> None:
+    with ms.Switch() as sw:
+        p = Panel(sw, refresh_hz=10)
+        make_port(p)
+        p.send_btn.click()
+        time.sleep(0.5)
+        assert len(p.rates.data["t"]) >= 3
+        thread = p._timer
+        p.close()
+        assert thread is not None and not thread.is_alive()
+        n = len(p.rates.data["t"])
+        time.sleep(0.3)
+        assert len(p.rates.data["t"]) == n
+
+
+def test_panel_on_a_daemon_connection(tmp_path: "os.PathLike[str]") -> None:
+    import threading
+
+    from ministack.daemon import Daemon
+
+    d = Daemon(socket_path=os.path.join(str(tmp_path), "s.sock"))
+    d.listen()
+    threading.Thread(target=d.serve_forever, daemon=True).start()
+    try:
+        with ms.connect(d.socket_path) as c:
+            p = Panel(c, refresh_hz=0)
+            make_port(p)
+            p.preset.value = "spoofed source port"
+            assert "drop: spoofed-src-port" in p.explain_line.value
+            p.send_btn.click()
+            d.switch.sync()
+            p.refresh()
+            assert "spoofed-src-port" in p.drop_log.value
+            p.close()
+    finally:
+        d.close()
