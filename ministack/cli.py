@@ -6,61 +6,12 @@ import sys
 
 
 def demo(args: argparse.Namespace) -> int:
-    """The poster demo on the virtual NIC: ports, bindings, a valid and a spoofed frame,
-    a frame from the network, and the counters."""
-    from scapy.layers.inet import IP, UDP
-    from scapy.layers.l2 import Ether
+    """The poster demo: ports, bindings, valid and spoofed frames, frames from the network,
+    a burst, the counters. As root in a peer namespace with a real kernel stack behind a
+    veth pair (removed afterwards); otherwise, or with --virtual, on the virtual NIC."""
+    from ministack.demo import run
 
-    import ministack as ms
-
-    peer_mac, peer_ip = "02:00:00:00:00:09", "10.0.0.9"
-    with ms.Switch(nic="virtual", addresses=["10.0.0.2", "fd00::2"]) as sw:
-        print(f"switch on the virtual NIC, MAC {sw.mac}, addresses {', '.join(sw.addresses)}")
-        a, b = sw.port("app1"), sw.port("app2")
-        for port, udp in ((a, 5000), (b, 6000)):
-            print(f"  {port.name} binds {port.bind('10.0.0.2', 'udp', udp)}")
-
-        def frame(src: str, sport: int) -> Ether:
-            return (Ether(src=sw.mac, dst=peer_mac) / IP(src=src, dst=peer_ip) /
-                    UDP(sport=sport, dport=9) / b"hello")
-
-        attempts = [("valid", a, frame("10.0.0.2", 5000)),
-                    ("spoofed source IP", a, frame("10.0.0.77", 5000)),
-                    ("another port's binding", a, frame("10.0.0.2", 6000)),
-                    ("spoofed source MAC", b, Ether(src="02:aa:bb:cc:dd:ee", dst=peer_mac) /
-                     IP(src="10.0.0.2", dst=peer_ip) / UDP(sport=6000, dport=9))]
-        print("\nframes the ports send:")
-        for label, port, f in attempts:
-            v = sw.explain(port.name, f)
-            port.send(f)
-            print(f"  {port.name} sends {label:<24} -> {v.action:<7} {v.reason or v.to:<16} "
-                  f"{v.detail}")
-        print(f"  frames on the wire: {len(sw.wire.capture())}")
-
-        print("\nframes from the network:")
-        for dport in (6000, 7777):
-            f = Ether(src=peer_mac, dst=sw.mac) / IP(src=peer_ip, dst="10.0.0.2") / \
-                UDP(sport=9, dport=dport) / b"hi"
-            v = sw.explain("nic", f)
-            sw.wire.inject(f)
-            print(f"  udp to 10.0.0.2:{dport:<5} -> {v.action:<7} {v.reason or v.to:<16} "
-                  f"{v.detail}")
-        got = b.recv(timeout=1.0)
-        print(f"  app2 received {len(got) if got else 0} bytes")
-
-        sw.sync()
-        st = sw.stats()
-        print("\ncounters:")
-        for name, p in st["ports"].items():
-            drops = {r: n for r, n in p["drops"].items() if n}
-            print(f"  {name}: tx {p['tx']['frames']} rx {p['rx']['frames']} drops {drops}")
-        nic = st["nic"]
-        print(f"  nic: rx {nic['rx']['frames']} tx {nic['tx']['frames']} drops "
-              f"{ {r: n for r, n in nic['drops'].items() if n} }")
-        print("\nrecent drops:")
-        for d in sw.drops(limit=10):
-            print(f"  {d['port']:<5} {d['direction']} {d['reason']:<16} {d['len']} bytes")
-    return 0
+    return run(virtual=True if args.virtual else None)
 
 
 def topo(args: argparse.Namespace) -> int:
@@ -140,8 +91,9 @@ def main(argv: list[str] | None = None) -> int:
         description="MiniStack: user-space network stacks on a shared NIC, with a filtering "
                     "software switch between the NIC and application ports.")
     sub = ap.add_subparsers(dest="cmd", metavar="COMMAND")
-    p = sub.add_parser("demo", help="run the poster demo on the virtual NIC",
+    p = sub.add_parser("demo", help="run the poster demo (a peer namespace when root)",
                        description=demo.__doc__)
+    p.add_argument("--virtual", action="store_true", help="use the virtual NIC even as root")
     p.set_defaults(func=demo)
     p = sub.add_parser("daemon", help="run the switch for applications in other processes",
                        description=daemon.__doc__)
