@@ -14,6 +14,40 @@ def demo(args: argparse.Namespace) -> int:
     return run(virtual=True if args.virtual else None)
 
 
+def lab(args: argparse.Namespace) -> int:
+    """Start JupyterLab on the MiniStack labs and print the URL to open."""
+    import os
+    import secrets
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    labs = Path(args.dir) if args.dir else Path(__file__).resolve().parent.parent / "labs"
+    if not labs.is_dir():
+        labs = Path.cwd() / "labs"
+    if not labs.is_dir():
+        print("ministack lab: no labs/ folder found; pass --dir", file=sys.stderr)
+        return 1
+    if shutil.which("jupyter") is None and not (Path(sys.executable).parent / "jupyter").exists():
+        print("ministack lab: JupyterLab is not installed: pip install 'ministack[lab]'",
+              file=sys.stderr)
+        return 1
+    token = secrets.token_hex(16)
+    # Its own workspace: tabs restored from another session would confuse a fresh lab.
+    workspaces = tempfile.mkdtemp(prefix="ministack-lab-")
+    host = "localhost" if args.ip in ("127.0.0.1", "localhost") else args.ip
+    print(f"MiniStack lab: open http://{host}:{args.port}/lab?token={token}", flush=True)
+    argv = [sys.executable, "-m", "jupyter", "lab", f"--notebook-dir={labs}",
+            f"--ServerApp.port={args.port}", f"--ServerApp.ip={args.ip}",
+            f"--IdentityProvider.token={token}", f"--LabApp.workspaces_dir={workspaces}",
+            "--ServerApp.port_retries=0", "--ServerApp.allow_root=True"]
+    if args.no_browser:
+        argv.append("--no-browser")
+    os.environ.setdefault("BOKEH_RESOURCES", "inline")
+    os.execv(sys.executable, argv)
+    return 0  # not reached
+
+
 def topo(args: argparse.Namespace) -> int:
     """Create, remove or show a lab topology: a peer namespace joined by a veth pair."""
     import ministack as ms
@@ -95,6 +129,14 @@ def main(argv: list[str] | None = None) -> int:
                        description=demo.__doc__)
     p.add_argument("--virtual", action="store_true", help="use the virtual NIC even as root")
     p.set_defaults(func=demo)
+    p = sub.add_parser("lab", help="start JupyterLab on the labs (prints the URL)",
+                       description=lab.__doc__)
+    p.add_argument("--port", type=int, default=8888, help="port (default 8888)")
+    p.add_argument("--ip", default="127.0.0.1",
+                   help="address to listen on (0.0.0.0 in a VM with a forwarded port)")
+    p.add_argument("--no-browser", action="store_true", help="do not open a browser")
+    p.add_argument("--dir", help="the labs folder (default: the project's labs/)")
+    p.set_defaults(func=lab)
     p = sub.add_parser("daemon", help="run the switch for applications in other processes",
                        description=daemon.__doc__)
     p.add_argument("--nic", default="virtual", help="interface, or 'virtual' (default)")

@@ -47,3 +47,33 @@ def test_demo_in_a_peer_namespace_cleans_up() -> None:
     assert "ms-demo0" not in os.listdir("/sys/class/net")
     assert "ms-demo" not in subprocess.run(["ip", "netns", "list"], capture_output=True,
                                            text=True).stdout
+
+
+def test_lab_starts_jupyterlab_and_prints_the_url() -> None:
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    p = subprocess.Popen(CMD + ["lab", "--no-browser", "--port", str(port)],
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert p.stdout is not None
+        line = p.stdout.readline()
+        assert line.startswith("MiniStack lab: open http://localhost:") and "token=" in line
+        url = line.split("open ", 1)[1].strip()
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(url.replace("/lab?", "/api/contents?"), timeout=5) as r:
+                    listing = r.read().decode()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "JupyterLab did not come up"
+                time.sleep(0.5)
+        assert "01-ports-and-the-switch.ipynb" in listing
+    finally:
+        p.terminate()
+        p.wait(30)
