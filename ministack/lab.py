@@ -25,6 +25,8 @@ PRESETS = ["valid", "spoofed source IP", "spoofed source port", "wrong protocol"
            "spoofed MAC", "fragment", "VLAN-tagged", "ARP"]
 PROTOCOLS = ["udp", "tcp", "sctp", "dccp", "udplite", "icmp", "icmpv6"]
 PEER_MAC = "02:00:00:00:00:09"
+PALETTE = ["#264653", "#2a9d8f", "#e9c46a", "#f4a261", "#e76f51", "#6a4c93", "#1982c4",
+           "#8ac926"]
 MAX_POINTS = 300
 
 
@@ -93,7 +95,8 @@ class Panel(w.VBox):
         self._rx: dict[str, list[bytes]] = {}
         self._timer: threading.Thread | None = None
         self._stop = threading.Event()
-        self._last: tuple[float, dict[str, Any]] | None = None
+        self._last: tuple[float, dict[str, tuple[int, int]]] | None = None
+        self._series: list[str] = []
         self.refresh_hz = refresh_hz
 
         # ports
@@ -181,20 +184,31 @@ class Panel(w.VBox):
         from bokeh.plotting import figure
         from jupyter_bokeh.widgets import BokehModel
 
-        self.rates = ColumnDataSource(data={"t": [], "forward": [], "drop": []})
+        # Columns "fwd:<series>" and "drop:<series>" per port and for the NIC; a series
+        # that appears later gets its columns (NaN before it existed) and its two lines.
+        self.rates = ColumnDataSource(data={"t": []})
         self.reasons = ColumnDataSource(data={"reason": [], "drops": []})
-        rates = figure(height=220, width=480, title="frames/s", x_axis_label="seconds")
-        rates.line("t", "forward", source=self.rates, legend_label="forwarded",
-                   color="#2a9d8f", line_width=2)
-        rates.line("t", "drop", source=self.rates, legend_label="dropped", color="#e76f51",
-                   line_width=2)
+        self._rates_fig = figure(height=240, width=520, x_axis_label="seconds",
+                                 title="frames/s: forwarded (solid), dropped (dashed)")
         from ministack.switch import PORT_DROP_REASONS, NIC_DROP_REASONS
         names = list(dict.fromkeys(PORT_DROP_REASONS + NIC_DROP_REASONS))
         self.reasons.data = {"reason": names, "drops": [0] * len(names)}
         bars = figure(height=220, width=480, title="drops by reason", x_range=names)
         bars.vbar(x="reason", top="drops", width=0.8, source=self.reasons, color="#e76f51")
         bars.xaxis.major_label_orientation = 0.9
-        return w.HBox([BokehModel(rates), BokehModel(bars)])
+        return w.HBox([BokehModel(self._rates_fig), BokehModel(bars)])
+
+    def _add_series(self, name: str) -> None:
+        """Columns and lines for a port (or the NIC) seen for the first time."""
+        n = len(self.rates.data["t"])
+        color = PALETTE[len(self._series) % len(PALETTE)]
+        self._series.append(name)
+        self.rates.data.update({f"fwd:{name}": [float("nan")] * n,
+                                f"drop:{name}": [float("nan")] * n})
+        self._rates_fig.line("t", f"fwd:{name}", source=self.rates, color=color,
+                             line_width=2, legend_label=name)
+        self._rates_fig.line("t", f"drop:{name}", source=self.rates, color=color,
+                             line_width=2, line_dash="dashed", legend_label=name)
 
     # --- actions ---------------------------------------------------------------------
 
@@ -362,9 +376,11 @@ class Panel(w.VBox):
         """Read the counters once and update the counters, plots and drop log."""
         st = self.sw.stats()
         now = time.monotonic()
-        fwd = sum(p["tx"]["frames"] for p in st["ports"].values()) + st["nic"]["rx"]["frames"]
-        drop = sum(sum(p["drops"].values()) for p in st["ports"].values()) + sum(
-            st["nic"]["drops"].values())
+        # Per series: (frames forwarded from or delivered to it, frames dropped).
+        totals = {n: (p["tx"]["frames"] + p["rx"]["frames"], sum(p["drops"].values()))
+                  for n, p in st["ports"].items()}
+        totals["nic"] = (st["nic"]["tx"]["frames"] + st["nic"]["rx"]["frames"],
+                         sum(st["nic"]["drops"].values()))
         rows = "".join(
             f"<tr><td>{html.escape(n)}</td><td>{p['tx']['frames']}</td><td>{p['rx']['frames']}"
             f"</td><td>{sum(p['drops'].values())}</td></tr>" for n, p in st["ports"].items())
@@ -376,18 +392,25 @@ class Panel(w.VBox):
         if self.rates is not None and self._last is not None:
             t0, prev = self._last
             dt = max(now - t0, 1e-6)
-            start = getattr(self, "_t_start", now)
-            self.rates.stream({"t": [now - start], "forward": [(fwd - prev["fwd"]) / dt],
-                               "drop": [(drop - prev["drop"]) / dt]}, rollover=MAX_POINTS)
-        if not hasattr(self, "_t_start"):
+            for name in totals:
+                if name not in self._series:
+                    self._add_series(name)
+            point: dict[str, list[float]] = {"t": [now - self._t_start]}
+            for name in self._series:
+                cur, old = totals.get(name), prev.get(name)
+                ok = cur is not None and old is not None
+                point[f"fwd:{name}"] = [(cur[0] - old[0]) / dt if ok else float("nan")]
+                point[f"drop:{name}"] = [(cur[1] - old[1]) / dt if ok else float("nan")]
+            self.rates.stream(point, rollover=MAX_POINTS)
+        if self._last is None:
             self._t_start = now
-        self._last = (now, {"fwd": fwd, "drop": drop})
+        self._last = (now, totals)
         if self.reasons is not None:
-            totals = {r: 0 for r in self.reasons.data["reason"]}
+            by_reason = {r: 0 for r in self.reasons.data["reason"]}
             for p in list(st["ports"].values()) + [nic]:
                 for r, n in p["drops"].items():
-                    totals[r] = totals.get(r, 0) + n
-            self.reasons.data = {"reason": list(totals), "drops": list(totals.values())}
+                    by_reason[r] = by_reason.get(r, 0) + n
+            self.reasons.data = {"reason": list(by_reason), "drops": list(by_reason.values())}
         drops = self.sw.drops(limit=20)
         self.drop_log.value = "<table>" + "".join(
             f"<tr><td>{datetime.datetime.fromtimestamp(d['time']).strftime('%H:%M:%S.%f')[:-3]}"

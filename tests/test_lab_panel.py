@@ -79,10 +79,22 @@ def test_plots_follow_the_counters(panel: Panel) -> None:
     time.sleep(0.05)
     panel.refresh()
     data = panel.rates.data
-    assert len(data["t"]) >= 1 and data["drop"][-1] > 0
+    assert len(data["t"]) >= 1 and data["drop:app1"][-1] > 0
+    assert data["fwd:app1"][-1] == 0 and "fwd:nic" in data
     reasons = dict(zip(panel.reasons.data["reason"], panel.reasons.data["drops"]))
     assert reasons["spoofed-src-ip"] == 500
     assert ">500<" in panel.counters.value
+    # A port created later gets its own lines; forwarded traffic shows on it and the NIC.
+    make_port(panel, "app2", 6000)
+    panel.preset.value = "valid"
+    panel.sendn_btn.click()
+    panel.sw.sync()
+    panel.sw.wire.capture()
+    time.sleep(0.05)
+    panel.refresh()
+    data = panel.rates.data
+    assert data["fwd:app2"][-1] > 0 and data["fwd:nic"][-1] > 0
+    assert len({len(v) for v in data.values()}) == 1  # columns stay aligned
 
 
 def test_export_pcaps(panel: Panel, tmp_path: "os.PathLike[str]") -> None:
