@@ -397,8 +397,9 @@ class Panel(w.VBox):
                     self._add_series(name)
             point: dict[str, list[float]] = {"t": [now - self._t_start]}
             for name in self._series:
-                cur, old = totals.get(name), prev.get(name)
-                ok = cur is not None and old is not None
+                # A port created since the last refresh started from zero.
+                cur, old = totals.get(name), prev.get(name, (0, 0))
+                ok = cur is not None
                 point[f"fwd:{name}"] = [(cur[0] - old[0]) / dt if ok else float("nan")]
                 point[f"drop:{name}"] = [(cur[1] - old[1]) / dt if ok else float("nan")]
             self.rates.stream(point, rollover=MAX_POINTS)
