@@ -21,6 +21,32 @@ SOCKET_TYPES = {6: socket.SOCK_STREAM, 17: socket.SOCK_DGRAM, 132: socket.SOCK_S
                 33: 6, 136: socket.SOCK_DGRAM}  # 6: SOCK_DCCP, which Python does not name
 
 
+def outside_event_loop(fn: Any) -> Any:
+    """Run fn() where no asyncio loop is running. pyroute2's synchronous API drives an
+    event loop of its own and refuses to run inside one (a Jupyter kernel runs one), so
+    netlink work moves to a short-lived thread there."""
+    import asyncio
+    import concurrent.futures
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return fn()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as ex:
+        return ex.submit(fn).result()
+
+
+def _netlink(fn: Any) -> Any:
+    """Decorator: the function's netlink work happens outside any running event loop."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return outside_event_loop(lambda: fn(*args, **kwargs))
+    return wrapper
+
+
+@_netlink
 def interface_identity(ifname: str) -> tuple[str, list[str]]:
     """The interface's MAC and its addresses (IPv6 link-local ones left out).
 
@@ -159,6 +185,7 @@ def nft_tables() -> list[str]:
 NUD_VALID = 0x02 | 0x04 | 0x08 | 0x10 | 0x40 | 0x80  # REACHABLE STALE DELAY PROBE NOARP PERM
 
 
+@_netlink
 def resolve(ifname: str, ip: str, timeout: float = 1.0) -> str | None:
     """The neighbour's MAC from the kernel's table, asking the kernel to resolve it first
     when needed (a datagram to the discard port makes it send ARP or NDP). None when no

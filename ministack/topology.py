@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ministack.errors import MiniStackError
+from ministack.kernel import _netlink
 
 
 @dataclass
@@ -43,6 +44,7 @@ class Topology:
         """The peer's addresses without prefix lengths."""
         return [a.split("/")[0] for a in self.peer_addrs]
 
+    @_netlink
     def up(self) -> "Topology":
         """Create the namespace, the veth pair and the addresses."""
         from pyroute2 import IPRoute, NetNS, netns
@@ -80,6 +82,7 @@ class Topology:
             raise
         return self
 
+    @_netlink
     def down(self) -> None:
         """Remove the veth pair and the namespace. Idempotent."""
         from pyroute2 import IPRoute, netns
@@ -97,6 +100,7 @@ class Topology:
         kw.setdefault("text", True)
         return subprocess.run(["ip", "netns", "exec", self.ns, *argv], **kw)
 
+    @_netlink
     def show(self) -> str:
         """A short description of what exists now."""
         from pyroute2 import IPRoute, netns
