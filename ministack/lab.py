@@ -86,6 +86,26 @@ def summary(frame: bytes) -> str:
         return f"{len(frame)} bytes"
 
 
+_BOKEHJS_LOADED = False
+
+
+def _load_bokehjs() -> None:
+    """Put BokehJS into the notebook page, from the package (INLINE), once per kernel:
+    jupyter_bokeh's widgets need it, and the default would fetch it from the internet."""
+    global _BOKEHJS_LOADED
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    if _BOKEHJS_LOADED or get_ipython() is None:
+        return
+    from bokeh.io import output_notebook
+    from bokeh.resources import INLINE
+
+    output_notebook(resources=INLINE, hide_banner=True)
+    _BOKEHJS_LOADED = True
+
+
 class Panel(w.VBox):
     """The control panel for a Switch (or a daemon connection)."""
 
@@ -180,6 +200,7 @@ class Panel(w.VBox):
 
     def _make_plots(self) -> Any:
         os.environ.setdefault("BOKEH_RESOURCES", "inline")  # no CDN: labs may be offline
+        _load_bokehjs()
         from bokeh.models import ColumnDataSource
         from bokeh.plotting import figure
         from jupyter_bokeh.widgets import BokehModel

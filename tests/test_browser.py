@@ -1,0 +1,91 @@
+"""One real-browser test: JupyterLab, Debian's chromium driven by Playwright, lab 01 run,
+the panel's Send clicked with a spoofed preset, and the drop count seen to rise. The
+screenshot goes to artifacts/ (see the README)."""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+
+
+def test_lab01_panel_in_a_real_browser() -> None:
+    if not os.path.exists(CHROMIUM) or shutil.which("jupyter", path=os.path.dirname(
+            sys.executable)) is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium (apt) and jupyterlab are needed for the browser test in CI")
+        pytest.skip("needs Debian's chromium (apt-get install chromium) and the lab extra")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    lab = subprocess.Popen([sys.executable, "-m", "ministack", "lab", "--no-browser", "--port",
+                            str(port)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                           text=True)
+    try:
+        assert lab.stdout is not None
+        url = lab.stdout.readline().split("open ", 1)[1].strip()
+        token = url.split("token=")[1]
+        nb_url = f"http://localhost:{port}/lab/tree/01-ports-and-the-switch.ipynb?token={token}"
+        with sync_api.sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=[
+                "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--no-first-run"])
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            deadline = time.monotonic() + 90
+            while True:  # JupyterLab takes a moment to come up
+                try:
+                    page.goto(nb_url, timeout=10_000)
+                    break
+                except sync_api.Error:
+                    assert time.monotonic() < deadline, "JupyterLab did not come up"
+                    time.sleep(1)
+            page.wait_for_selector(".jp-Notebook", timeout=60_000)
+            page.wait_for_function("() => document.body.innerText.includes('Idle')",
+                                   timeout=60_000)  # the kernel is up
+            page.get_by_role("menuitem", name="Run", exact=True).click()
+            page.get_by_text("Run All Cells", exact=True).click()
+            send = page.get_by_role("button", name="Send", exact=True)
+            send.wait_for(timeout=90_000)
+
+            def drops() -> int:
+                cell = page.locator("xpath=//tr[td[1][normalize-space()='app1']]/td[4]").first
+                return int(cell.inner_text().strip())
+
+            page.wait_for_function("() => document.body.innerText.includes('All correct!')",
+                                   timeout=90_000)
+            # The live plots rendered: BokehJS came inline, nothing from the internet.
+            assert "javascript error" not in page.inner_text("body")
+            deadline = time.monotonic() + 30
+            while page.locator("canvas").count() < 2:  # locators see into shadow roots
+                assert time.monotonic() < deadline, "the bokeh plots did not render"
+                time.sleep(0.5)
+            before = drops()
+            preset = page.locator(".widget-dropdown", has_text="preset").locator("select")
+            preset.select_option("spoofed source IP")
+            page.wait_for_function(
+                "() => document.body.innerText.includes('drop: spoofed-src-ip')",
+                timeout=30_000)
+            send.click()
+            deadline = time.monotonic() + 30
+            while drops() <= before:
+                assert time.monotonic() < deadline, "the drop count did not rise"
+                time.sleep(0.2)
+            time.sleep(1.0)  # let the plots draw a few refreshes
+            page.locator("text=Counters").first.scroll_into_view_if_needed()
+            (ROOT / "artifacts").mkdir(exist_ok=True)
+            page.screenshot(path=str(ROOT / "artifacts" / "lab01-panel.png"), full_page=False)
+            assert re.search(r"spoofed-src-ip", page.content())
+            browser.close()
+    finally:
+        lab.terminate()
+        lab.wait(30)
