@@ -9,6 +9,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -28,9 +29,12 @@ def test_lab01_panel_in_a_real_browser() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+    # A copy of the labs: JupyterLab's autosave must never write outputs into the repo's.
+    labs = Path(tempfile.mkdtemp(prefix="ministack-browser-"))
+    shutil.copy(ROOT / "labs" / "01-ports-and-the-switch.ipynb", labs)
     lab = subprocess.Popen([sys.executable, "-m", "ministack", "lab", "--no-browser", "--port",
-                            str(port)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                           text=True)
+                            str(port), "--dir", str(labs)], stdout=subprocess.PIPE,
+                           stderr=subprocess.DEVNULL, text=True)
     try:
         assert lab.stdout is not None
         url = lab.stdout.readline().split("open ", 1)[1].strip()
@@ -89,3 +93,4 @@ def test_lab01_panel_in_a_real_browser() -> None:
     finally:
         lab.terminate()
         lab.wait(30)
+        shutil.rmtree(labs, ignore_errors=True)
