@@ -64,7 +64,10 @@ class Topology:
                 if ipr.link_lookup(ifname=self.host_if):
                     raise MiniStackError(f"interface {self.host_if!r} exists already")
                 # One queue each way, so that one AF_XDP socket sees every frame.
-                ipr.link("add", ifname=self.host_if, kind="veth", peer=self.peer_if,
+                # The peer too: native XDP on veth wants no more peer TX queues than RX ones.
+                ipr.link("add", ifname=self.host_if, kind="veth",
+                         peer={"ifname": self.peer_if, "num_tx_queues": 1,
+                               "num_rx_queues": 1},
                          num_tx_queues=1, num_rx_queues=1)
                 peer = ipr.link_lookup(ifname=self.peer_if)[0]
                 ipr.link("set", index=peer, net_ns_fd=self.ns)
