@@ -77,3 +77,17 @@ def test_lab_starts_jupyterlab_and_prints_the_url() -> None:
     finally:
         p.terminate()
         p.wait(30)
+
+
+def test_ci_runs_exactly_the_readmes_setup_and_test_commands() -> None:
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    readme = (root / "README.md").read_text()
+    blocks = readme.split("```sh\n")[1:]
+    commands = [b.split("```")[0].strip() for b in blocks]
+    setup, test = commands[0], next(c for c in commands if "pytest" in c)
+    ci = [line.strip() for line in (root / ".ci" / "run").read_text().splitlines()
+          if line.strip() and not line.startswith("#")]
+    assert setup == "./setup.sh" and setup in ci
+    assert test in ci
