@@ -17,7 +17,7 @@ from typing import Any, Sequence
 from ministack._native import ffi, lib
 from ministack.errors import BindError, MiniStackError, PortError
 from ministack.protocols import protocol_name, protocol_number
-from ministack.rings import Frame, PortRings, _pack, _strerror, _timeout_ms, frame_bytes
+from ministack.rings import Frame, PortRings, _strerror, _timeout_ms, frame_bytes
 
 log = logging.getLogger("ministack")
 
@@ -120,8 +120,9 @@ class Verdict:
     detail: str
 
 
-class Wire:
-    """The far end of the virtual NIC: the network, as seen from outside the switch.
+class Wire(PortRings):
+    """The far end of the virtual NIC: the network, as seen from outside the switch. It is
+    a port-shaped region, so it sends and receives exactly as a port's owner does.
 
     >>> import ministack as ms
     >>> with ms.Switch() as sw:
@@ -129,16 +130,18 @@ class Wire:
     []
     """
 
+    name = "wire"
+
     def __init__(self, switch: "Switch") -> None:
         self._switch = switch
-        self._app = lib.ms_switch_wire(switch._sw)
-        if self._app == ffi.NULL:
+        app = lib.ms_switch_wire(switch._sw)
+        if app == ffi.NULL:
             raise MiniStackError("could not open the virtual wire")
-        self._buf_size = lib.ms_app_buf_size(self._app)
-        self._slots = lib.ms_app_slots(self._app)
-        self._lock = threading.Lock()
-        self._rxbuf = ffi.new("uint8_t[]", self._slots * self._buf_size)
-        self._rxlens = ffi.new("uint32_t[]", self._slots)
+        self._init_rings(app)
+        self._slots = lib.ms_app_slots(app)
+
+    def _check_open(self) -> None:
+        self._switch._check_open()
 
     def inject(self, frames: Frame | Sequence[Frame], timeout: float | None = 1.0) -> int:
         """Deliver one frame, or a list of frames, to the switch as if from the network.
@@ -146,17 +149,9 @@ class Wire:
         Returns how many were queued (all of them unless the switch stayed busy for
         ``timeout`` seconds).
         """
-        self._switch._check_open()
         if not isinstance(frames, (list, tuple)):
             frames = [frames]
-        data, lens, n = _pack(frames, self._buf_size)
-        with self._lock:
-            self._switch._check_open()
-            rc = lib.ms_app_send(self._app, ffi.from_buffer("uint8_t[]", data),
-                                 ffi.from_buffer("uint32_t[]", lens), n, _timeout_ms(timeout))
-        if rc < 0:
-            raise MiniStackError(f"inject failed: {_strerror(rc)}")
-        return rc
+        return self.send_batch(frames, timeout)
 
     def capture(self, timeout: float = 0.1) -> list[bytes]:
         """Frames that reached the wire since the last call, oldest first.
@@ -167,22 +162,9 @@ class Wire:
         """
         self._switch.sync(timeout)
         out: list[bytes] = []
-        with self._lock:
-            self._switch._check_open()
-            while True:
-                n = lib.ms_app_recv(self._app, self._rxbuf, self._rxlens, self._slots, 0)
-                for i in range(n):
-                    start = i * self._buf_size
-                    out.append(bytes(ffi.buffer(self._rxbuf + start, self._rxlens[i])))
-                if n < self._slots:
-                    return out
-
-    def _close(self) -> None:
-        if self._app != ffi.NULL:
-            lib.ms_app_interrupt(self._app)
-            with self._lock:
-                lib.ms_app_close(self._app)
-                self._app = ffi.NULL
+        while got := self.recv_batch(self._slots, timeout=0):
+            out += got
+        return out
 
 
 def _locked(method: Any) -> Any:
@@ -472,7 +454,7 @@ class Switch:
             for p in list(self._ports.values()):
                 p.close()
             if self._wire is not None:
-                self._wire._close()
+                self._wire._release_rings()
             self._closed = True
             if self._sw != ffi.NULL:
                 lib.ms_switch_destroy(self._sw)

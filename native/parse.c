@@ -301,9 +301,3 @@ void ms_parse(const uint8_t *f, uint32_t len, struct ms_parsed *p)
         problem(p, MS_R_NOT_ALLOWED,
                 "its EtherType is neither IPv4 nor IPv6 (ARP and the rest belong to the host)");
 }
-
-int ms_parse_frame(const uint8_t *frame, uint32_t len, struct ms_parsed *p)
-{
-    ms_parse(frame, len, p);
-    return 0;
-}

@@ -622,16 +622,6 @@ int ms_port_fds(ms_switch *sw, int id, int *memfd, int *doorbell, int *wake_fd)
     return p ? 0 : -ENOENT;
 }
 
-int ms_port_name(ms_switch *sw, int id, char *out)
-{
-    ctl_lock(sw);
-    struct ms_swport *p = port_get(sw, id);
-    if (p)
-        memcpy(out, p->name, MS_NAME_MAX);
-    ctl_unlock(sw);
-    return p ? 0 : -ENOENT;
-}
-
 static int address_is_local(ms_switch *sw, int family, const uint8_t *ip)
 {
     struct ms_parsed probe;

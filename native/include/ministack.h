@@ -154,14 +154,12 @@ int ms_port_memfd(ms_switch *sw, int port);
 /* The three descriptors an application needs to attach to port (still owned by the
  * switch: duplicate them, e.g. by passing them over a UNIX socket). */
 int ms_port_fds(ms_switch *sw, int port, int *memfd, int *doorbell, int *wake_fd);
-int ms_port_name(ms_switch *sw, int port, char *out);
 
 int ms_bind(ms_switch *sw, int port, int family, const uint8_t *ip, int proto, int l4port);
 int ms_unbind(ms_switch *sw, int port, int family, const uint8_t *ip, int proto, int l4port);
 int ms_bindings(ms_switch *sw, struct ms_binding_info *out, int max);
 
 int ms_explain(ms_switch *sw, int port, const uint8_t *frame, uint32_t len, struct ms_verdict *v);
-int ms_parse_frame(const uint8_t *frame, uint32_t len, struct ms_parsed *p);
 const char *ms_reason_name(int reason);
 
 int ms_port_stats(ms_switch *sw, int port, struct ms_port_stats *out);
