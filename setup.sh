@@ -29,7 +29,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 PACKAGES=(python3 python3-venv python3-dev gcc make pkg-config clang llvm libclang-rt-14-dev
-          libbpf-dev libxdp-dev iproute2 iputils-ping nftables tcpdump chromium)
+          libbpf-dev libxdp-dev iproute2 iputils-ping nftables tcpdump chromium debootstrap)
 missing=()
 for p in "${PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -15,7 +15,8 @@ def demo(args: argparse.Namespace) -> int:
 
 
 def lab(args: argparse.Namespace) -> int:
-    """Start JupyterLab on the MiniStack labs and print the URL to open."""
+    """Start JupyterLab on the MiniStack labs and print the URL to open. The token is
+    $JUPYTER_TOKEN when set, a random one otherwise."""
     import os
     import secrets
     import shutil
@@ -32,7 +33,9 @@ def lab(args: argparse.Namespace) -> int:
         print("ministack lab: JupyterLab is not installed: pip install 'ministack[lab]'",
               file=sys.stderr)
         return 1
-    token = secrets.token_hex(16)
+    # A fixed token from the environment lets a service print a URL that survives restarts
+    # (the course VM does); otherwise a fresh one each time.
+    token = os.environ.get("JUPYTER_TOKEN") or secrets.token_hex(16)
     # Its own workspace: tabs restored from another session would confuse a fresh lab.
     workspaces = tempfile.mkdtemp(prefix="ministack-lab-")
     host = "localhost" if args.ip in ("127.0.0.1", "localhost") else args.ip

@@ -1,5 +1,8 @@
 """`ministack demo`: the poster demo from the shell. As root it builds a peer namespace with
-a real kernel stack behind a veth pair; otherwise it runs on the virtual NIC."""
+a real kernel stack behind a veth pair; otherwise it runs on the virtual NIC.
+
+It ends by checking what it showed (the verdicts, the counters, the frames that arrived) and
+exits 1 when any check fails, so it doubles as the course VM's self-test."""
 from __future__ import annotations
 
 import os
@@ -71,16 +74,20 @@ def _demo(sw: Any, topo: Any, host: str, peer: str) -> int:
         return (Ether(src=mac or sw.mac, dst=peer_mac) / IP(src=src, dst=peer) /
                 UDP(sport=sport, dport=9) / b"hello from a user-space stack")
 
+    checks: list[tuple[str, bool]] = []
     spoof_ip = ".".join(host.split(".")[:3] + ["66"])
     print("\nframes the ports send (the verdict comes from explain() first):")
-    for label, port, f in [("valid", a, frame(host, 5000)),
-                           ("spoofed source IP", a, frame(spoof_ip, 5000)),
-                           ("another port's binding", a, frame(host, 6000)),
-                           ("spoofed source MAC", b, frame(host, 6000, "02:aa:bb:cc:dd:ee"))]:
+    for label, port, f, want in [
+            ("valid", a, frame(host, 5000), None),
+            ("spoofed source IP", a, frame(spoof_ip, 5000), "spoofed-src-ip"),
+            ("another port's binding", a, frame(host, 6000), "spoofed-src-port"),
+            ("spoofed source MAC", b, frame(host, 6000, "02:aa:bb:cc:dd:ee"), "spoofed-src-mac")]:
         v = sw.explain(port.name, f)
         port.send(f)
         print(f"  {port.name} sends {label:<24} -> {v.action:<7} {v.reason or v.to:<16} "
               f"{v.detail}")
+        checks.append((f"{label} frame: {want or 'forwarded'}",
+                       v.reason == want and v.action == ("drop" if want else "forward")))
 
     print("\nframes from the network:")
     if topo:
@@ -89,6 +96,8 @@ def _demo(sw: Any, topo: Any, host: str, peer: str) -> int:
         got = b.recv(timeout=2)
         print(f"  the peer's kernel sent udp to {host}:6000 and :7777; app2 received "
               f"{len(got) if got else 0} bytes, the host stack got the other")
+        checks.append(("the peer's datagram to udp 6000 reached app2",
+                       bool(got) and b"hello from the peer's kernel" in got))
     else:
         for dport in (6000, 7777):
             f = (Ether(src="02:00:00:00:00:09", dst=sw.mac) / IP(src=peer, dst=host) /
@@ -99,6 +108,7 @@ def _demo(sw: Any, topo: Any, host: str, peer: str) -> int:
                   f"{v.detail}")
         got = b.recv(timeout=1.0)
         print(f"  app2 received {len(got) if got else 0} bytes")
+        checks.append(("the frame to udp 6000 reached app2", bool(got)))
 
     n = 100_000
     burst = [bytes(frame(host, 5000))] * 1024
@@ -114,8 +124,11 @@ def _demo(sw: Any, topo: Any, host: str, peer: str) -> int:
         out, _ = receiver.communicate(timeout=30)
         print(f"  the peer's kernel received {out.strip()} of them on udp port 9 (its socket "
               f"buffer overflows at this rate; the rest is the kernel's to drop)")
+        checks.append(("the peer's kernel received the burst", int(out.strip() or 0) > 0))
     else:
-        print(f"  on the wire: {len(sw.wire.capture())} frames (the wire keeps at most 4096)")
+        on_wire = len(sw.wire.capture())
+        print(f"  on the wire: {on_wire} frames (the wire keeps at most 4096)")
+        checks.append(("the burst reached the wire", on_wire > 0))
 
     st = sw.stats()
     print("\ncounters:")
@@ -128,4 +141,20 @@ def _demo(sw: Any, topo: Any, host: str, peer: str) -> int:
     print("\nrecent drops:")
     for d in sw.drops(limit=10):
         print(f"  {d['port']:<5} {d['direction']} {d['reason']:<16} {d['len']} bytes")
-    return 0
+
+    app1, app2 = st["ports"]["app1"], st["ports"]["app2"]
+    checks += [
+        ("app1's valid frames all counted", app1["tx"]["frames"] == 1 + n),
+        ("app1's spoofs counted by reason",
+         app1["drops"]["spoofed-src-ip"] == 1 and app1["drops"]["spoofed-src-port"] == 1),
+        ("app2's spoofed MAC counted", app2["drops"]["spoofed-src-mac"] == 1),
+        # The virtual wire holds 4,096 frames, so most of its burst is counted ring-full.
+        ("every valid frame was sent or counted",
+         nic["tx"]["frames"] + nic["drops"]["ring-full"] == 1 + n),
+    ]
+    print("\nchecks:")
+    for label, ok in checks:
+        print(f"  {'✓' if ok else '✗'} {label}")
+    failed = sum(not ok for _, ok in checks)
+    print(f"demo: {len(checks) - failed} of {len(checks)} checks passed")
+    return 1 if failed else 0

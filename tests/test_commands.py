@@ -29,6 +29,7 @@ def check_demo(out: str) -> None:
         assert reason in out
     assert "app2 received" in out and "burst: app1 sent 100000" in out
     assert "counters:" in out and "recent drops:" in out
+    assert "demo: 10 of 10 checks passed" in out and "✗" not in out
 
 
 def test_demo_on_the_virtual_nic() -> None:
@@ -57,12 +58,15 @@ def test_lab_starts_jupyterlab_and_prints_the_url() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    p = subprocess.Popen(CMD + ["lab", "--no-browser", "--port", str(port)],
+    # The course VM's service fixes the token through the environment, as Jupyter does.
+    env = dict(os.environ, JUPYTER_TOKEN="0123456789abcdef")
+    p = subprocess.Popen(CMD + ["lab", "--no-browser", "--port", str(port)], env=env,
                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         assert p.stdout is not None
         line = p.stdout.readline()
-        assert line.startswith("MiniStack lab: open http://localhost:") and "token=" in line
+        assert line.startswith("MiniStack lab: open http://localhost:")
+        assert line.rstrip().endswith("token=0123456789abcdef")
         url = line.split("open ", 1)[1].strip()
         deadline = time.monotonic() + 60
         while True:
@@ -79,7 +83,7 @@ def test_lab_starts_jupyterlab_and_prints_the_url() -> None:
         p.wait(30)
 
 
-def test_ci_runs_exactly_the_readmes_setup_and_test_commands() -> None:
+def test_ci_and_the_vm_run_exactly_the_readmes_setup_and_test_commands() -> None:
     from pathlib import Path
 
     root = Path(__file__).resolve().parent.parent
@@ -91,3 +95,9 @@ def test_ci_runs_exactly_the_readmes_setup_and_test_commands() -> None:
           if line.strip() and not line.startswith("#")]
     assert setup == "./setup.sh" and setup in ci
     assert test in ci
+    # The course VM builds through the same command, in its copy of the project (the chroot
+    # test in test_provision.py sees it run).
+    provision = [line.strip() for line in (root / "vagrant" / "provision.sh").read_text()
+                 .splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    runs = [line for line in provision if "setup.sh" in line and "runuser" in line]
+    assert len(runs) == 1 and f"&& {setup}\"" in runs[0], runs
