@@ -28,21 +28,52 @@ if [ "$(id -u)" -ne 0 ]; then
     SUDO="sudo"
 fi
 
-PACKAGES=(python3 python3-venv python3-dev gcc make pkg-config clang llvm libclang-rt-14-dev
-          libbpf-dev libxdp-dev iproute2 iputils-ping nftables tcpdump chromium debootstrap)
-missing=()
-for p in "${PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
-if [ ${#missing[@]} -gt 0 ]; then
-    say "installing ${missing[*]}"
+# Build and run: a C compiler, clang for the XDP program, libbpf and libxdp for AF_XDP, the
+# kernel's tools. Tests: tcpdump, debootstrap (the course VM's test), chromium (the browser
+# test; on Ubuntu `chromium` is only a snap wrapper, so Playwright brings its own there).
+PACKAGES=(python3 python3-venv python3-dev gcc make pkg-config clang llvm libbpf-dev
+          libxdp-dev iproute2 iputils-ping nftables tcpdump debootstrap)
+if [ "${ID:-}" = debian ]; then PACKAGES+=(chromium); fi
+
+apt_install() {
+    say "installing $*"
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@"
+}
+apt_updated=no
+apt_update() {
+    [ $apt_updated = yes ] && return
     $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
-else
-    say "system packages already present"
+    apt_updated=yes
+}
+missing() { for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done; }
+known() { for p in "$@"; do if apt-cache show "$p" >/dev/null 2>&1; then echo "$p"; fi; done; }
+
+need=($(missing "${PACKAGES[@]}"))
+if [ ${#need[@]} -gt 0 ]; then
+    apt_update
+    apt_install "${need[@]}"
 fi
+# Then what depends on the clang just installed: its compiler runtime (libFuzzer and the
+# sanitizers, for the fuzz test); and clang 19, with which the tests also build and load the
+# XDP program, since newer clangs emit code the verifier judges differently. Each only where
+# the distribution has it.
+extra=("libclang-rt-$(clang -dumpversion | cut -d. -f1)-dev" clang-19)
+need=($(missing "${extra[@]}"))
+if [ ${#need[@]} -gt 0 ]; then
+    ls /var/lib/apt/lists/*_Packages* >/dev/null 2>&1 || apt_update   # a fresh container
+    need=($(known "${need[@]}"))
+    [ ${#need[@]} -eq 0 ] || apt_install "${need[@]}"
+fi
+[ $apt_updated = yes ] || say "system packages already present"
 
 [ -x .venv/bin/python ] || { say "creating .venv"; python3 -m venv .venv; }
 .venv/bin/pip install -q --upgrade pip
 say "installing MiniStack (compiles the datapath)"
 .venv/bin/pip install -q -e '.[test]'
+if [ ! -x /usr/bin/chromium ] && ! ls ~/.cache/ms-playwright/chromium-* >/dev/null 2>&1; then
+    say "installing Playwright's chromium for the browser test"
+    .venv/bin/python -m playwright install --with-deps chromium ||
+        say "could not fetch Playwright's chromium: everything works, but the browser test will skip"
+fi
 .venv/bin/python -c "import ministack; print('setup: MiniStack', ministack.__version__, 'ready')"
 say "next: .venv/bin/ministack demo   (or: .venv/bin/ministack lab)"

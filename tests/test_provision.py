@@ -60,6 +60,7 @@ mount -t sysfs sysfs "$R/sys"
 mount --rbind /dev "$R/dev"
 mount -t tmpfs tmpfs "$R/run"
 cp /etc/resolv.conf "$R/etc/resolv.conf"
+[ -s "$R/etc/hosts" ] || printf '127.0.0.1 localhost\n::1 localhost ip6-localhost\n' > "$R/etc/hosts"
 echo "127.0.1.1 $(hostname)" >> "$R/etc/hosts"
 # What a Vagrant box provides: a user with password-less sudo, and the project at /vagrant.
 chroot "$R" /bin/sh -c '
