@@ -74,6 +74,7 @@ URL="http://localhost:$HOST_PORT/lab?token=$TOKEN"
 
 # JupyterLab runs as root: lab 06 and the real-interface cells need namespaces, XDP and raw
 # sockets. It is a single-student VM; the files it writes are handed back to the student.
+install -d /etc/systemd/system
 cat > /etc/systemd/system/ministack-lab.service <<EOF
 [Unit]
 Description=MiniStack labs (JupyterLab on port $LAB_PORT)
