@@ -45,15 +45,20 @@ def afxdp_available() -> bool:
     return subprocess.run(["pkg-config", "--exists", "libxdp", "libbpf"]).returncode == 0
 
 
-def build_xdp_program() -> None:
-    """Compile the XDP program into the package (ministack/ministack_xdp.bpf.o)."""
+def compile_xdp_program(out: Path, clang: str = "clang") -> None:
+    """Compile native/xdp/ministack_xdp.bpf.c into `out` (the tests try every clang)."""
     arch = subprocess.run(["gcc", "-print-multiarch"], capture_output=True,
                           text=True).stdout.strip()
-    cmd = ["clang", "-O2", "-g", "-target", "bpf", "-Wall", "-Wextra", "-Werror"]
+    cmd = [clang, "-O2", "-g", "-target", "bpf", "-Wall", "-Wextra", "-Werror"]
     if arch:
         cmd.append(f"-I/usr/include/{arch}")
-    subprocess.run(cmd + ["-c", str(NATIVE / "xdp" / "ministack_xdp.bpf.c"), "-o",
-                          str(ROOT / "ministack" / XDP_OBJ)], check=True)
+    subprocess.run(cmd + ["-c", str(NATIVE / "xdp" / "ministack_xdp.bpf.c"), "-o", str(out)],
+                   check=True)
+
+
+def build_xdp_program() -> None:
+    """Compile the XDP program into the package (ministack/ministack_xdp.bpf.o)."""
+    compile_xdp_program(ROOT / "ministack" / XDP_OBJ)
 
 
 def build_pktgen() -> None:

@@ -108,7 +108,9 @@ def test_provision_sh_in_a_fresh_debian_12_passes_its_self_test_twice() -> None:
     base = Path(tempfile.mkdtemp(prefix="ms-chroot-", dir="/var/tmp"))
     root = base / "root"
     try:
-        subprocess.run(["debootstrap", "--variant=minbase", "bookworm", str(root), mirror],
+        # Its own mount namespace too: debootstrap mounts /proc and /sys in the target.
+        subprocess.run(["unshare", "--mount", "--propagation", "private", "debootstrap",
+                        "--variant=minbase", "bookworm", str(root), mirror],
                        check=True, capture_output=True, timeout=900)
         dest = root / "vagrant"
         for f in project_files():
@@ -131,7 +133,7 @@ def test_provision_sh_in_a_fresh_debian_12_passes_its_self_test_twice() -> None:
         assert "Vagrantfile validated successfully" in validate, validate
         for run in (first, second):
             assert "MiniStack self-test: PASS" in run, run[-4000:]
-            assert "FAIL" not in run
+            assert "MiniStack self-test: FAIL" not in run
         # The self-test's own checks, and the namespace variant of the demo.
         assert "demo: 10 of 10 checks passed" in second
         assert "switch on ms-demo0" in second
@@ -149,6 +151,7 @@ def test_provision_sh_in_a_fresh_debian_12_passes_its_self_test_twice() -> None:
     finally:
         # The demo removes its namespace and veth pair; make sure, in case it failed mid-way.
         subprocess.run(["ip", "link", "del", "ms-demo0"], capture_output=True)
+        # Never delete through a mount (a bound /dev): check first, and keep the tree if so.
         mounts = Path("/proc/self/mountinfo").read_text()
-        assert str(base) not in mounts, "a mount under the chroot outlived its namespace"
+        assert str(base) not in mounts, f"a mount under {base} outlived its namespace"
         shutil.rmtree(base, ignore_errors=True)

@@ -290,11 +290,12 @@ def installed_clangs() -> dict[str, int]:
     import shutil
 
     found: dict[str, int] = {}
-    for path in sorted({shutil.which("clang") or "", *glob.glob("/usr/bin/clang-[0-9]*")}):
-        if not path or not re.fullmatch(r".*/clang(-\d+)?", path):
+    names = [shutil.which("clang") or "", *sorted(glob.glob("/usr/bin/clang-[0-9]*"))]
+    for path in names:
+        if not re.fullmatch(r".*/clang(-\d+)?", path):
             continue
         v = subprocess.run([path, "-dumpversion"], capture_output=True, text=True).stdout
-        if v.strip():
+        if v.strip() and int(v.split(".")[0]) not in found.values():
             found[path] = int(v.split(".")[0])
     return found
 
@@ -311,13 +312,10 @@ def test_the_xdp_program_loads_and_steers_with_every_installed_clang(
     clangs = installed_clangs()
     if os.environ.get("CI"):  # setup.sh installs a newer clang next to Debian 12's 14
         assert max(clangs.values(), default=0) >= 18, f"only {clangs} here"
-    src = Path(_build.__file__).resolve().parent.parent / "native" / "xdp" / "ministack_xdp.bpf.c"
-    arch = subprocess.run(["gcc", "-print-multiarch"], capture_output=True, text=True).stdout
     failed = {}
     for clang, version in clangs.items():
         obj = Path(str(tmp_path)) / f"xdp-{version}.o"
-        subprocess.run([clang, "-O2", "-g", "-target", "bpf", f"-I/usr/include/{arch.strip()}",
-                        "-c", str(src), "-o", str(obj)], check=True)
+        _build.compile_xdp_program(obj, clang)
         monkeypatch.setenv("MINISTACK_XDP_OBJ", str(obj))
         try:
             with ms.Switch(nic=topo.host_if, backend="afxdp") as sw:
@@ -332,5 +330,7 @@ s.sendto(b"hi", ({topo.host_ips[0]!r}, 5000))
                 if a.recv(timeout=5) is None:
                     failed[clang] = "attached, but the peer's datagram did not reach the port"
         except ms.MiniStackError as e:
+            if "not available" in str(e):
+                pytest.skip(f"AF_XDP backend not built here: {e}")
             failed[clang] = str(e)[:300]
     assert not failed, failed
