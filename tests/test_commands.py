@@ -101,3 +101,29 @@ def test_ci_and_the_vm_run_exactly_the_readmes_setup_and_test_commands() -> None
                  .splitlines() if line.strip() and not line.lstrip().startswith("#")]
     runs = [line for line in provision if "setup.sh" in line and "runuser" in line]
     assert len(runs) == 1 and f"&& {setup}\"" in runs[0], runs
+
+
+@pytest.mark.skipif(os.geteuid() != 0 and not os.environ.get("CI"),
+                    reason="needs root to show setup.sh another /etc/os-release (CI runs as root)")
+@pytest.mark.parametrize("os_release, says", [
+    ('ID=fedora\nPRETTY_NAME="Fedora Linux 41"\n', "this is Fedora Linux 41"),
+    ('ID=ubuntu\nID_LIKE=debian\nVERSION_ID="22.04"\nPRETTY_NAME="Ubuntu 22.04.5 LTS"\n',
+     "this is Ubuntu 22.04.5 LTS"),
+    ('ID=debian\nVERSION_ID="11"\nPRETTY_NAME="Debian GNU/Linux 11 (bullseye)"\n',
+     "this is Debian GNU/Linux 11 (bullseye)"),
+])
+def test_setup_refuses_an_unsupported_system_before_touching_it(tmp_path: object,
+                                                                os_release: str,
+                                                                says: str) -> None:
+    from pathlib import Path
+
+    setup = Path(__file__).resolve().parent.parent / "setup.sh"
+    fake = Path(str(tmp_path)) / "os-release"
+    fake.write_text(os_release)
+    # Another system's identity, seen only by setup.sh, in a mount namespace of its own.
+    r = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                        'mount --bind "$1" /etc/os-release && exec "$2"', "sh", str(fake),
+                        str(setup)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert says in r.stderr and "Debian 12 or newer, or Ubuntu 24.04 or newer" in r.stderr
+    assert r.stdout == ""  # refused before any apt or pip step said a word
