@@ -7,8 +7,16 @@ frame), what a port received, ``sw.stats()``, ``sw.drops()`` and ``sw.explain()`
 """
 from __future__ import annotations
 
+import importlib
+import json
+import os
+import shutil
 import struct
-from collections.abc import Iterator
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -18,6 +26,135 @@ from scapy.layers.l2 import Ether
 from scapy.packet import Packet, Raw
 
 import ministack as ms
+from ministack.daemon import Daemon
+
+# --- what a test needs -----------------------------------------------------------------
+# Outside CI a test whose tools are missing skips and says what it needs. In CI (CI=true)
+# everything ./setup.sh installs on Debian 12 is there by definition, and CI runs as root:
+# a missing one is a failure that names it, never a skip. These are the only ways a test
+# may skip (test_commands.py checks that no test calls pytest.skip itself).
+
+CI = bool(os.environ.get("CI"))
+
+
+def need(ok: object, what: str) -> None:
+    """Skip unless ``ok``, naming ``what`` the test needs; in CI, fail instead."""
+    if ok:
+        return
+    if CI:
+        pytest.fail(f"CI must have {what}, and this machine does not", pytrace=False)
+    pytest.skip(f"needs {what}", allow_module_level=True)
+
+
+def need_root() -> None:
+    need(os.geteuid() == 0, "root (namespaces, veth pairs, XDP; CI runs as root)")
+
+
+def need_module(name: str, what: str = "the lab and test extras (./setup.sh)") -> ModuleType:
+    """``import name``, or skip (fail in CI) naming what installs it."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as e:
+        need(False, f"Python module {name} from {what} ({e})")
+        raise  # not reached
+
+
+NOBODY = 65534
+
+
+def become(uid: int, caps: tuple[int, ...] | None = None) -> None:
+    """Turn this (forked) process into ``uid``. ``caps``: exactly these capabilities
+    (numbers, e.g. 10 for CAP_NET_BIND_SERVICE), effective and permitted; None: what
+    setuid() leaves (everything for root, nothing for others)."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if caps is not None and libc.prctl(8, 1, 0, 0, 0) != 0:  # PR_SET_KEEPCAPS
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_KEEPCAPS)")
+    os.setgroups([])
+    os.setgid(uid)
+    os.setuid(uid)
+    if caps is None:
+        return
+
+    class Header(ctypes.Structure):
+        _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+    class Data(ctypes.Structure):
+        _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
+                    ("inheritable", ctypes.c_uint32)]
+
+    data = (Data * 2)()
+    for c in caps:
+        data[c // 32].effective |= 1 << c % 32
+        data[c // 32].permitted |= 1 << c % 32
+    if libc.capset(ctypes.byref(Header(0x20080522, 0)), data) != 0:  # _LINUX_CAPABILITY_VERSION_3
+        raise OSError(ctypes.get_errno(), "capset")
+
+
+def _child(uid: int, caps: tuple[int, ...] | None, fn: Callable[[], object], w: int) -> dict:
+    try:
+        become(uid, caps)
+        out = {"ok": fn()}
+    except BaseException as e:  # noqa: BLE001 - reported to the parent
+        out = {"error": type(e).__name__, "reason": getattr(e, "reason", None),
+               "message": str(e)}
+    os.write(w, json.dumps(out).encode() + b"\n")
+    return out
+
+
+def as_user(uid: int, fn: Callable[[], object], caps: tuple[int, ...] | None = None) -> dict:
+    """Run fn in a forked child under uid (see become() for caps): ``{"ok": result}`` with
+    what it returned (JSON-able), or ``{"error", "reason", "message"}`` for what it raised."""
+    with holding_as_user(uid, fn, caps) as got:
+        return got
+
+
+@contextmanager
+def holding_as_user(uid: int, fn: Callable[[], object],
+                    caps: tuple[int, ...] | None = None) -> Iterator[dict]:
+    """As as_user(), but the child keeps everything fn opened (connections, ports) until
+    the block ends; yields fn's outcome."""
+    r, w = os.pipe()
+    hold_r, hold_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        os.close(hold_w)
+        _child(uid, caps, fn, w)
+        os.read(hold_r, 1)  # until the parent closes its end
+        os._exit(0)
+    os.close(w)
+    os.close(hold_r)
+    try:
+        with os.fdopen(r, "rb") as f:
+            line = f.readline()
+        assert line, "the child died before it reported"
+        yield json.loads(line)
+    finally:
+        os.close(hold_w)
+        os.waitpid(pid, 0)
+
+
+@contextmanager
+def serving(**kw: object) -> Iterator[Daemon]:
+    """A daemon in this process, on a socket every uid can reach."""
+    d = tempfile.mkdtemp(prefix="ministack-test-", dir="/tmp")
+    os.chmod(d, 0o755)
+    dm = Daemon(socket_path=os.path.join(d, "ms.sock"), **kw)  # type: ignore[arg-type]
+    dm.listen()
+    threading.Thread(target=dm.serve_forever, daemon=True).start()
+    try:
+        yield dm
+    finally:
+        dm.close()
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def root() -> None:
+    """Use as ``pytestmark = pytest.mark.usefixtures("root")`` for tests that need root."""
+    need_root()
 
 # --- addresses -------------------------------------------------------------------------
 
@@ -246,3 +383,12 @@ def expect_no_binding(sw: ms.Switch, frame: bytes) -> ms.Verdict:
     assert (last["port"], last["direction"], last["reason"]) == ("nic", "rx", "no-binding")
     assert last["frame"] == frame[:2048]
     return v
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _remove_fresh_debian() -> Iterator[None]:
+    """The debootstrapped Debian that fresh_debian.py keeps for the run goes at its end."""
+    yield
+    import fresh_debian
+
+    fresh_debian.remove_pristine()

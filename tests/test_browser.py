@@ -13,7 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import pytest
+from conftest import need, need_module
 
 ROOT = Path(__file__).resolve().parent.parent
 # Debian's chromium; elsewhere (Ubuntu's is a snap wrapper) the one `playwright install`
@@ -26,12 +26,10 @@ def playwright_chromium() -> bool:
 
 
 def test_lab01_panel_in_a_real_browser() -> None:
-    if not (CHROMIUM or playwright_chromium()) or shutil.which("jupyter", path=os.path.dirname(
-            sys.executable)) is None:
-        if os.environ.get("CI"):
-            pytest.fail("chromium and jupyterlab are needed for the browser test in CI")
-        pytest.skip("needs a chromium (./setup.sh installs one) and the lab extra")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+    need(CHROMIUM or playwright_chromium(), "a chromium (./setup.sh installs Debian's)")
+    need(shutil.which("jupyter", path=os.path.dirname(sys.executable)),
+         "JupyterLab (the lab extra, ./setup.sh)")
+    sync_api = need_module("playwright.sync_api")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

@@ -14,7 +14,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
@@ -22,7 +22,7 @@ import ministack as ms
 from ministack.bench import udp_frame
 from ministack.daemon import Daemon
 
-NOBODY = 65534
+from conftest import NOBODY, as_user  # noqa: E402
 
 
 @pytest.fixture
@@ -38,32 +38,6 @@ def daemon() -> Iterator[Daemon]:
     yield dm
     dm.close()
     shutil.rmtree(d, ignore_errors=True)
-
-
-def as_user(uid: int, fn: Callable[[], object]) -> object:
-    """Run fn in a forked child under uid and return what it returned (JSON-able), or
-    re-raise the error it raised, by type name and message."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: drop root, run, report
-        os.close(r)
-        try:
-            os.setgroups([])
-            os.setgid(uid)
-            os.setuid(uid)
-            out = {"ok": fn()}
-        except BaseException as e:  # noqa: BLE001 - reported to the parent
-            out = {"error": type(e).__name__, "reason": getattr(e, "reason", None),
-                   "message": str(e)}
-        os.write(w, json.dumps(out).encode())
-        os._exit(0)
-    os.close(w)
-    data = b""
-    while chunk := os.read(r, 65536):
-        data += chunk
-    os.close(r)
-    os.waitpid(pid, 0)
-    return json.loads(data)
 
 
 def test_client_has_the_switch_api(daemon: Daemon) -> None:

@@ -10,17 +10,14 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
+from conftest import need
 
 NATIVE = Path(__file__).resolve().parent.parent / "native"
 
 
 def test_fuzz_parser_filter_table_finds_nothing() -> None:
-    if shutil.which("clang") is None or shutil.which("make") is None:
-        if os.environ.get("CI"):
-            pytest.fail("clang and make are needed for the fuzzer in CI (apt-get install "
-                        "clang libclang-rt-14-dev make)")
-        pytest.skip("clang or make not installed (apt-get install clang libclang-rt-14-dev)")
+    need(shutil.which("clang") and shutil.which("make"),
+         "clang, its libFuzzer runtime and make (./setup.sh installs them)")
     seconds = int(os.environ.get("MINISTACK_FUZZ_SECONDS", "60"))
     proc = subprocess.run(["make", "-s", "-C", str(NATIVE), "fuzz", f"FUZZ_SECONDS={seconds}"],
                           capture_output=True, text=True, timeout=seconds + 300)

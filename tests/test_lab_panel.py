@@ -8,7 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 
-pytest.importorskip("ipywidgets", reason="the lab extra is not installed")
+from conftest import need_module  # noqa: E402
+
+need_module("ipywidgets")
 
 import ministack as ms  # noqa: E402
 from ministack.lab import Panel  # noqa: E402

@@ -1,67 +1,33 @@
 """The course VM's provisioning, run for real: vagrant/provision.sh inside a fresh Debian 12
-root filesystem (debootstrap, then chroot), through its self-test. No VM is needed: the
-chroot shares this machine's kernel, which is all the demo's namespace, XDP and nftables use.
-
-The chroot lives in its own mount namespace (unshare), so every mount in it — /proc, /sys,
-/dev, and the one `ip netns add` leaves under /run/netns — goes away with that namespace,
-even when the test fails half-way.
+root filesystem (debootstrap, then chroot; tests/fresh_debian.py), through its self-test. No
+VM is needed: the chroot shares this machine's kernel, which is all the demo's namespace, XDP
+and nftables use.
 """
 from __future__ import annotations
 
-import os
-import re
 import shutil
 import socket
 import subprocess
-import tempfile
 from pathlib import Path
 
 import pytest
 
+from conftest import need, need_root
+from fresh_debian import copy_project, fresh_debian, run_in
+
 ROOT = Path(__file__).resolve().parent.parent
-NEEDS = "needs root, debootstrap and unshare (./setup.sh installs debootstrap)"
-CAN_RUN = os.geteuid() == 0 and shutil.which("debootstrap") and shutil.which("unshare")
-
-# In CI it must run: there a missing tool is a failure, not a skip.
-pytestmark = pytest.mark.skipif(not CAN_RUN and not os.environ.get("CI"), reason=NEEDS)
 
 
-def debian_mirror() -> str:
-    """The Debian mirror this machine's apt uses (deb822 or one-line sources)."""
-    texts = [p.read_text() for p in sorted(Path("/etc/apt/sources.list.d").glob("*.sources"))]
-    for stanza in "\n\n".join(texts).split("\n\n"):
-        fields = dict(re.findall(r"^([A-Za-z-]+):\s*(.*)$", stanza, re.M))
-        suites = fields.get("Suites", "").split()
-        if "deb" in fields.get("Types", "").split() and "bookworm" in suites:
-            return fields["URIs"].split()[0]
-    legacy = Path("/etc/apt/sources.list")
-    if legacy.exists():
-        m = re.search(r"^deb\s+(?:\[[^]]*\]\s+)?(\S+)\s+bookworm\s", legacy.read_text(), re.M)
-        if m:
-            return m.group(1)
-    return "http://deb.debian.org/debian"
+@pytest.fixture(autouse=True)
+def tools() -> None:
+    need_root()
+    need(shutil.which("debootstrap") and shutil.which("unshare"),
+         "debootstrap and unshare (./setup.sh installs debootstrap)")
 
 
-def project_files() -> list[str]:
-    """The project as a fresh clone has it, plus uncommitted edits: git's tracked and new files."""
-    out = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                         cwd=ROOT, capture_output=True, check=True).stdout
-    return [f for f in out.decode().split("\0") if f and (ROOT / f).is_file()]
-
-
-# Everything that touches the chroot runs in one shell inside a private mount namespace.
+# What the chroot runs (after fresh_debian.PRELUDE); $1 is the lab's port.
 IN_CHROOT = r"""
-set -euo pipefail
-R=$1 PORT=$2
-# `ip netns exec` makes / a slave mount: / must be a mount point, as it is in a VM.
-mount --bind "$R" "$R"
-mount -t proc proc "$R/proc"
-mount -t sysfs sysfs "$R/sys"
-mount --rbind /dev "$R/dev"
-mount -t tmpfs tmpfs "$R/run"
-cp /etc/resolv.conf "$R/etc/resolv.conf"
-[ -s "$R/etc/hosts" ] || printf '127.0.0.1 localhost\n::1 localhost ip6-localhost\n' > "$R/etc/hosts"
-echo "127.0.1.1 $(hostname)" >> "$R/etc/hosts"
+PORT=$1
 # What a Vagrant box provides: a user with password-less sudo, and the project at /vagrant.
 chroot "$R" /bin/sh -c '
     set -e
@@ -71,14 +37,6 @@ chroot "$R" /bin/sh -c '
     echo "vagrant ALL=(ALL) NOPASSWD: ALL" > /etc/sudoers.d/vagrant
     chmod 0440 /etc/sudoers.d/vagrant
 '
-# TLS to the registries goes through a certificate this machine trusts and a fresh
-# Debian does not (NOTES.md); a real VM needs none of this.
-install -m 0644 /etc/ssl/certs/ca-certificates.crt "$R/etc/host-ca.crt"
-run() {
-    chroot "$R" /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-        HOME=/root LANG=C.UTF-8 PIP_CERT=/etc/host-ca.crt REQUESTS_CA_BUNDLE=/etc/host-ca.crt \
-        PIP_DEFAULT_TIMEOUT=180 MINISTACK_LAB_PORT=$PORT "$@"
-}
 echo "=== first run"
 run /vagrant/vagrant/provision.sh /vagrant
 # A student's own work in a notebook must survive the next provisioning.
@@ -104,24 +62,16 @@ run sh -c 'apt-get install -y -qq --no-install-recommends vagrant >/dev/null 2>&
 
 
 def test_provision_sh_in_a_fresh_debian_12_passes_its_self_test_twice() -> None:
-    mirror = debian_mirror()
-    base = Path(tempfile.mkdtemp(prefix="ms-chroot-", dir="/var/tmp"))
-    root = base / "root"
-    try:
-        # Its own mount namespace too: debootstrap mounts /proc and /sys in the target.
-        subprocess.run(["unshare", "--mount", "--propagation", "private", "debootstrap",
-                        "--variant=minbase", "bookworm", str(root), mirror],
-                       check=True, capture_output=True, timeout=900)
-        dest = root / "vagrant"
-        for f in project_files():
-            (dest / f).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / f, dest / f)
+    with fresh_debian() as root:
+        copy_project(root / "vagrant")
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
-        r = subprocess.run(["unshare", "--mount", "--propagation", "private", "bash", "-c",
-                            IN_CHROOT, "in-chroot", str(root), str(port)],
-                           capture_output=True, text=True, timeout=2400)
+        try:
+            r = run_in(root, IN_CHROOT, str(port), env=f"MINISTACK_LAB_PORT={port}")
+        finally:
+            # The demo removes its namespace and veth pair; make sure, in case it failed.
+            subprocess.run(["ip", "link", "del", "ms-demo0"], capture_output=True)
         out = r.stdout + r.stderr
         (ROOT / "artifacts").mkdir(exist_ok=True)
         (ROOT / "artifacts" / "provision-chroot.log").write_text(out)
@@ -148,10 +98,3 @@ def test_provision_sh_in_a_fresh_debian_12_passes_its_self_test_twice() -> None:
         assert edited.read_text().endswith("student's edit\n")
         assert (root / "etc/systemd/system/ministack-lab.service").exists()
         assert (root / "etc/ministack/lab.env").stat().st_mode & 0o077 == 0
-    finally:
-        # The demo removes its namespace and veth pair; make sure, in case it failed mid-way.
-        subprocess.run(["ip", "link", "del", "ms-demo0"], capture_output=True)
-        # Never delete through a mount (a bound /dev): check first, and keep the tree if so.
-        mounts = Path("/proc/self/mountinfo").read_text()
-        assert str(base) not in mounts, f"a mount under {base} outlived its namespace"
-        shutil.rmtree(base, ignore_errors=True)

@@ -16,9 +16,9 @@ from scapy.layers.l2 import Ether
 import ministack as ms
 from ministack import kernel
 
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0 and not os.environ.get("CI"),
-    reason="needs root to create a network namespace and a veth pair (CI runs as root)")
+from conftest import need  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("root")
 
 BACKENDS = ["afpacket", "afxdp"]
 
@@ -46,8 +46,8 @@ def sw(request: pytest.FixtureRequest, topo: ms.Topology) -> Iterator[ms.Switch]
     try:
         s = ms.Switch(nic=topo.host_if, backend=request.param)
     except ms.MiniStackError as e:
-        if request.param == "afxdp" and "not available" in str(e):
-            pytest.skip(f"AF_XDP backend not built here: {e}")
+        need(not (request.param == "afxdp" and "not available" in str(e)),
+             f"the AF_XDP backend (libxdp-dev, which ./setup.sh installs): {e}")
         raise
     with s:
         yield s
@@ -330,7 +330,7 @@ s.sendto(b"hi", ({topo.host_ips[0]!r}, 5000))
                 if a.recv(timeout=5) is None:
                     failed[clang] = "attached, but the peer's datagram did not reach the port"
         except ms.MiniStackError as e:
-            if "not available" in str(e):
-                pytest.skip(f"AF_XDP backend not built here: {e}")
+            need("not available" not in str(e),
+                 f"the AF_XDP backend (libxdp-dev, which ./setup.sh installs): {e}")
             failed[clang] = str(e)[:300]
     assert not failed, failed
