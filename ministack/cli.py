@@ -80,13 +80,15 @@ def daemon(args: argparse.Namespace) -> int:
     import logging
     import signal
 
-    from ministack.daemon import Daemon
+    from ministack.daemon import Daemon, Limits
     from ministack.errors import MiniStackError
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
+        limits = Limits(connections=args.max_connections_per_user,
+                        ports=args.max_ports_per_user, bindings=args.max_bindings_per_user)
         d = Daemon(nic=args.nic, socket_path=args.socket, addresses=args.address or None,
-                   group=args.group, backend=args.backend)
+                   group=args.group, backend=args.backend, limits=limits)
         d.listen()
     except (MiniStackError, OSError, KeyError, ValueError) as e:
         print(f"ministack daemon: {e}", file=sys.stderr)
@@ -94,7 +96,8 @@ def daemon(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda *_: d.close())
     print(f"ministack daemon: switch on {d.switch.nic} ({d.switch.backend}), MAC "
           f"{d.switch.mac}, addresses {', '.join(d.switch.addresses)}; serving "
-          f"{args.socket}", flush=True)
+          f"{args.socket}; each user but root may hold {limits.connections} connections, "
+          f"{limits.ports} ports, {limits.bindings} bindings", flush=True)
     try:
         d.serve_forever()
     except KeyboardInterrupt:
@@ -123,6 +126,8 @@ def bench(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ministack.daemon import Limits
+
     ap = argparse.ArgumentParser(
         prog="ministack",
         description="MiniStack: user-space network stacks on a shared NIC, with a filtering "
@@ -148,6 +153,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="an address of the virtual NIC (repeatable)")
     p.add_argument("--group", help="only members of this group may connect")
     p.add_argument("--backend", default="auto", choices=["auto", "afxdp", "afpacket"])
+    dl = Limits()
+    for what, default in (("connections", dl.connections), ("ports", dl.ports),
+                          ("bindings", dl.bindings)):
+        p.add_argument(f"--max-{what}-per-user", type=int, default=default, metavar="N",
+                       help=f"{what} one user other than root may hold (default {default})")
     p.set_defaults(func=daemon)
     p = sub.add_parser("topo", help="create, remove or show a lab topology (root)",
                        description=topo.__doc__)
@@ -170,8 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=bench)
     argv = sys.argv[1:] if argv is None else argv
     # These hand every argument, options included, to their own parsers.
-    if argv and argv[0] in ("pktgen", "bench"):
-        return {"pktgen": pktgen, "bench": bench}[argv[0]](argparse.Namespace(rest=argv[1:]))
+    own = {"pktgen": pktgen, "bench": bench}
+    if argv and argv[0] in own:
+        return own[argv[0]](argparse.Namespace(rest=argv[1:]))
     args = ap.parse_args(argv)
     if not getattr(args, "func", None):
         ap.print_help()

@@ -113,9 +113,15 @@ class Client:
             rid = self._next_id
             self._next_id += 1
             try:
-                protocol.send(self._sock, {"v": protocol.VERSION, "id": rid, "op": op, **args})
+                try:
+                    protocol.send(self._sock, {"v": protocol.VERSION, "id": rid, "op": op,
+                                               **args})
+                except OSError:
+                    # A daemon that does not admit us says why, then hangs up before our
+                    # request arrives: its reply may still be waiting to be read.
+                    pass
                 reply, fds = protocol.recv(self._sock)
-            except (OSError, ConnectionError) as e:
+            except (OSError, ConnectionError, protocol.ProtocolError) as e:
                 raise MiniStackError(f"lost the ministack daemon: {e}") from None
         if not reply.get("ok"):
             for fd in fds:

@@ -12,12 +12,13 @@ import grp
 import logging
 import os
 import socket
-import struct
 import threading
+from dataclasses import dataclass
 from typing import Any
 
 from ministack import protocol
 from ministack._native import ffi, lib
+from ministack.credentials import Caller, user_name
 from ministack.errors import BindError, MiniStackError, PortError
 from ministack.protocol import ProtocolError
 from ministack.switch import Binding, Port, Switch
@@ -25,6 +26,29 @@ from ministack.switch import Binding, Port, Switch
 DEFAULT_SOCKET = "/run/ministack.sock"
 MAX_CONNECTIONS = 256
 log = logging.getLogger("ministack.daemon")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one ordinary user may hold on a shared daemon; root is not limited. The
+    defaults let a user run a handful of stacks and leave most of the switch to others.
+
+    >>> Limits()
+    Limits(connections=16, ports=32, bindings=1024)
+    """
+
+    connections: int = 16
+    ports: int = 32
+    bindings: int = 1024
+
+    def __post_init__(self) -> None:
+        for what in ("connections", "ports", "bindings"):
+            if getattr(self, what) < 1:
+                raise ValueError(f"--max-{what}-per-user must be at least 1")
+
+
+#: Kept for root whatever ordinary users hold, so that one can always get in.
+ROOT_RESERVE = Limits(connections=16, ports=16, bindings=1024)
 
 
 class Daemon:
@@ -38,16 +62,24 @@ class Daemon:
 
     def __init__(self, nic: str = "virtual", socket_path: str = DEFAULT_SOCKET,
                  addresses: list[str] | None = None, group: str | None = None,
-                 backend: str = "auto", **switch_options: Any) -> None:
+                 backend: str = "auto", limits: Limits = Limits(),
+                 **switch_options: Any) -> None:
         self.socket_path = socket_path
         self.group = group
+        self.limits = limits
         self.switch = Switch(nic=nic, addresses=addresses if nic == "virtual" else None,
                              backend=backend, **switch_options)
+        self._max_bindings = switch_options.get("max_bindings", 16384)
         self._owners: dict[str, tuple[int, int]] = {}   # port name -> (uid, connection)
         self._ports: dict[str, Port] = {}
+        self._nbind: dict[str, int] = {}                # port name -> bindings it holds
         self._lock = threading.Lock()
+        # Held from a share's check to the change it admits, so that concurrent requests
+        # cannot both take the last one.
+        self._admit = threading.Lock()
         self._listener: socket.socket | None = None
         self._conns: dict[int, socket.socket] = {}
+        self._conn_uid: dict[int, int] = {}
         self._next_conn = 1
         self._stopping = False
 
@@ -87,14 +119,66 @@ class Daemon:
                 conn, _ = self._listener.accept()
             except OSError:
                 break
+            caller = Caller.of_peer(conn)
             with self._lock:
-                if len(self._conns) >= MAX_CONNECTIONS:
-                    conn.close()
-                    continue
-                cid = self._next_conn
-                self._next_conn += 1
-                self._conns[cid] = conn
-            threading.Thread(target=self._serve, args=(conn, cid), daemon=True).start()
+                refusal = self._connection_refusal(caller.uid)
+                if refusal is None:
+                    cid = self._next_conn
+                    self._next_conn += 1
+                    self._conns[cid] = conn
+                    self._conn_uid[cid] = caller.uid
+            if refusal is not None:
+                log.info("ministack daemon: refused a connection: %s", refusal)
+                _refuse(conn, refusal)
+                caller.close()
+                continue
+            threading.Thread(target=self._serve, args=(conn, cid, caller), daemon=True).start()
+
+    # --- fair shares ----------------------------------------------------------------
+
+    def _connection_refusal(self, uid: int) -> str | None:
+        """Why ``uid`` may not have one more connection, or None. Under self._lock."""
+        total = len(self._conns)
+        if total >= MAX_CONNECTIONS:
+            return f"the daemon serves {total} connections, all it can; try again later"
+        owners = list(self._conn_uid.values())
+        return self._share(uid, "connections", owners.count(uid), len(owners) - owners.count(0),
+                           self.limits.connections, MAX_CONNECTIONS,
+                           ROOT_RESERVE.connections, "close one")
+
+    def _port_refusal(self, uid: int) -> str | None:
+        """Why ``uid`` may not create one more port, or None. Under self._admit."""
+        with self._lock:
+            owners = [u for u, _c in self._owners.values()]
+        return self._share(uid, "ports", owners.count(uid), len(owners) - owners.count(0),
+                           self.limits.ports, lib.MS_MAX_PORTS, ROOT_RESERVE.ports,
+                           "close one")
+
+    def _binding_refusal(self, uid: int) -> str | None:
+        """Why ``uid`` may not hold one more binding, or None. Under self._admit."""
+        with self._lock:
+            held = [(self._owners[n][0], k) for n, k in self._nbind.items()
+                    if n in self._owners]
+        return self._share(uid, "bindings", sum(k for u, k in held if u == uid),
+                           sum(k for u, k in held if u != 0), self.limits.bindings,
+                           self._max_bindings, ROOT_RESERVE.bindings, "unbind some")
+
+    @staticmethod
+    def _share(uid: int, what: str, mine: int, users: int, limit: int, room: int,
+               reserve: int, undo: str) -> str | None:
+        """The refusal when ``uid`` holds its limit of ``what``, or ordinary users together
+        hold all but root's reserve of it; None for root, or when there is room."""
+        if uid == 0:
+            return None
+        if mine >= limit:
+            return (f"user {user_name(uid)} already holds {mine} {what} on this daemon, the "
+                    f"most one user may have (ministack daemon --max-{what}-per-user "
+                    f"{limit}); {undo}, or ask the administrator to raise "
+                    f"--max-{what}-per-user")
+        if users >= room - reserve:
+            return (f"ordinary users hold {users} {what} on this daemon, all it allows them "
+                    f"({reserve} more are kept for root); try again later")
+        return None
 
     def close(self) -> None:
         """Stop serving, drop every connection, close the switch."""
@@ -116,9 +200,7 @@ class Daemon:
 
     # --- one connection ------------------------------------------------------------
 
-    def _serve(self, conn: socket.socket, cid: int) -> None:
-        pid, uid, gid = struct.unpack("3i", conn.getsockopt(
-            socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
+    def _serve(self, conn: socket.socket, cid: int, caller: Caller) -> None:
         try:
             while True:
                 try:
@@ -129,7 +211,7 @@ class Daemon:
                     return
                 for fd in fds:  # requests never carry descriptors
                     os.close(fd)
-                reply, out_fds = self._dispatch(msg, uid, cid)
+                reply, out_fds = self._dispatch(msg, caller, cid)
                 protocol.send(conn, reply, out_fds)
         except (ConnectionError, OSError):
             pass
@@ -137,7 +219,9 @@ class Daemon:
             self._release(cid)
             with self._lock:
                 self._conns.pop(cid, None)
+                self._conn_uid.pop(cid, None)
             conn.close()
+            caller.close()
 
     def _release(self, cid: int) -> None:
         """Every port of a connection that ended goes, with its bindings."""
@@ -146,12 +230,13 @@ class Daemon:
             ports = [self._ports.pop(n) for n in names]
             for n in names:
                 del self._owners[n]
+                self._nbind.pop(n, None)
         for p in ports:
             p.close()
 
     # --- requests -------------------------------------------------------------------
 
-    def _dispatch(self, msg: dict[str, Any], uid: int, cid: int
+    def _dispatch(self, msg: dict[str, Any], caller: Caller, cid: int
                   ) -> tuple[dict[str, Any], list[int]]:
         rid = msg.get("id")
         if msg.get("v") != protocol.VERSION:
@@ -162,7 +247,9 @@ class Daemon:
         if handler is None:
             return _error(rid, "ProtocolError", f"unknown operation {op!r}"), []
         try:
-            result, fds = handler(msg, uid, cid)
+            # bind judges privileged ports by the client process itself; the rest by uid.
+            who = caller if op == "bind" else caller.uid
+            result, fds = handler(msg, who, cid)
         except BindError as e:
             return _error(rid, "BindError", str(e), e.reason), []
         except PortError as e:
@@ -195,16 +282,21 @@ class Daemon:
         name, mtu = msg["name"], msg.get("mtu")
         if mtu is not None and (isinstance(mtu, bool) or not isinstance(mtu, int)):
             raise ValueError(f"mtu must be an integer, not {mtu!r}")
-        with self._lock:
-            if name in self._ports:
-                raise PortError(f"port {name!r} already exists on this switch; choose "
-                                f"another name")
-        port = self.switch.port(name, mtu)
-        fds = [ffi.new("int *") for _ in range(3)]
-        lib.ms_port_fds(self.switch._sw, port._id, fds[0], fds[1], fds[2])
-        with self._lock:
-            self._ports[name] = port
-            self._owners[name] = (uid, cid)
+        with self._admit:
+            with self._lock:
+                if name in self._ports:
+                    raise PortError(f"port {name!r} already exists on this switch; choose "
+                                    f"another name")
+            refusal = self._port_refusal(uid)
+            if refusal is not None:
+                raise PortError(refusal)
+            port = self.switch.port(name, mtu)
+            fds = [ffi.new("int *") for _ in range(3)]
+            lib.ms_port_fds(self.switch._sw, port._id, fds[0], fds[1], fds[2])
+            with self._lock:
+                self._ports[name] = port
+                self._owners[name] = (uid, cid)
+                self._nbind[name] = 0
         return {"port": name, "mtu": port.mtu}, [f[0] for f in fds]
 
     def _op_close_port(self, msg: dict[str, Any], uid: int, cid: int) -> tuple[dict, list]:
@@ -212,18 +304,29 @@ class Daemon:
         with self._lock:
             self._ports.pop(port.name, None)
             self._owners.pop(port.name, None)
+            self._nbind.pop(port.name, None)
         port.close()
         return {}, []
 
-    def _op_bind(self, msg: dict[str, Any], uid: int, cid: int) -> tuple[dict, list]:
-        port = self._own(msg["port"], uid, cid, bind=True)
-        b = port.bind(msg["ip"], msg["protocol"], msg.get("local_port", 0))
+    def _op_bind(self, msg: dict[str, Any], caller: Caller, cid: int) -> tuple[dict, list]:
+        port = self._own(msg["port"], caller.uid, cid, bind=True)
+        with self._admit:
+            refusal = self._binding_refusal(caller.uid)
+            if refusal is not None:
+                raise BindError("in-use", refusal)
+            b = port.bind(msg["ip"], msg["protocol"], msg.get("local_port", 0), caller=caller)
+            with self._lock:
+                if port.name in self._nbind:
+                    self._nbind[port.name] += 1
         return {"binding": _binding(b)}, []
 
     def _op_unbind(self, msg: dict[str, Any], uid: int, cid: int) -> tuple[dict, list]:
         port = self._own(msg["port"], uid, cid, bind=True)
         port.unbind(Binding(port.name, msg["ip"], str(msg["protocol"]),
                             int(msg["local_port"])))
+        with self._lock:
+            if self._nbind.get(port.name):
+                self._nbind[port.name] -= 1
         return {}, []
 
     def _visible(self, uid: int) -> set[str] | None:
@@ -265,6 +368,18 @@ class Daemon:
 
 def _binding(b: Binding) -> dict[str, Any]:
     return {"port": b.port, "ip": b.ip, "protocol": b.protocol, "local_port": b.local_port}
+
+
+def _refuse(conn: socket.socket, why: str) -> None:
+    """Tell a connection it is not admitted, without waiting for it (its first request,
+    when it sends one, stays unread: the client reads this reply instead)."""
+    try:
+        conn.settimeout(1.0)
+        protocol.send(conn, _error(None, "MiniStackError", why))
+    except OSError:
+        pass
+    finally:
+        conn.close()
 
 
 def _error(rid: Any, kind: str, message: str, reason: str | None = None) -> dict[str, Any]:

@@ -28,8 +28,10 @@ class PortError(MiniStackError):
 class BindError(MiniStackError):
     """bind() (or unbind()) was refused; ``reason`` says why.
 
-    Reasons: ``address-not-local``, ``in-use``, ``bad-protocol``, ``bad-port``,
-    ``not-owner``.
+    Reasons: ``address-not-local``, ``in-use`` (another port, a kernel socket, or no room
+    left), ``bad-protocol``, ``bad-port``, ``not-owner``, ``not-permitted`` (a TCP, UDP,
+    SCTP, DCCP or UDP-Lite port below ``net.ipv4.ip_unprivileged_port_start`` for a
+    process without CAP_NET_BIND_SERVICE, as Linux's bind()).
 
     >>> import ministack as ms
     >>> with ms.Switch(addresses=["10.0.0.2"]) as sw:

@@ -76,28 +76,33 @@ class Reservations:
     def __init__(self) -> None:
         self._held: dict[tuple[str, int, int], socket.socket] = {}
 
-    def reserve(self, ip: str, proto: int, port: int) -> bool:
-        """Hold the tuple. False when a kernel socket holds it already; protocols the kernel
-        cannot bind here (no module, port-less, ICMP without ping sockets) hold nothing."""
+    def reserve(self, ip: str, proto: int, port: int) -> str:
+        """Hold the tuple: "held"; "in-use" when a kernel socket holds it already;
+        "not-permitted" when the kernel refuses this process the port (below
+        ip_unprivileged_port_start without CAP_NET_BIND_SERVICE). Protocols the kernel cannot
+        bind here (no module, port-less, ICMP without ping sockets) hold nothing: "held"."""
         family = ipaddress.ip_address(ip).version
         af = socket.AF_INET if family == 4 else socket.AF_INET6
-        if proto in ECHO.values():
+        echo = proto in ECHO.values()
+        if echo:
             sock = _try_socket(af, socket.SOCK_DGRAM, proto)
         elif proto in SOCKET_TYPES:
             sock = _try_socket(af, SOCKET_TYPES[proto], proto)
         else:
-            return True
+            return "held"
         if sock is None:
-            return True
+            return "held"
         try:
             sock.bind((ip, port))
         except OSError as e:
             sock.close()
             if e.errno == errno.EADDRINUSE:
-                return False
-            return True  # e.g. EACCES for ping sockets outside ping_group_range
+                return "in-use"
+            if e.errno == errno.EACCES and not echo:
+                return "not-permitted"
+            return "held"  # e.g. EACCES for ping sockets outside ping_group_range
         self._held[(ip, proto, port)] = sock
-        return True
+        return "held"
 
     def release(self, ip: str, proto: int, port: int) -> None:
         sock = self._held.pop((ip, proto, port), None)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from ministack._native import ffi, lib
+from ministack.credentials import SYSCTL, Caller, unprivileged_port_start
 from ministack.errors import BindError, MiniStackError, PortError
 from ministack.protocols import protocol_name, protocol_number
 from ministack.rings import Frame, PortRings, _strerror, _timeout_ms, frame_bytes
@@ -36,6 +37,7 @@ BIND_REASONS = {
     lib.MS_BIND_BAD_PORT: "bad-port",
     lib.MS_BIND_NOT_OWNER: "not-owner",
     lib.MS_BIND_NO_SPACE: "in-use",
+    lib.MS_BIND_NOT_PERMITTED: "not-permitted",
 }
 
 
@@ -210,13 +212,17 @@ class Port(PortRings):
 
     # --- bindings -------------------------------------------------------------------
 
-    def bind(self, ip: str, protocol: str | int, port: int = 0) -> Binding:
+    def bind(self, ip: str, protocol: str | int, port: int = 0, *,
+             caller: Caller | None = None) -> Binding:
         """Hold (ip, protocol, port) for this port: frames from the NIC addressed to it come
         here, and this port may send from it.
 
         ``protocol`` is a name ("udp", "tcp", "sctp", "dccp", "udplite", "icmp", "icmpv6")
         or any IP protocol number; ``port`` is 0 for port-less protocols and the echo
-        identifier for ICMP. Raises BindError with ``reason`` when refused.
+        identifier for ICMP. Raises BindError with ``reason`` when refused. As Linux's
+        bind(), a port below ``net.ipv4.ip_unprivileged_port_start`` needs root or
+        CAP_NET_BIND_SERVICE (``not-permitted``): this process's, and also ``caller``'s
+        when the switch binds for another process (the daemon passes its client).
 
         >>> import ministack as ms
         >>> with ms.Switch() as sw:
@@ -227,27 +233,35 @@ class Port(PortRings):
         Binding(port='app1', ip='10.0.0.2', protocol='253', local_port=0)
         """
         addr, proto, l4port = self._switch._tuple(ip, protocol, port)
+        # A switch never lends its own rights: both this process and the one it binds for
+        # must hold them.
+        callers = [Caller.this_process()] + ([caller] if caller is not None else [])
+        judged = [(c, c.privileged_below()) for c in callers]
+        below = max(b for _c, b in judged)
         with self._switch._lock:
             self._check_open()
             rc = lib.ms_bind(self._switch._sw, self._id, addr.version, addr.packed, proto,
-                             l4port)
+                             l4port, below)
             if rc == lib.MS_BIND_OK:
-                held = False
+                held = None
                 try:
                     held = self._switch._host_bind(addr, proto, l4port)
                 finally:
-                    if not held:  # refused by the kernel, or steering failed: undo
+                    if held != "held":  # refused by the kernel, or steering failed: undo
                         lib.ms_unbind(self._switch._sw, self._id, addr.version, addr.packed,
                                       proto, l4port)
-                if not held:
+                if held == "in-use":
                     raise BindError("in-use", f"{protocol_name(proto)} {addr}:{l4port} is "
                                     f"held by a kernel socket on this host; pick another port")
+                if held == "not-permitted":
+                    rc = lib.MS_BIND_NOT_PERMITTED
         if rc == lib.MS_BIND_OK:
             return Binding(self.name, str(addr), protocol_name(proto), l4port)
         if rc < 0:
             self._check_open()
             raise MiniStackError(f"bind failed: {_strerror(rc)}")
-        raise self._switch._bind_error(rc, self.name, addr, proto, l4port)
+        who = next((c for c, b in reversed(judged) if b), callers[-1])
+        raise self._switch._bind_error(rc, self.name, addr, proto, l4port, who)
 
     def unbind(self, binding: Binding) -> None:
         """Release a binding this port holds.
@@ -419,20 +433,21 @@ class Switch:
         if self.backend == "afpacket":
             self._steering = kernel.NftSteering(nic)
 
-    def _host_bind(self, addr: Any, proto: int, l4port: int) -> bool:
+    def _host_bind(self, addr: Any, proto: int, l4port: int) -> str:
         """Reserve a new binding in the host kernel and steer it away from the kernel
-        stack; False when a kernel socket holds it already."""
+        stack: "held", or why the kernel refused it ("in-use", "not-permitted")."""
         if self._reservations is None:
-            return True
-        if not self._reservations.reserve(str(addr), proto, l4port):
-            return False
+            return "held"
+        got = self._reservations.reserve(str(addr), proto, l4port)
+        if got != "held":
+            return got
         if self._steering is not None:
             try:
                 self._steering.add(str(addr), proto, l4port)
             except BaseException:
                 self._reservations.release(str(addr), proto, l4port)
                 raise
-        return True
+        return "held"
 
     def _host_unbind(self, ip: str, proto: int, l4port: int) -> None:
         if self._steering is not None:
@@ -576,11 +591,17 @@ class Switch:
             raise BindError("bad-port", f"port {port} is outside 0..65535")
         return addr, proto, port
 
-    def _bind_error(self, rc: int, port: str, addr: Any, proto: int, l4port: int) -> BindError:
+    def _bind_error(self, rc: int, port: str, addr: Any, proto: int, l4port: int,
+                    caller: Caller) -> BindError:
         reason = BIND_REASONS.get(rc, "in-use")
         name = protocol_name(proto)
         what = f"{name} {addr}:{l4port}"
-        if reason == "address-not-local":
+        if reason == "not-permitted":
+            start = unprivileged_port_start()
+            msg = (f"{what}: ports below {start} ({SYSCTL}) need root or "
+                   f"CAP_NET_BIND_SERVICE, which {caller.name} lacks; bind port {start} or "
+                   f"above, or have the administrator lower {SYSCTL}")
+        elif reason == "address-not-local":
             msg = (f"{addr} is not an address of {self.nic} (addresses: "
                    f"{', '.join(self.addresses)})")
         elif reason == "in-use" and rc == lib.MS_BIND_NO_SPACE:

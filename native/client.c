@@ -35,7 +35,7 @@ static int write_all(int fd, const void *p, size_t n)
 {
     const char *c = p;
     while (n) {
-        ssize_t w = write(fd, c, n);
+        ssize_t w = send(fd, c, n, MSG_NOSIGNAL); /* a gone daemon is an error, not a signal */
         if (w < 0 && errno == EINTR)
             continue;
         if (w <= 0)
@@ -83,9 +83,12 @@ static int call(ms_client *c, const char *body, int *fds, int *nfds, int maxfds,
 {
     uint32_t len = htonl((uint32_t)strlen(body));
     *nfds = 0;
-    if (write_all(c->fd, &len, 4) < 0 || write_all(c->fd, body, strlen(body)) < 0 ||
-        read_all(c->fd, (char *)&len, 4, fds, nfds, maxfds) < 0) {
-        say(err, errlen, "lost the ministack daemon: %s", strerror(errno));
+    /* A daemon that does not admit a connection answers at once and hangs up: the request
+     * may fail to go out while that answer waits to be read. */
+    int sent = write_all(c->fd, &len, 4) == 0 && write_all(c->fd, body, strlen(body)) == 0;
+    int e = errno;
+    if (read_all(c->fd, (char *)&len, 4, fds, nfds, maxfds) < 0) {
+        say(err, errlen, "lost the ministack daemon: %s", strerror(sent ? errno : e));
         return -1;
     }
     uint32_t n = ntohl(len);

@@ -301,6 +301,11 @@ static const struct ms_nic_ops afxdp_ops = {
     .destroy = x_destroy,
 };
 
+int ms_afxdp_built(void)
+{
+    return 1;
+}
+
 /* Which XDP mode the program attached in: "native" (the driver runs it) or "generic"
  * (the kernel runs it on socket buffers, slower, works on any interface). */
 const char *ms_nic_afxdp_mode(struct ms_nic *n)

@@ -43,7 +43,8 @@ enum ms_bind_result {
     MS_BIND_BAD_PROTOCOL = 3,
     MS_BIND_BAD_PORT = 4,
     MS_BIND_NOT_OWNER = 5,
-    MS_BIND_NO_SPACE = 6
+    MS_BIND_NO_SPACE = 6,
+    MS_BIND_NOT_PERMITTED = 7
 };
 
 /* Where explain() says a frame goes. */
@@ -139,6 +140,8 @@ int ms_switch_attach(ms_switch *sw, const char *ifname, const char *backend, cha
 const char *ms_switch_backend(ms_switch *sw);
 /* Keep the switch thread on one CPU (0, or -errno). */
 int ms_switch_pin(ms_switch *sw, int cpu);
+/* 1 when this build has the AF_XDP backend (libxdp, libbpf and clang were there), else 0. */
+int ms_afxdp_built(void);
 /* "native" or "generic" when attached with AF_XDP, else "". */
 const char *ms_switch_xdp_mode(ms_switch *sw);
 int ms_switch_start(ms_switch *sw);
@@ -155,7 +158,12 @@ int ms_port_memfd(ms_switch *sw, int port);
  * switch: duplicate them, e.g. by passing them over a UNIX socket). */
 int ms_port_fds(ms_switch *sw, int port, int *memfd, int *doorbell, int *wake_fd);
 
-int ms_bind(ms_switch *sw, int port, int family, const uint8_t *ip, int proto, int l4port);
+/* privileged_below: as Linux's bind(), a TCP, UDP, SCTP, DCCP or UDP-Lite port below it is
+ * refused (MS_BIND_NOT_PERMITTED) after the address and tuple checks and before in-use. The
+ * caller passes net.ipv4.ip_unprivileged_port_start for a binder without
+ * CAP_NET_BIND_SERVICE, 0 for one that has it. */
+int ms_bind(ms_switch *sw, int port, int family, const uint8_t *ip, int proto, int l4port,
+            int privileged_below);
 int ms_unbind(ms_switch *sw, int port, int family, const uint8_t *ip, int proto, int l4port);
 int ms_bindings(ms_switch *sw, struct ms_binding_info *out, int max);
 
