@@ -1,19 +1,32 @@
 #!/usr/bin/env bash
 # MiniStack set-up: the system packages (apt), then a virtual environment in .venv with
-# MiniStack, its lab and its test tools. Safe to run again. Works as root or with sudo.
+# MiniStack, its lab and its test tools, then `ministack doctor`. Safe to run again. Works as
+# root or with sudo.
 #
-#   ./setup.sh            (asks sudo for the apt step when not root)
+#   ./setup.sh             (asks sudo for the apt step when not root)
+#   ./setup.sh --dry-run   says which packages it would install, and touches nothing
+#
+# One line per step; apt's and pip's own output goes to setup.log, shown when a step fails.
+# Exit status: doctor's (0 when everything this distribution can have works).
 #
 # Then: .venv/bin/ministack demo   or   .venv/bin/ministack lab
 set -euo pipefail
 cd "$(dirname "$0")"
 
+DRY_RUN=no
+case "${1:-}" in
+    "") ;;
+    --dry-run) DRY_RUN=yes ;;
+    -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) printf 'setup: unknown option %s (try --help)\n' "$1" >&2; exit 2 ;;
+esac
+
 say() { printf 'setup: %s\n' "$*"; }
 die() { printf 'setup: %s\n' "$*" >&2; exit 1; }
 
-# Tested on Debian 12 (CI, as root and as a sudo user) and Ubuntu 24.04 (by hand, in a
-# chroot). Older releases lack Python 3.11 (Ubuntu 22.04 has 3.10, and no libxdp); anything
-# without apt is refused.
+# Tested on Debian 12 (CI, as root and as a sudo user, in fresh debootstrapped systems) and
+# Ubuntu 24.04 (by hand, in a chroot). Older releases lack Python 3.11 (Ubuntu 22.04 has
+# 3.10, and no libxdp); anything without apt is refused.
 SUPPORTED="Debian 12 or newer, or Ubuntu 24.04 or newer"
 [ -r /etc/os-release ] || die "cannot tell which system this is (no /etc/os-release); MiniStack needs $SUPPORTED"
 . /etc/os-release
@@ -32,67 +45,137 @@ esac
 command -v apt-get >/dev/null || die "apt-get not found; MiniStack's set-up needs Debian or Ubuntu"
 
 SUDO=""
-if [ "$(id -u)" -ne 0 ]; then
+if [ "$(id -u)" -ne 0 ] && [ $DRY_RUN = no ]; then
     command -v sudo >/dev/null || die "run as root, or install sudo"
     SUDO="sudo"
 fi
 
-# Build and run: a C compiler, clang for the XDP program, libbpf and libxdp for AF_XDP, the
-# kernel's tools. Tests: tcpdump, debootstrap (the course VM's test), chromium (the browser
-# test; on Ubuntu `chromium` is only a snap wrapper, so Playwright brings its own there).
-PACKAGES=(python3 python3-venv python3-dev gcc make pkg-config clang llvm libbpf-dev
-          iproute2 iputils-ping nftables tcpdump debootstrap)
-if [ "${ID:-}" = debian ]; then PACKAGES+=(chromium); fi
-
-apt_install() {
-    say "installing $*"
-    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@"
+LOG=$PWD/setup.log
+# Runs a step with its output in the log; on failure shows the log's end and stops.
+step() {
+    local what=$1; shift
+    say "$what"
+    { printf '\n=== %s\n$ %s\n' "$what" "$*"; } >> "$LOG"
+    if ! "$@" >> "$LOG" 2>&1; then
+        printf 'setup: failed: %s; the end of %s:\n' "$what" "$LOG" >&2
+        tail -n 30 "$LOG" | sed 's/^/    /' >&2
+        exit 1
+    fi
 }
+
+# Build and run: a C compiler, clang for the XDP program, libbpf for AF_XDP, the kernel's
+# tools. Tests: tcpdump, debootstrap (the fresh-machine and course VM tests), chromium (the
+# browser test; on Ubuntu `chromium` is only a snap wrapper, so Playwright brings its own).
+REQUIRED=(python3 python3-venv python3-dev gcc make pkg-config clang llvm libbpf-dev
+          iproute2 iputils-ping nftables tcpdump debootstrap)
+if [ "${ID:-}" = debian ]; then REQUIRED+=(chromium); fi
+# Each only where the distribution has it: libxdp for AF_XDP (without it real interfaces
+# use AF_PACKET); the installed clang's compiler runtime (libFuzzer and the sanitizers, for
+# the fuzz test); clang 19, with which the tests also build and load the XDP program, since
+# newer clangs emit code the verifier judges differently.
+clang_major() { clang -dumpversion 2>/dev/null | cut -d. -f1; }
+optional() {
+    echo libxdp-dev clang-19
+    # Before clang is installed: the runtime that goes with the distribution's default clang.
+    local n; n=$(clang_major) || true
+    if [ -z "$n" ]; then
+        n=$(apt-cache depends clang 2>/dev/null || true)
+        [[ $n =~ Depends:\ clang-([0-9]+) ]] && n=${BASH_REMATCH[1]} || n=""
+    fi
+    if [ -n "$n" ]; then echo "libclang-rt-$n-dev"; fi
+}
+
+missing() { local p; for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done; }
+# "PACKAGE VERSION" for each package apt would install (one apt-cache call: each costs half a
+# second). The whole output is captured before it is read: `apt-cache policy | grep -q`
+# under pipefail dies of SIGPIPE (exit 141) whenever grep stops reading early, and once
+# judged every package uninstallable.
+candidates() {
+    local out line pkg=""
+    out=$(apt-cache policy "$@" 2>/dev/null) || true
+    while IFS= read -r line; do
+        if [[ $line =~ ^([^[:space:]]+):$ ]]; then
+            pkg=${BASH_REMATCH[1]}
+        elif [[ -n $pkg && $line =~ ^[[:space:]]+Candidate:\ ([0-9][^[:space:]]*)$ ]]; then
+            echo "$pkg ${BASH_REMATCH[1]}"
+            pkg=""
+        fi
+    done <<< "$out"
+}
+have_lists() { compgen -G '/var/lib/apt/lists/*_Packages*' >/dev/null; }
+
+if [ $DRY_RUN = yes ]; then
+    have_lists || say "apt has no package lists yet: 'apt-get update' first, or the candidates below are unknown"
+    # The same judgement the real run makes, for every package, installed or not.
+    all=("${REQUIRED[@]}" $(optional))
+    declare -A cand=()
+    while read -r p v; do cand[$p]=$v; done < <(candidates "${all[@]}")
+    for p in "${all[@]}"; do
+        v=${cand[$p]:-}
+        if dpkg -s "$p" >/dev/null 2>&1; then state="installed"
+        elif [ -n "$v" ]; then state="would install"
+        else state="not in this distribution"; fi
+        printf 'setup: %-22s %-26s candidate %s\n' "$p" "$state" "${v:-(none)}"
+    done
+    exit 0
+fi
+
+: > "$LOG"
+say "system: ${PRETTY_NAME:-$ID $release}; apt's and pip's output goes to $LOG"
 apt_updated=no
 apt_update() {
     [ $apt_updated = yes ] && return
-    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    step "updating apt's package lists" $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update
     apt_updated=yes
 }
-missing() { for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done; }
-# Installable: a name apt merely mentions has "Candidate: (none)".
-known() {
-    for p in "$@"; do
-        if apt-cache policy "$p" 2>/dev/null | grep -q 'Candidate: [0-9]'; then echo "$p"; fi
-    done
+apt_install() {
+    step "installing $*" $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y "$@"
 }
 
-need=($(missing "${PACKAGES[@]}"))
+need=($(missing "${REQUIRED[@]}"))
 if [ ${#need[@]} -gt 0 ]; then
     apt_update
     apt_install "${need[@]}"
 fi
-# Then, each only where the distribution has it: libxdp for AF_XDP (Ubuntu 22.04 has none:
-# real interfaces then use AF_PACKET); the installed clang's compiler runtime (libFuzzer and
-# the sanitizers, for the fuzz test); and clang 19, with which the tests also build and load
-# the XDP program, since newer clangs emit code the verifier judges differently.
-extra=(libxdp-dev "libclang-rt-$(clang -dumpversion | cut -d. -f1)-dev" clang-19)
-need=($(missing "${extra[@]}"))
+need=($(missing $(optional)))
 if [ ${#need[@]} -gt 0 ]; then
-    ls /var/lib/apt/lists/*_Packages* >/dev/null 2>&1 || apt_update   # a fresh container
-    need=($(known "${need[@]}"))
-    [ ${#need[@]} -eq 0 ] || apt_install "${need[@]}"
+    have_lists || apt_update   # a fresh container has no lists
+    declare -A cand=()
+    while read -r p v; do cand[$p]=$v; done < <(candidates "${need[@]}")
+    avail=()
+    for p in "${need[@]}"; do
+        if [ -n "${cand[$p]:-}" ]; then avail+=("$p"); else say "$p: not in this distribution, left out"; fi
+    done
+    [ ${#avail[@]} -eq 0 ] || apt_install "${avail[@]}"
 fi
-[ $apt_updated = yes ] || say "system packages already present"
+[ $apt_updated = yes ] || [ ${#need[@]} -gt 0 ] || say "system packages already present"
 dpkg -s libxdp-dev >/dev/null 2>&1 ||
     say "this system has no libxdp: AF_XDP is left out, real interfaces will use AF_PACKET"
 
 # Derivatives (Mint, Raspberry Pi OS, ...) pass the checks above by ID_LIKE: judge their Python.
 python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' ||
     die "MiniStack needs Python 3.11 or newer, and this system's python3 is $(python3 -V 2>&1 | cut -d' ' -f2); use $SUPPORTED"
-[ -x .venv/bin/python ] || { say "creating .venv"; python3 -m venv .venv; }
-.venv/bin/pip install -q --upgrade pip
-say "installing MiniStack (compiles the datapath)"
-.venv/bin/pip install -q -e '.[test]'
-if [ ! -x /usr/bin/chromium ] && ! ls ~/.cache/ms-playwright/chromium-* >/dev/null 2>&1; then
-    say "installing Playwright's chromium for the browser test"
-    .venv/bin/python -m playwright install --with-deps chromium ||
-        say "could not fetch Playwright's chromium: everything works, but the browser test will skip"
+if [ -x .venv/bin/python ]; then
+    say "keeping .venv"
+else
+    step "creating .venv" python3 -m venv .venv
 fi
-.venv/bin/python -c "import ministack; print('setup: MiniStack', ministack.__version__, 'ready')"
-say "next: .venv/bin/ministack demo   (or: .venv/bin/ministack lab)"
+step "upgrading pip in .venv" .venv/bin/pip install --upgrade pip
+step "installing MiniStack, its lab and its test tools (compiles the datapath)" \
+    .venv/bin/pip install -e '.[test]'
+if [ ! -x /usr/bin/chromium ] && ! compgen -G ~/'.cache/ms-playwright/chromium-*' >/dev/null; then
+    say "installing Playwright's chromium for the browser test"
+    .venv/bin/python -m playwright install --with-deps chromium >> "$LOG" 2>&1 ||
+        say "could not fetch Playwright's chromium: everything works, but the browser test cannot run (see $LOG)"
+fi
+say "MiniStack $(.venv/bin/python -c 'import ministack; print(ministack.__version__)') installed; checking what works here:"
+echo
+status=0
+.venv/bin/ministack doctor || status=$?
+echo
+if [ $status -eq 0 ]; then
+    say "next: .venv/bin/ministack demo   (or: .venv/bin/ministack lab)"
+else
+    say "ministack doctor found something missing or broken (above, with the command that fixes it)"
+fi
+exit $status

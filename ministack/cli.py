@@ -125,6 +125,12 @@ def bench(args: argparse.Namespace) -> int:
     return b.main(args.rest)
 
 
+def doctor(args: argparse.Namespace) -> int:
+    """Say what works on this machine and what does not, with the command that fixes it."""
+    from ministack import doctor as d
+    return d.main(args.rest)
+
+
 def main(argv: list[str] | None = None) -> int:
     from ministack.daemon import Limits
 
@@ -178,9 +184,13 @@ def main(argv: list[str] | None = None) -> int:
                        description=bench.__doc__)
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(func=bench)
+    p = sub.add_parser("doctor", help="what works on this machine, and how to fix what does "
+                       "not (--json)", add_help=False, description=doctor.__doc__)
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=doctor)
     argv = sys.argv[1:] if argv is None else argv
     # These hand every argument, options included, to their own parsers.
-    own = {"pktgen": pktgen, "bench": bench}
+    own = {"pktgen": pktgen, "bench": bench, "doctor": doctor}
     if argv and argv[0] in own:
         return own[argv[0]](argparse.Namespace(rest=argv[1:]))
     args = ap.parse_args(argv)

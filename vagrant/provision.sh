@@ -48,7 +48,7 @@ fi
 say "copying $SOURCE to $PROJECT"
 install -d -o "$VM_USER" -g "$(id -gn "$VM_USER")" "$PROJECT"
 rsync -a --delete --chown="$VM_USER:$(id -gn "$VM_USER")" \
-    --exclude=/.venv --exclude=/.git --exclude=/native/build --exclude=/artifacts \
+    --exclude=/.venv --exclude=/.git --exclude=/setup.log --exclude=/native/build --exclude=/artifacts \
     --exclude='*.bpf.o' --exclude=/ministack/ms-pktgen --exclude='*.so' \
     --exclude=__pycache__ --exclude=.ipynb_checkpoints "$SOURCE/" "$PROJECT/"
 
