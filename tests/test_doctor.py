@@ -90,11 +90,13 @@ def test_what_is_missing_comes_with_the_command_that_installs_it(
     monkeypatch.setattr(doctor, "apt_candidate", lambda p: "1.0-1")
     c = doctor.check_afxdp_built()
     assert c.status == "missing" and "libxdp-dev" in c.fix and "setup.sh" in c.fix, c
+    assert "apt-get install libxdp-dev libbpf-dev clang llvm, then " in c.fix, c
     # ... installed since, but the build predates it: rebuilding is the fix.
     monkeypatch.setattr(doctor, "installed", lambda p: True)
     c = doctor.check_afxdp_built()
     assert c.status == "missing" and c.fix == f"rebuild: {doctor.setup_cmd()}", c
     # ... on a distribution without libxdp: nothing to install, not a failure.
+    monkeypatch.setattr(doctor, "installed", lambda p: p != "libxdp-dev")
     monkeypatch.setattr(doctor, "apt_candidate", lambda p: None if p == "libxdp-dev" else "1")
     c = doctor.check_afxdp_built()
     assert c.status == "unavailable" and not c.failing and "libxdp-dev" in c.detail, c
