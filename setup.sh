@@ -139,7 +139,7 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 need=($(missing $(optional)))
 if [ ${#need[@]} -gt 0 ]; then
-    have_lists || apt_update   # a fresh container has no lists
+    apt_update   # fresh lists: a stale one names versions the mirror no longer has
     declare -A cand=()
     while read -r p v; do cand[$p]=$v; done < <(candidates "${need[@]}")
     avail=()

@@ -118,12 +118,14 @@ def holding_as_user(uid: int, fn: Callable[[], object],
     r, w = os.pipe()
     hold_r, hold_w = os.pipe()
     pid = os.fork()
-    if pid == 0:
-        os.close(r)
-        os.close(hold_w)
-        _child(uid, caps, fn, w)
-        os.read(hold_r, 1)  # until the parent closes its end
-        os._exit(0)
+    if pid == 0:  # never returns into pytest, whatever happens
+        try:
+            os.close(r)
+            os.close(hold_w)
+            _child(uid, caps, fn, w)
+            os.read(hold_r, 1)  # until the parent closes its end
+        finally:
+            os._exit(0)
     os.close(w)
     os.close(hold_r)
     try:

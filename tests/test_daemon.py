@@ -358,7 +358,11 @@ def test_pktgen_a_c_application_on_the_port_library(daemon: Daemon) -> None:
     wire = daemon.switch.wire.capture(timeout=2)
     assert len(wire) == 1000 and all(len(f) == 128 for f in wire)
     assert daemon.switch.explain("nic", wire[0]).reason == "no-binding"  # gen is gone
-    # The port, its binding and its memory went with the process.
+    # The port, its binding and its memory went with the process (the daemon's connection
+    # thread releases them when it sees the end of the connection: wait for it).
+    end = time.monotonic() + 2
+    while daemon.switch.ports() and time.monotonic() < end:
+        time.sleep(0.01)
     assert daemon.switch.ports() == [] and daemon.switch.bindings() == []
     # rx: count what arrives for the bound tuple.
     rx = subprocess.Popen(cmd + ["-p", "sink", "-m", "rx", "-S", "10.0.0.2:4001", "-d", "2",
