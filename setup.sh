@@ -64,10 +64,11 @@ step() {
 }
 
 # Build and run: a C compiler, clang for the XDP program, libbpf for AF_XDP, the kernel's
-# tools. Tests: tcpdump, debootstrap (the fresh-machine and course VM tests), chromium (the
-# browser test; on Ubuntu `chromium` is only a snap wrapper, so Playwright brings its own).
+# tools. Tests: tcpdump, debootstrap and git (the fresh-machine and course VM tests copy the
+# checkout into a new Debian), chromium (the browser test; on Ubuntu `chromium` is only a
+# snap wrapper, so Playwright brings its own).
 REQUIRED=(python3 python3-venv python3-dev gcc make pkg-config clang llvm libbpf-dev
-          iproute2 iputils-ping nftables tcpdump debootstrap)
+          iproute2 iputils-ping nftables tcpdump debootstrap git)
 if [ "${ID:-}" = debian ]; then REQUIRED+=(chromium); fi
 # Each only where the distribution has it: libxdp for AF_XDP (without it real interfaces
 # use AF_PACKET); the installed clang's compiler runtime (libFuzzer and the sanitizers, for
