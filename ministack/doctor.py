@@ -96,8 +96,8 @@ def setup_cmd() -> str:
 
 def doctor_cmd() -> str:
     """This command, as root."""
-    exe = Path(sys.executable).parent / "ministack"
-    return f"sudo {exe if exe.exists() else 'ministack'} doctor"
+    exe = os.path.join(os.path.dirname(sys.executable), "ministack")
+    return f"sudo {exe if os.path.exists(exe) else 'ministack'} doctor"  # False if unreadable
 
 
 def apt_fix(*packages: str) -> str:
