@@ -88,7 +88,7 @@ def sudo() -> str:
 def setup_cmd() -> str:
     """How to rerun the set-up from wherever the user is."""
     setup = ROOT / "setup.sh"
-    if not setup.exists():
+    if not os.path.exists(setup):  # False, not an error, where this user cannot look
         return "pip install 'ministack[lab,test]'"
     rel = os.path.relpath(setup)
     return rel if rel.startswith(".") else f"./{rel}"
