@@ -68,7 +68,13 @@ def test_without_root_the_privileged_checks_say_so_and_do_not_fail() -> None:
         assert checks[name]["status"] == "needs-root", checks[name]
         assert "sudo" in checks[name]["fix"] and "doctor" in checks[name]["fix"]
     assert "uid 65534" in checks["root / capabilities"]["detail"]
-    line = doctor.summary([doctor.Check(**c) for c in got["ok"]], 1.0)
+    # Where nobody can read this checkout (a clone in root's home), its lab and browser are
+    # rightly not there for nobody; elsewhere (CI's) nothing is missing for an ordinary user.
+    readable = as_user(NOBODY, lambda: os.access(doctor.ROOT / "setup.sh", os.R_OK))["ok"]
+    seen = [doctor.Check(**c) for c in got["ok"]
+            if readable or c["name"] in ROOT_ONLY + ["virtual NIC"]]
+    line = doctor.summary(seen, 1.0)
+    assert line.startswith("nothing missing or broken"), got["ok"]
     assert "not checked without root" in line and "sudo" in line
 
 
