@@ -104,13 +104,15 @@ candidates() {
     done <<< "$out"
 }
 have_lists() { compgen -G '/var/lib/apt/lists/*_Packages*' >/dev/null; }
+# cand[PACKAGE]=VERSION for what apt would install of the packages named.
+declare -A cand=()
+load_candidates() { local p v; while read -r p v; do cand[$p]=$v; done < <(candidates "$@"); }
 
 if [ $DRY_RUN = yes ]; then
     have_lists || say "apt has no package lists yet: 'apt-get update' first, or the candidates below are unknown"
     # The same judgement the real run makes, for every package, installed or not.
     all=("${REQUIRED[@]}" $(optional))
-    declare -A cand=()
-    while read -r p v; do cand[$p]=$v; done < <(candidates "${all[@]}")
+    load_candidates "${all[@]}"
     for p in "${all[@]}"; do
         v=${cand[$p]:-}
         if dpkg -s "$p" >/dev/null 2>&1; then state="installed"
@@ -141,8 +143,7 @@ fi
 need=($(missing $(optional)))
 if [ ${#need[@]} -gt 0 ]; then
     apt_update   # fresh lists: a stale one names versions the mirror no longer has
-    declare -A cand=()
-    while read -r p v; do cand[$p]=$v; done < <(candidates "${need[@]}")
+    load_candidates "${need[@]}"
     avail=()
     for p in "${need[@]}"; do
         if [ -n "${cand[$p]:-}" ]; then avail+=("$p"); else say "$p: not in this distribution, left out"; fi

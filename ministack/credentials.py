@@ -46,6 +46,21 @@ def user_name(uid: int) -> str:
         return str(uid)
 
 
+def process_status(pid: int | str = "self") -> dict[str, str]:
+    """/proc/PID/status as a dict of its fields (values stripped). Raises OSError.
+
+    >>> int(process_status()["Pid"]) == os.getpid()
+    True
+    """
+    with open(f"/proc/{pid}/status") as f:
+        return {k: v.strip() for k, v in (line.split(":", 1) for line in f if ":" in line)}
+
+
+def effective_capabilities(status: dict[str, str]) -> int:
+    """The CapEff bit mask of a process_status()."""
+    return int(status["CapEff"], 16)
+
+
 @dataclass(frozen=True)
 class Caller:
     """A process a switch acts for: this one, or a daemon client.
@@ -87,8 +102,7 @@ class Caller:
         Linux would let it bind ports below the sysctl. False when it cannot be told (the
         process is gone, its pid was reused, it lives in another user namespace)."""
         try:
-            with open(f"/proc/{self.pid}/status") as f:
-                status = dict(line.split(":", 1) for line in f if ":" in line)
+            status = process_status(self.pid)
             same_userns = (self.pid == os.getpid() or os.readlink(f"/proc/{self.pid}/ns/user")
                            == os.readlink("/proc/self/ns/user"))
         except OSError:
@@ -97,7 +111,7 @@ class Caller:
             return False  # another process now holds that pid
         if self.pidfd is not None and not _alive(self.pidfd):
             return False  # it exited after we read its status: that status may be another's
-        caps = int(status["CapEff"].strip(), 16)
+        caps = effective_capabilities(status)
         return same_userns and bool(caps >> CAP_NET_BIND_SERVICE & 1)
 
     def privileged_below(self) -> int:

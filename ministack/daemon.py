@@ -247,9 +247,7 @@ class Daemon:
         if handler is None:
             return _error(rid, "ProtocolError", f"unknown operation {op!r}"), []
         try:
-            # bind judges privileged ports by the client process itself; the rest by uid.
-            who = caller if op == "bind" else caller.uid
-            result, fds = handler(msg, who, cid)
+            result, fds = handler(msg, caller, cid)
         except BindError as e:
             return _error(rid, "BindError", str(e), e.reason), []
         except PortError as e:
@@ -273,12 +271,12 @@ class Daemon:
             raise PortError(msg)
         return port
 
-    def _op_hello(self, msg: dict[str, Any], uid: int, cid: int) -> tuple[dict, list]:
+    def _op_hello(self, msg: dict[str, Any], caller: Caller, cid: int) -> tuple[dict, list]:
         sw = self.switch
         return {"server": "ministack", "nic": sw.nic, "backend": sw.backend, "mac": sw.mac,
-                "addresses": sw.addresses, "uid": uid}, []
+                "addresses": sw.addresses, "uid": caller.uid}, []
 
-    def _op_port(self, msg: dict[str, Any], uid: int, cid: int) -> tuple[dict, list]:
+    def _op_port(self, msg: dict[str, Any], caller: Caller, cid: int) -> tuple[dict, list]:
         name, mtu = msg["name"], msg.get("mtu")
         if mtu is not None and (isinstance(mtu, bool) or not isinstance(mtu, int)):
             raise ValueError(f"mtu must be an integer, not {mtu!r}")
@@ -287,7 +285,7 @@ class Daemon:
                 if name in self._ports:
                     raise PortError(f"port {name!r} already exists on this switch; choose "
                                     f"another name")
-            refusal = self._port_refusal(uid)
+            refusal = self._port_refusal(caller.uid)
             if refusal is not None:
                 raise PortError(refusal)
             port = self.switch.port(name, mtu)
@@ -295,12 +293,12 @@ class Daemon:
             lib.ms_port_fds(self.switch._sw, port._id, fds[0], fds[1], fds[2])
             with self._lock:
                 self._ports[name] = port
-                self._owners[name] = (uid, cid)
+                self._owners[name] = (caller.uid, cid)
                 self._nbind[name] = 0
         return {"port": name, "mtu": port.mtu}, [f[0] for f in fds]
 
-    def _op_close_port(self, msg: dict[str, Any], uid: int, cid: int) -> tuple[dict, list]:
-        port = self._own(msg["port"], uid, cid)
+    def _op_close_port(self, msg: dict[str, Any], caller: Caller, cid: int) -> tuple[dict, list]:
+        port = self._own(msg["port"], caller.uid, cid)
         with self._lock:
             self._ports.pop(port.name, None)
             self._owners.pop(port.name, None)
@@ -320,8 +318,8 @@ class Daemon:
                     self._nbind[port.name] += 1
         return {"binding": _binding(b)}, []
 
-    def _op_unbind(self, msg: dict[str, Any], uid: int, cid: int) -> tuple[dict, list]:
-        port = self._own(msg["port"], uid, cid, bind=True)
+    def _op_unbind(self, msg: dict[str, Any], caller: Caller, cid: int) -> tuple[dict, list]:
+        port = self._own(msg["port"], caller.uid, cid, bind=True)
         port.unbind(Binding(port.name, msg["ip"], str(msg["protocol"]),
                             int(msg["local_port"])))
         with self._lock:
@@ -336,33 +334,33 @@ class Daemon:
         with self._lock:
             return {n for n, (u, _c) in self._owners.items() if u == uid}
 
-    def _op_bindings(self, msg: dict[str, Any], uid: int, cid: int) -> tuple[dict, list]:
-        mine = self._visible(uid)
+    def _op_bindings(self, msg: dict[str, Any], caller: Caller, cid: int) -> tuple[dict, list]:
+        mine = self._visible(caller.uid)
         return {"bindings": [_binding(b) for b in self.switch.bindings()
                              if mine is None or b.port in mine]}, []
 
-    def _op_explain(self, msg: dict[str, Any], uid: int, cid: int) -> tuple[dict, list]:
+    def _op_explain(self, msg: dict[str, Any], caller: Caller, cid: int) -> tuple[dict, list]:
         name = msg["port"]
         if name != "nic":
-            self._own(name, uid, cid)
+            self._own(name, caller.uid, cid)
         v = self.switch.explain(name, bytes.fromhex(msg["frame"]))
         return {"verdict": {"action": v.action, "reason": v.reason, "to": v.to,
                             "detail": v.detail}}, []
 
-    def _op_stats(self, msg: dict[str, Any], uid: int, cid: int) -> tuple[dict, list]:
+    def _op_stats(self, msg: dict[str, Any], caller: Caller, cid: int) -> tuple[dict, list]:
         st = self.switch.stats()
-        mine = self._visible(uid)
+        mine = self._visible(caller.uid)
         if mine is not None:
             st["ports"] = {n: s for n, s in st["ports"].items() if n in mine}
         return {"stats": st}, []
 
-    def _op_drops(self, msg: dict[str, Any], uid: int, cid: int) -> tuple[dict, list]:
-        mine = self._visible(uid)
+    def _op_drops(self, msg: dict[str, Any], caller: Caller, cid: int) -> tuple[dict, list]:
+        mine = self._visible(caller.uid)
         drops = self.switch.drops(int(msg.get("limit", 100)))
         return {"drops": [{**d, "frame": d["frame"].hex()} for d in drops
                           if mine is None or d["port"] in mine]}, []
 
-    def _op_resolve(self, msg: dict[str, Any], uid: int, cid: int) -> tuple[dict, list]:
+    def _op_resolve(self, msg: dict[str, Any], caller: Caller, cid: int) -> tuple[dict, list]:
         return {"mac": self.switch.resolve(msg["ip"], float(msg.get("timeout", 1.0)))}, []
 
 

@@ -65,13 +65,23 @@ class Check:
 # --- what the distribution has ----------------------------------------------------------
 
 
+def apt_candidates(packages: list[str]) -> dict[str, str | None]:
+    """The version apt would install of each package, or None (not in this distribution,
+    or no apt). One apt-cache call: each costs about half a second."""
+    if shutil.which("apt-cache") is None or not packages:
+        return dict.fromkeys(packages)
+    out = subprocess.run(["apt-cache", "policy", *packages], capture_output=True,
+                         text=True).stdout
+    blocks = re.split(r"^(\S+):$", out, flags=re.M)[1:]
+    found = {name: re.search(r"Candidate:\s*(\S+)", body)
+             for name, body in zip(blocks[::2], blocks[1::2])}
+    return {p: m.group(1) if (m := found.get(p)) and m.group(1) != "(none)" else None
+            for p in packages}
+
+
 def apt_candidate(package: str) -> str | None:
-    """The version apt would install, or None (not in this distribution, or no apt)."""
-    if shutil.which("apt-cache") is None:
-        return None
-    r = subprocess.run(["apt-cache", "policy", package], capture_output=True, text=True)
-    m = re.search(r"Candidate:\s*(\S+)", r.stdout)
-    return m.group(1) if m and m.group(1) != "(none)" else None
+    """apt_candidates() of one package."""
+    return apt_candidates([package])[package]
 
 
 def installed(package: str) -> bool:
@@ -107,7 +117,7 @@ def apt_fix(*packages: str) -> str:
 def missing_or_unavailable(what: str, packages: list[str], then_setup: bool = False) -> Check:
     """A check for something that is not there: ``missing`` with the apt command when the
     distribution has every package, else ``unavailable``."""
-    lacking = [p for p in packages if apt_candidate(p) is None]
+    lacking = [p for p in packages if apt_candidate(p) is None]  # only when something is absent
     if lacking:
         return Check(what, "unavailable", f"this distribution has no {', '.join(lacking)}")
     fix = apt_fix(*packages) + (f", then {setup_cmd()}" if then_setup else "")
@@ -116,14 +126,23 @@ def missing_or_unavailable(what: str, packages: list[str], then_setup: bool = Fa
 
 def capabilities() -> set[str]:
     """The effective capabilities of this process, by name (of those doctor cares about)."""
-    with open("/proc/self/status") as f:
-        eff = int(next(line for line in f if line.startswith("CapEff:")).split()[1], 16)
+    from ministack.credentials import effective_capabilities, process_status
+
+    eff = effective_capabilities(process_status())
     return {name for name, bit in CAPS.items() if eff >> bit & 1}
 
 
-def privileged() -> bool:
+def lacking_capabilities() -> list[str]:
+    """What this process lacks of what a real interface needs ([] for root)."""
     have = capabilities()
-    return {"CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_SYS_ADMIN"} <= have
+    lacking = [c for c in ("CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_SYS_ADMIN") if c not in have]
+    if "CAP_BPF" not in have and "CAP_SYS_ADMIN" not in have:
+        lacking.append("CAP_BPF")
+    return lacking
+
+
+def privileged() -> bool:
+    return not lacking_capabilities()
 
 
 # --- the checks -------------------------------------------------------------------------
@@ -193,10 +212,7 @@ def check_afxdp_built() -> Check:
 
 def check_privileges() -> Check:
     name = "root / capabilities"
-    have = capabilities()
-    lacking = [c for c in ("CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_SYS_ADMIN") if c not in have]
-    if "CAP_BPF" not in have and "CAP_SYS_ADMIN" not in have:
-        lacking.append("CAP_BPF")
+    have, lacking = capabilities(), lacking_capabilities()
     who = "root" if os.geteuid() == 0 else f"uid {os.geteuid()}"
     if not lacking:
         return Check(name, "ok", f"{who}, with {', '.join(sorted(have))}: real interfaces, "
@@ -375,7 +391,7 @@ def check_test_tools() -> Check:
         fixes.append(setup_cmd())
     tools = {"tcpdump": "tcpdump", "debootstrap": "debootstrap", "unshare": "util-linux",
              "clang": "clang", "make": "make", "git": "git"}
-    if apt_candidate("clang-19") or shutil.which("clang-19"):
+    if shutil.which("clang-19") or apt_candidate("clang-19"):
         tools["clang-19"] = "clang-19"
     absent = [pkg for tool, pkg in tools.items() if shutil.which(tool) is None]
     if absent:

@@ -22,22 +22,13 @@ import ministack as ms
 from ministack.bench import udp_frame
 from ministack.daemon import Daemon
 
-from conftest import NOBODY, as_user  # noqa: E402
+from conftest import NOBODY, as_user, serving  # noqa: E402
 
 
 @pytest.fixture
 def daemon() -> Iterator[Daemon]:
-    # Not under pytest's own temp dir: other uids must be able to reach the socket.
-    d = tempfile.mkdtemp(prefix="ministack-test-", dir="/tmp")
-    os.chmod(d, 0o755)
-    path = os.path.join(d, "ms.sock")
-    dm = Daemon(nic="virtual", socket_path=path)
-    dm.listen()
-    t = threading.Thread(target=dm.serve_forever, daemon=True)
-    t.start()
-    yield dm
-    dm.close()
-    shutil.rmtree(d, ignore_errors=True)
+    with serving(nic="virtual") as dm:
+        yield dm
 
 
 def test_client_has_the_switch_api(daemon: Daemon) -> None:

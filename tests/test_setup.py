@@ -10,19 +10,10 @@ import subprocess
 from pathlib import Path
 
 from conftest import need
+from ministack.doctor import apt_candidates
 
 ROOT = Path(__file__).resolve().parent.parent
 SETUP = ROOT / "setup.sh"
-
-
-def apt_candidates(packages: list[str]) -> dict[str, str]:
-    """What apt-cache itself says, per package ("(none)" for what it cannot install)."""
-    out = subprocess.run(["apt-cache", "policy", *packages], capture_output=True,
-                         text=True).stdout
-    blocks = re.split(r"^(\S+):$", out, flags=re.M)[1:]
-    found = {name: re.search(r"Candidate:\s*(\S+)", body)
-             for name, body in zip(blocks[::2], blocks[1::2])}
-    return {p: found[p].group(1) if found.get(p) else "(none)" for p in packages}
 
 
 def test_dry_run_judges_every_package_as_apt_does() -> None:
@@ -41,9 +32,9 @@ def test_dry_run_judges_every_package_as_apt_does() -> None:
         for must in ("clang", "libbpf-dev", "nftables", "libxdp-dev", "clang-19"):
             assert must in names, r.stdout
         assert any(n.startswith("libclang-rt-") for n in names), r.stdout
-        apt = apt_candidates(names)
+        apt = apt_candidates(names)  # Python's own reading of apt-cache, not setup.sh's
         for name, state, candidate in rows:
-            assert candidate == apt[name], (name, candidate)
+            assert candidate == (apt[name] or "(none)"), (name, candidate)
             installed = subprocess.run(["dpkg", "-s", name], capture_output=True).returncode == 0
             want = ("installed" if installed else
                     "not in this distribution" if candidate == "(none)" else "would install")
