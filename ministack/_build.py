@@ -15,7 +15,8 @@ from cffi import FFI
 
 ROOT = Path(__file__).resolve().parent.parent
 NATIVE = ROOT / "native"
-SOURCES = ["parse.c", "table.c", "filter.c", "port_shm.c", "app.c", "droplog.c",
+SOURCES = ["parse.c", "table.c", "filter.c", "frag.c", "neigh.c", "answer.c", "offload.c",
+           "port_shm.c", "app.c", "framefd.c", "droplog.c",
            "nic_virtual.c", "nic_afpacket.c", "switch.c", "bench.c",
            "bench_veth.c"]
 FLAGS = ["-std=c11", "-O2", "-Wall", "-Wextra", "-Werror", "-Wshadow", "-Wstrict-prototypes",

@@ -83,6 +83,7 @@ class PortRings:
         self._rxbuf: Any = None
         self._rxlens: Any = None
         self._closed = False
+        self._framefd: Any = ffi.NULL
 
     def _check_open(self) -> None:
         raise NotImplementedError
@@ -92,12 +93,46 @@ class PortRings:
         (and then sees the port closed); only then is the mapping released."""
         if self._app == ffi.NULL:
             return
+        if self._framefd != ffi.NULL:
+            lib.ms_framefd_close(self._framefd)
+            self._framefd = ffi.NULL
         lib.ms_app_interrupt(self._app)
         with self._send_lock, self._recv_lock:
             lib.ms_app_close(self._app)
             self._app = ffi.NULL
 
     # --- frames ---------------------------------------------------------------------
+
+    def frame_fd(self) -> int:
+        """A file descriptor that behaves like a TAP device for this port: each
+        ``os.read(fd, n)`` returns one received frame, each ``os.write(fd, frame)`` sends one
+        frame through the filter; it works with select/poll/selectors and asyncio. A stack
+        written against a TAP device uses it unchanged.
+
+        The descriptor is yours (close it when done). While any is open, the port's
+        received frames go to it rather than to recv(). When the port closes, reads return
+        b"" (end of file) and writes raise BrokenPipeError.
+
+        >>> import os, ministack as ms
+        >>> from ministack.bench import udp_frame
+        >>> with ms.Switch() as sw:
+        ...     app = sw.port("app1")
+        ...     _ = app.bind("10.0.0.2", "udp", 5000)
+        ...     fd = app.frame_fd()
+        ...     _ = sw.wire.inject(udp_frame(sw.mac, "10.0.0.1", "10.0.0.2", 53, 5000))
+        ...     len(os.read(fd, 65536))
+        ...     os.close(fd)
+        64
+        """
+        self._check_open()
+        with self._send_lock, self._recv_lock:
+            self._check_open()
+            if self._framefd == ffi.NULL:
+                self._framefd = lib.ms_framefd_open(self._app)
+                if self._framefd == ffi.NULL:
+                    raise PortError(f"port {self.name!r}: could not start the frame "
+                                    f"descriptor's pump: {os.strerror(ffi.errno)}")
+            return os.dup(lib.ms_framefd_fd(self._framefd))
 
     def send(self, frame: Frame, timeout: float | None = None) -> None:
         """Queue one frame for the switch (bytes, bytearray, memoryview or scapy packet).

@@ -63,6 +63,12 @@ def _mac_bytes(mac: str) -> bytes:
     return raw
 
 
+ND_NAMES = {lib.MS_ND_ARP_REQUEST: "an ARP request", lib.MS_ND_ARP_OTHER: "an ARP reply",
+            lib.MS_ND_NS: "a neighbour solicitation", lib.MS_ND_NA: "a neighbour advertisement",
+            lib.MS_ND_RS: "a router solicitation", lib.MS_ND_RA: "a router advertisement",
+            lib.MS_ND_REDIRECT: "an ICMPv6 redirect", lib.MS_ND_MLD: "a multicast listener report"}
+
+
 def _mac_text(raw: bytes) -> str:
     return ":".join(f"{b:02x}" for b in bytes(raw))
 
@@ -101,9 +107,11 @@ class Binding:
 class Verdict:
     """What the switch does with a frame: see Switch.explain().
 
-    ``action`` is "forward" or "drop"; ``reason`` the drop reason (None when forwarded);
-    ``to`` is "wire", "host" or a port name (None when dropped); ``detail`` a sentence that
-    names the binding checked.
+    ``action`` is "forward", "drop" or "local" (the switch handles the frame itself: a
+    port's ARP or neighbour discovery); ``reason`` the drop reason (None otherwise); ``to``
+    is "wire", "host" or a port name (for "local": the sending port when the switch
+    answers it, else None; None when dropped); ``detail`` a sentence that names the binding
+    checked.
 
     >>> import ministack as ms
     >>> from ministack.bench import udp_frame
@@ -154,6 +162,23 @@ class Wire(PortRings):
         if not isinstance(frames, (list, tuple)):
             frames = [frames]
         return self.send_batch(frames, timeout)
+
+    def add_neighbor(self, ip: str, mac: str | None) -> None:
+        """Say that ``ip`` is at ``mac`` on the virtual network, so that the switch answers
+        ports' ARP requests and neighbour solicitations for it (on a real interface it
+        answers from the kernel's table). ``mac`` None forgets the neighbour.
+
+        >>> import ministack as ms
+        >>> with ms.Switch() as sw:
+        ...     sw.wire.add_neighbor("10.0.0.1", "02:00:00:00:00:01")
+        """
+        addr = ipaddress.ip_address(ip)
+        raw = ffi.NULL if mac is None else bytes.fromhex(mac.replace(":", ""))
+        if raw is not ffi.NULL and len(raw) != 6:
+            raise ValueError(f"{mac!r} is not a MAC address (six bytes, 02:00:00:00:00:01)")
+        rc = lib.ms_switch_add_neighbor(self._switch._sw, addr.version, addr.packed, raw)
+        if rc < 0:
+            raise MiniStackError(f"could not add neighbour {ip}: the table holds 256 at most")
 
     def capture(self, timeout: float = 0.1) -> list[bytes]:
         """Frames that reached the wire since the last call, oldest first.
@@ -652,25 +677,72 @@ class Switch:
         rc = lib.ms_explain(self._sw, pid, data, len(data), v)
         if rc < 0:
             raise PortError(f"port {port!r} is closed")
-        reason = None if v.reason == lib.MS_OK else REASONS[v.reason]
+        reason = None if v.reason in (lib.MS_OK, lib.MS_R_LOCAL) else REASONS[v.reason]
         to = {lib.MS_TO_WIRE: "wire", lib.MS_TO_HOST: "host",
               lib.MS_TO_PORT: self._port_name(v.to_port)}.get(v.dest)
-        action = "forward" if v.action else "drop"
+        action = ("drop", "forward", "local")[v.action]
         return Verdict(action, reason, to, self._detail(port, v, reason, to))
+
+    def _local_detail(self, port: str, v: Any) -> str:
+        """The sentence for a frame the switch handles itself."""
+        p = v.parsed
+        nd = p.nd
+        arp = nd == lib.MS_ND_ARP_REQUEST
+        family = 4 if arp else 6
+        src = _ip_text(family, ffi.buffer(p.src_ip))
+        target = _ip_text(family, ffi.buffer(p.nd_target))
+        if nd == lib.MS_ND_RS:
+            return "a router solicitation: the switch absorbs it (routers are the host's)"
+        if nd == lib.MS_ND_MLD:
+            return ("a multicast listener report: the switch absorbs it (group membership "
+                    "is the host's)")
+        what = ND_NAMES[nd]
+        if src in ("0.0.0.0", "::"):
+            return (f"a duplicate address probe for {target}, which {port} bound: the host "
+                    f"owns the address, so there is no conflict; no answer")
+        if src == target:
+            return f"an announcement of {port}'s own address {target}: absorbed, no answer"
+        if v.dest == lib.MS_TO_PORT:
+            return (f"{what} for {target}: the switch answers {port} that {target} is at "
+                    f"{_mac_text(ffi.buffer(v.answer_mac))} and nothing reaches the wire")
+        table = ("the kernel's neighbour table" if self.backend != "virtual"
+                 else "sw.wire's neighbour table (sw.wire.add_neighbor)")
+        return (f"{what} for {target}: {target} is not in {table} yet, so no answer now; "
+                f"nothing reaches the wire")
 
     def _detail(self, port: str, v: Any, reason: str | None, to: str | None) -> str:
         p = v.parsed
+        if v.action == 2:
+            return self._local_detail(port, v)
         note = ffi.string(p.note).decode() if p.note != ffi.NULL else ""
         if p.family:
             name = protocol_name(p.proto)
             src = _ip_text(p.family, ffi.buffer(p.src_ip))
             dst = _ip_text(p.family, ffi.buffer(p.dst_ip))
             sport, dport = (p.sport, p.dport) if p.has_ports else (0, 0)
+        nd = ND_NAMES.get(p.nd)
+        if nd and p.nd in (lib.MS_ND_ARP_REQUEST, lib.MS_ND_ARP_OTHER):
+            src = _ip_text(4, ffi.buffer(p.src_ip))
+        later = p.frag == lib.MS_FRAG_LATER
         if port == "nic":
+            if reason == "oversize":
+                owner = self._port_name(v.to_port)
+                return (f"{name} {dst}:{dport} is bound by port {owner!r}, but the frame is "
+                        f"{p.len} bytes, more than {owner}'s MTU plus 14, and not a TCP "
+                        f"segment the switch could cut to fit")
             if reason is None and to != "host":
+                if later:
+                    return (f"a later fragment of {name} {src} -> {dst} (identification "
+                            f"{p.frag_id}): it follows its first fragment to port {to!r}")
                 return f"{name} {dst}:{dport} is bound by port {to!r}; delivered there"
-            why = (f"it is not plain IP a port can own: {note}" if note
-                   else f"no port bound {name} {dst}:{dport}")
+            if nd:
+                why = f"it is {nd}, which belongs to the host stack"
+            elif later:
+                why = ("it is a later fragment of a datagram whose first fragment reached no "
+                       "port")
+            else:
+                why = (f"it is not plain IP a port can own: {note}" if note
+                       else f"no port bound {name} {dst}:{dport}")
             if to == "host":
                 return f"{why}; left to the host stack"
             return f"{why}; the virtual NIC has no host stack, so it is dropped (no-binding)"
@@ -678,7 +750,21 @@ class Switch:
         held = ", ".join(map(str, mine)) or "nothing"
         if reason is None:
             where = "leaves through the NIC" if to == "wire" else f"is delivered to port {to!r}"
+            if later:
+                return (f"a later fragment of a datagram whose first fragment {port} sent "
+                        f"({name} {src} -> {dst}, identification {p.frag_id}); it follows it "
+                        f"and {where}")
             return f"its source {name} {src}:{sport} matches {port}'s binding; it {where}"
+        if nd and reason == "spoofed-src-mac" and p.has_lladdr:
+            return (f"{nd} claiming link-layer address {_mac_text(ffi.buffer(p.nd_lladdr))}, "
+                    f"not the NIC's MAC {self.mac}")
+        if nd and reason == "spoofed-src-ip":
+            return (f"{nd} from {src}, which is not an address {port} bound ({port} holds: "
+                    f"{held})")
+        if nd and reason == "not-allowed":
+            return (f"{nd}: a port may only ask (ARP request, neighbour solicitation); "
+                    f"answers, advertisements and redirects are the host's and its "
+                    f"neighbours' to send")
         if reason == "oversize":
             return f"the frame is {p.len} bytes, more than {port}'s MTU plus 14"
         if reason == "spoofed-src-mac":
@@ -701,6 +787,8 @@ class Switch:
         return {
             "tx": {"frames": s.tx.frames, "bytes": s.tx.bytes},
             "rx": {"frames": s.rx.frames, "bytes": s.rx.bytes},
+            "local": {"frames": s.local.frames, "bytes": s.local.bytes,
+                      "answers": s.answers},
             "drops": {r: s.drops[REASONS.index(r)] for r in PORT_DROP_REASONS},
         }
 
@@ -708,8 +796,12 @@ class Switch:
     def stats(self) -> dict[str, Any]:
         """Counters per port and for the NIC; they only grow.
 
-        ``{"ports": {name: {"tx": {"frames", "bytes"}, "rx": {...}, "drops": {reason: n}}},
-        "nic": {"rx": {...}, "tx": {...}, "to-host": {...}, "drops": {reason: n}}}``
+        ``{"ports": {name: {"tx": {"frames", "bytes"}, "rx": {...}, "local": {"frames",
+        "bytes", "answers"}, "drops": {reason: n}}}, "nic": {"rx": {...}, "tx": {...},
+        "to-host": {...}, "drops": {reason: n}, "offload": {"checksums-completed",
+        "super-frames-cut"}, "fragments": {"datagrams", "followed", "expired", "evicted",
+        "active", "capacity"}}}``. ``local`` counts the ARP and neighbour discovery the
+        switch handled itself (``answers``: replies it gave back).
         """
         ports = {name: self._port_stats(p._id) for name, p in self._ports.items()}
         n = ffi.new("struct ms_nic_stats *")
@@ -719,6 +811,11 @@ class Switch:
             "tx": {"frames": n.tx.frames, "bytes": n.tx.bytes},
             "to-host": {"frames": n.to_host.frames, "bytes": n.to_host.bytes},
             "drops": {r: n.drops[REASONS.index(r)] for r in NIC_DROP_REASONS},
+            "offload": {"checksums-completed": n.csum_completed,
+                        "super-frames-cut": n.segmented},
+            "fragments": {"datagrams": n.frags.datagrams, "followed": n.frags.followed,
+                          "expired": n.frags.expired, "evicted": n.frags.evicted,
+                          "active": n.frags.active, "capacity": n.frags.capacity},
         }
         return {"ports": ports, "nic": nic}
 

@@ -176,6 +176,35 @@ int ms_app_recv(ms_app *a, uint8_t *out, uint32_t *lens, uint32_t max, int timeo
     return (int)n;
 }
 
+int ms_app_wake_fd(ms_app *a) { return a->wake_fd; }
+
+/* As wait_tail, for both rings at once and without sleeping: the caller polls wake_fd. */
+int ms_app_arm(ms_app *a, int rx, int tx)
+{
+    int ready = 0;
+    if (rx) {
+        struct ms_ring *r = &a->shm->rx;
+        uint32_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
+        atomic_store_explicit(&r->cur, head, memory_order_relaxed);
+        atomic_fetch_or(&r->flags, MS_RING_NEED_WAKEUP);
+        atomic_thread_fence(memory_order_seq_cst);
+        ready |= atomic_load_explicit(&r->tail, memory_order_acquire) != head;
+    }
+    if (tx) {
+        struct ms_ring *r = &a->shm->tx;
+        uint32_t seen = atomic_load_explicit(&r->tail, memory_order_acquire);
+        if (seen != atomic_load_explicit(&r->head, memory_order_relaxed)) {
+            ready = 1;   /* there is room already */
+        } else {
+            atomic_store_explicit(&r->cur, seen, memory_order_relaxed);
+            atomic_fetch_or(&r->flags, MS_RING_NEED_WAKEUP);
+            kick(a);     /* the switch must be awake to make room */
+            ready |= atomic_load_explicit(&r->tail, memory_order_acquire) != seen;
+        }
+    }
+    return ready;
+}
+
 struct ms_port_shm *ms_app_shm(ms_app *a) { return a->shm; }
 const struct ms_ring_geom *ms_app_geom(ms_app *a, int rx) { return rx ? &a->rxg : &a->txg; }
 void ms_app_kick(ms_app *a) { kick(a); }

@@ -8,11 +8,18 @@
 #include <stdint.h>
 
 #define MS_NIC_F_HOST_ONLY 1u   /* never deliver to a port (e.g. the kernel stripped a VLAN tag) */
+/* The checksum is partial: complete it from csum_start, store at csum_start + csum_offset. */
+#define MS_NIC_F_CSUM_PARTIAL 2u
+/* The backend cannot tell whether the sender left the TCP/UDP checksum partial. */
+#define MS_NIC_F_CSUM_UNVERIFIED 4u
 
 struct ms_nic_frame {
     const uint8_t *data;
     uint32_t len;
     uint32_t flags;
+    uint16_t gso_size;      /* a super-frame's segment size (GSO/GRO), else 0 */
+    uint16_t csum_start;
+    uint16_t csum_offset;
 };
 
 struct ms_txbuf {

@@ -1,10 +1,15 @@
 /* The AF_PACKET backend: works on any interface. A TPACKET_V3 receive ring (blocks of
  * frames the kernel fills and hands over whole), sendmmsg() of a whole batch for transmit
  * with PACKET_QDISC_BYPASS. The kernel stack sees every received frame as well; the Python
- * layer keeps bound flows from it with an nftables ingress rule per binding. */
+ * layer keeps bound flows from it with an nftables ingress rule per binding.
+ *
+ * Each received frame comes with a virtio-net header (PACKET_VNET_HDR): the kernel says
+ * there whether the checksum is partial and whether the frame is a GSO/GRO super-frame,
+ * which the switch then completes or cuts before a port sees it (offload.h). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <linux/if_packet.h>
+#include <linux/virtio_net.h>
 #include <net/ethernet.h>
 #include <net/if.h>
 #include <stdarg.h>
@@ -35,7 +40,8 @@ struct nic_afpacket {
     struct tpacket3_hdr *next;
     uint32_t buf_size;
     uint8_t *txbufs;
-    struct iovec iov[MS_BATCH];
+    struct iovec iov[MS_BATCH][2];     /* a virtio-net header (all zero: nothing to do), the frame */
+    struct virtio_net_hdr no_offload;
     struct mmsghdr msgs[MS_BATCH];
 };
 
@@ -75,12 +81,20 @@ static uint32_t ap_rx_burst(struct ms_nic *n, struct ms_nic_frame *out, uint32_t
         out[k].len = h->tp_snaplen;
         /* The kernel moved a VLAN tag out of the frame, or cut the frame short: neither
          * is something a port could own. */
-        out[k].flags = (h->tp_status & TP_STATUS_VLAN_VALID) || h->tp_snaplen < h->tp_len ||
-                               h->tp_snaplen > p->buf_size
+        out[k].flags = (h->tp_status & TP_STATUS_VLAN_VALID) || h->tp_snaplen < h->tp_len
                            ? MS_NIC_F_HOST_ONLY
                            : 0;
-        if (out[k].len > p->buf_size)
-            out[k].len = p->buf_size;
+        struct virtio_net_hdr vh;
+        memcpy(&vh, (const uint8_t *)h + h->tp_mac - sizeof(vh), sizeof(vh));
+        out[k].gso_size = vh.gso_type != VIRTIO_NET_HDR_GSO_NONE ? vh.gso_size : 0;
+        if (vh.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) {
+            out[k].flags |= MS_NIC_F_CSUM_PARTIAL;
+            out[k].csum_start = vh.csum_start;
+            out[k].csum_offset = vh.csum_offset;
+        }
+        /* A frame larger than a port buffer can still reach a port: cut into segments. */
+        if (out[k].len > p->buf_size && !out[k].gso_size)
+            out[k].flags |= MS_NIC_F_HOST_ONLY;
         k++;
         h = (struct tpacket3_hdr *)((uint8_t *)h + h->tp_next_offset);
     }
@@ -112,7 +126,7 @@ static uint32_t ap_tx_commit(struct ms_nic *n, const struct ms_txbuf *bufs, uint
 {
     struct nic_afpacket *p = np(n);
     for (uint32_t i = 0; i < k; i++)
-        p->iov[i].iov_len = bufs[i].len;
+        p->iov[i][1].iov_len = bufs[i].len;
     uint32_t sent = 0;
     /* One system call per batch. The bypassed qdisc can push back (ENOBUFS); try again
      * once for the rest, then report what did not go. */
@@ -184,6 +198,9 @@ struct ms_nic *ms_nic_afpacket_new(const char *ifname, uint32_t buf_size, char *
         .tp_frame_nr = BLOCK_SIZE / FRAME_SIZE * NBLOCKS,
         .tp_retire_blk_tov = RETIRE_MS,
     };
+    if (setsockopt(p->fd, SOL_PACKET, PACKET_VNET_HDR, &one, sizeof(one)) < 0)
+        return fail(p, err, errlen, "could not ask for virtio-net headers on %s: %s", ifname,
+                    strerror(errno));
     if (setsockopt(p->fd, SOL_PACKET, PACKET_VERSION, &v3, sizeof(v3)) < 0 ||
         setsockopt(p->fd, SOL_PACKET, PACKET_RX_RING, &req, sizeof(req)) < 0)
         return fail(p, err, errlen, "could not set up the TPACKET_V3 ring on %s: %s", ifname,
@@ -208,9 +225,11 @@ struct ms_nic *ms_nic_afpacket_new(const char *ifname, uint32_t buf_size, char *
     if (!p->txbufs)
         return fail(p, err, errlen, "out of memory");
     for (uint32_t i = 0; i < MS_BATCH; i++) {
-        p->iov[i].iov_base = p->txbufs + (size_t)i * buf_size;
-        p->msgs[i].msg_hdr.msg_iov = &p->iov[i];
-        p->msgs[i].msg_hdr.msg_iovlen = 1;
+        p->iov[i][0].iov_base = &p->no_offload;
+        p->iov[i][0].iov_len = sizeof(p->no_offload);
+        p->iov[i][1].iov_base = p->txbufs + (size_t)i * buf_size;
+        p->msgs[i].msg_hdr.msg_iov = p->iov[i];
+        p->msgs[i].msg_hdr.msg_iovlen = 2;
     }
     return &p->nic;
 }

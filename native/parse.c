@@ -45,6 +45,58 @@ int ms_ipv6_is_ext_header(int proto)
     }
 }
 
+/* ICMPv6 neighbour discovery and MLD (RFC 4861, 2710, 3810): what it is, and for a
+ * solicitation its target and source link-layer address option. */
+static void parse_nd(const uint8_t *l4, uint32_t l, struct ms_parsed *p)
+{
+    switch (l4[0]) {
+    case 130: /* a multicast listener query: only routers send those */
+        p->nd = MS_ND_RA;
+        return;
+    case 131: case 132: case 143:
+        p->nd = MS_ND_MLD;
+        return;
+    case 133:
+        p->nd = MS_ND_RS;
+        return;
+    case 134:
+        p->nd = MS_ND_RA;
+        return;
+    case 136:
+        p->nd = MS_ND_NA;
+        return;
+    case 137:
+        p->nd = MS_ND_REDIRECT;
+        return;
+    default: /* 135 */
+        break;
+    }
+    if (l < 24) {
+        problem(p, MS_R_MALFORMED, "a neighbour solicitation is shorter than 24 bytes");
+        return;
+    }
+    p->nd = MS_ND_NS;
+    memcpy(p->nd_target, l4 + 8, 16);
+    /* Options: type, length in units of 8 bytes (0 is invalid), value. */
+    for (uint32_t i = 24; i < l;) {
+        if (l - i < 8 || l4[i + 1] == 0 || (uint32_t)l4[i + 1] * 8 > l - i) {
+            problem(p, MS_R_MALFORMED, "a neighbour discovery option's length is 0 or runs "
+                                       "past the message");
+            return;
+        }
+        if (l4[i] == 1 && l4[i + 1] == 1) {
+            memcpy(p->nd_lladdr, l4 + i + 2, 6);
+            p->has_lladdr = 1;
+        }
+        i += (uint32_t)l4[i + 1] * 8;
+    }
+}
+
+static int is_nd_type(uint8_t t)
+{
+    return (t >= 130 && t <= 137) || t == 143;
+}
+
 /* The L4 header: l4[0..l) is what the IP header says the payload is. */
 static void parse_l4(const uint8_t *l4, uint32_t l, struct ms_parsed *p)
 {
@@ -93,11 +145,15 @@ static void parse_l4(const uint8_t *l4, uint32_t l, struct ms_parsed *p)
     if (p->proto == MS_IP_ICMP || p->proto == MS_IP_ICMPV6) {
         uint8_t t = l4[0];
         p->icmp_type = t;
+        if (p->proto == MS_IP_ICMPV6 && is_nd_type(t)) {
+            parse_nd(l4, l, p);
+            return;
+        }
         int echo = p->proto == MS_IP_ICMP ? (t == 8 || t == 0) : (t == 128 || t == 129);
         if (!echo) {
             problem(p, MS_R_NOT_ALLOWED,
-                    "ICMP other than echo request and reply (errors, redirects, neighbour "
-                    "discovery) belongs to the host");
+                    "ICMP other than echo request and reply (errors, redirects) belongs to "
+                    "the host");
             return;
         }
         p->sport = p->dport = rd16(l4 + 4);
@@ -163,14 +219,20 @@ static void parse_ipv4(const uint8_t *b, uint32_t l, struct ms_parsed *p)
         problem(p, MS_R_MALFORMED, "an IPv4 option's length is below 2 or beyond the header");
         return;
     }
+    p->l3_end = 14 + tot;
     uint16_t frag = rd16(b + 6);
     if (frag & 0x3fff) {
-        problem(p, MS_R_FRAGMENT, "it is an IPv4 fragment (MF set or offset above 0)");
-        /* Only a first fragment has an L4 header. It is still read, so that a check
-         * earlier in the table (malformed, not-allowed) wins as it does for any frame. */
-        if (frag & 0x1fff)
+        p->frag_id = rd16(b + 4);
+        /* A later fragment has no L4 header: it can only follow its first fragment. */
+        if (frag & 0x1fff) {
+            p->frag = MS_FRAG_LATER;
+            problem(p, MS_R_FRAGMENT, "it is a later IPv4 fragment (offset above 0) of a "
+                                      "datagram whose first fragment was not let through");
             return;
+        }
+        p->frag = MS_FRAG_FIRST;
     }
+    p->l4_off = (uint16_t)(14 + ihl);
     parse_l4(b + ihl, tot - ihl, p);
 }
 
@@ -209,6 +271,7 @@ static void parse_ipv6(const uint8_t *b, uint32_t l, struct ms_parsed *p)
         return;
     }
     p->family = 6;
+    p->l3_end = 14 + end;
     memcpy(p->src_ip, b + 8, 16);
     memcpy(p->dst_ip, b + 24, 16);
     uint8_t nh = b[6];
@@ -253,9 +316,20 @@ static void parse_ipv6(const uint8_t *b, uint32_t l, struct ms_parsed *p)
                 problem(p, MS_R_MALFORMED, "an IPv6 Fragment header runs past the payload");
                 return;
             }
-            problem(p, MS_R_FRAGMENT, "it carries an IPv6 Fragment header");
-            if (rd16(b + off + 2) >> 3)
-                return; /* not the first fragment: no L4 header to read */
+            uint16_t fo = rd16(b + off + 2);
+            uint32_t id = (uint32_t)rd16(b + off + 4) << 16 | rd16(b + off + 6);
+            if (fo >> 3) {
+                p->frag = MS_FRAG_LATER;
+                p->frag_id = id;
+                p->proto = b[off];
+                problem(p, MS_R_FRAGMENT, "it is a later IPv6 fragment (offset above 0) of a "
+                                          "datagram whose first fragment was not let through");
+                return; /* no L4 header to read */
+            }
+            if (fo & 1) { /* M set; without it this is an atomic fragment, a whole datagram */
+                p->frag = MS_FRAG_FIRST;
+                p->frag_id = id;
+            }
             if (count == MS_IPV6_MAX_EXT) {
                 problem(p, MS_R_UNSUPPORTED_HEADER, "it has more than 8 IPv6 extension headers");
                 return;
@@ -274,7 +348,28 @@ static void parse_ipv6(const uint8_t *b, uint32_t l, struct ms_parsed *p)
         }
         break;
     }
+    p->l4_off = (uint16_t)(14 + off);
     parse_l4(b + off, end - off, p);
+}
+
+/* Ethernet/IPv4 ARP (RFC 826): 28 bytes; anything else is not for a port to send. */
+static void parse_arp(const uint8_t *b, uint32_t l, struct ms_parsed *p)
+{
+    if (l < 28) {
+        problem(p, MS_R_MALFORMED, "the frame is shorter than an Ethernet/IPv4 ARP message "
+                                   "(28 bytes)");
+        return;
+    }
+    if (rd16(b) != 1 || rd16(b + 2) != MS_ETH_IPV4 || b[4] != 6 || b[5] != 4) {
+        problem(p, MS_R_NOT_ALLOWED, "it is ARP for a hardware or protocol type other than "
+                                     "Ethernet and IPv4");
+        return;
+    }
+    p->nd = rd16(b + 6) == 1 ? MS_ND_ARP_REQUEST : MS_ND_ARP_OTHER;
+    memcpy(p->nd_lladdr, b + 8, 6);
+    p->has_lladdr = 1;
+    memcpy(p->src_ip, b + 14, 4);
+    memcpy(p->nd_target, b + 24, 4);
 }
 
 void ms_parse(const uint8_t *f, uint32_t len, struct ms_parsed *p)
@@ -297,7 +392,9 @@ void ms_parse(const uint8_t *f, uint32_t len, struct ms_parsed *p)
         parse_ipv4(f + 14, len - 14, p);
     else if (et == MS_ETH_IPV6)
         parse_ipv6(f + 14, len - 14, p);
+    else if (et == MS_ETH_ARP)
+        parse_arp(f + 14, len - 14, p);
     else
         problem(p, MS_R_NOT_ALLOWED,
-                "its EtherType is neither IPv4 nor IPv6 (ARP and the rest belong to the host)");
+                "its EtherType is not IPv4, IPv6 or ARP (the rest belongs to the host)");
 }

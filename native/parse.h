@@ -11,6 +11,7 @@
 enum {
     MS_ETH_IPV4 = 0x0800,
     MS_ETH_IPV6 = 0x86DD,
+    MS_ETH_ARP = 0x0806,
     MS_IP_ICMP = 1,
     MS_IP_TCP = 6,
     MS_IP_UDP = 17,

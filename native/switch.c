@@ -20,13 +20,18 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <net/if.h>
+
+#include "answer.h"
 #include "droplog.h"
 #include "filter.h"
+#include "neigh.h"
 #include "nic.h"
+#include "offload.h"
 #include "ring.h"
 #include "switch_internal.h"
 
-_Static_assert(MS_R_COUNT == 13, "ministack.h sizes counter arrays with 13 reasons");
+_Static_assert(MS_R_COUNT == 14, "ministack.h sizes counter arrays with 14 reasons");
 
 #define DEFAULT_SLOTS 1024
 #define DEFAULT_BUF 2048
@@ -80,12 +85,15 @@ struct ms_switch {
     int ntouched;
     uint8_t *scratch;         /* a frame's copy when the wire has no free buffer */
     struct ms_bench_sink *sink;
+    struct ms_frags *frags;
+    struct ms_neigh *neigh;
+    int64_t now;              /* CLOCK_MONOTONIC at the start of the round */
 };
 
 static const char *const reason_names[MS_R_COUNT] = {
     "ok", "malformed", "oversize", "spoofed-src-mac", "vlan", "not-allowed", "fragment",
     "unsupported-header", "spoofed-src-ip", "spoofed-protocol", "spoofed-src-port",
-    "ring-full", "no-binding",
+    "ring-full", "no-binding", "local",
 };
 
 const char *ms_reason_name(int r)
@@ -177,21 +185,85 @@ static int is_local(const ms_switch *sw, const struct ms_parsed *pp)
 /* Verdict on a frame port `port` sends: its reason, and where a forwarded frame goes
  * (*to: a port id for hairpin delivery, -1 for the wire). */
 static int classify_tx(ms_switch *sw, int port, const uint8_t *f, uint32_t len,
-                       struct ms_parsed *pp, int *to)
+                       struct ms_parsed *pp, int *to, int64_t now)
 {
     ms_parse(f, len, pp);
     *to = -1;
-    int reason = ms_filter_tx(pp, port, sw->ports[port]->mtu, sw->cfg.mac, sw->table);
-    if (reason == MS_OK && is_local(sw, pp))
-        *to = ms_demux(pp, sw->table);
+    int frag_to;
+    int reason = ms_filter_tx(pp, port, sw->ports[port]->mtu, sw->cfg.mac, sw->table,
+                              sw->frags, now, &frag_to);
+    if (reason == MS_OK) {
+        if (frag_to != -2)
+            *to = frag_to;
+        else if (is_local(sw, pp))
+            *to = ms_demux(pp, sw->table, NULL, 0);
+    }
     return reason;
 }
 
 /* Port a frame from the NIC goes to, or -1 for the host / no-binding. */
-static int classify_rx(ms_switch *sw, const uint8_t *f, uint32_t len, struct ms_parsed *pp)
+static int classify_rx(ms_switch *sw, const uint8_t *f, uint32_t len, struct ms_parsed *pp,
+                       int64_t now)
 {
     ms_parse(f, len, pp);
-    return ms_demux(pp, sw->table);
+    return ms_demux(pp, sw->table, sw->frags, now);
+}
+
+/* Where the neighbour a port solicited is: the host's own addresses are the NIC's MAC
+ * (a port reaches them through the switch), the rest the neighbour table's. */
+static int neighbour_mac(ms_switch *sw, const struct ms_parsed *pp, int resolve, uint8_t mac[6])
+{
+    int family = pp->nd == MS_ND_NS ? 6 : 4;
+    struct ms_parsed probe;
+    probe.family = (uint8_t)family;
+    memcpy(probe.dst_ip, pp->nd_target, 16);
+    if (is_local(sw, &probe)) {
+        memcpy(mac, sw->cfg.mac, 6);
+        return 1;
+    }
+    /* explain() does not start a resolution (resolve 0): it only reads the table. */
+    return sw->neigh && ms_neigh_lookup(sw->neigh, family, pp->nd_target, mac, resolve);
+}
+
+/* A frame the switch handles itself (verdict local): answer a solicitation for a known
+ * neighbour; probes, announcements, router solicitations and MLD reports stop here. */
+static void handle_local(ms_switch *sw, int id, const uint8_t *f, uint32_t len,
+                         const struct ms_parsed *pp)
+{
+    struct ms_swport *p = sw->ports[id];
+    (void)f;
+    p->ctr.local.frames++;
+    p->ctr.local.bytes += len;
+    uint8_t mac[6], ans[MS_ANSWER_MAX];
+    if (!ms_answer_wanted(pp) || !neighbour_mac(sw, pp, 1, mac))
+        return;
+    deliver(sw, id, ans, ms_answer(pp, mac, ans));
+    p->ctr.answers++;
+}
+
+/* A frame from the NIC for port `to` that the NIC marked (partial checksum) or that is
+ * larger than the port's MTU (a super-frame): completed, or cut, then delivered. */
+static void deliver_offloaded(ms_switch *sw, int to, const struct ms_nic_frame *fr,
+                              const struct ms_parsed *pp)
+{
+    struct ms_swport *p = sw->ports[to];
+    if (fr->len > p->mtu + 14) {
+        struct ms_segmenter s;
+        if (ms_seg_init(&s, fr->data, pp, p->mtu, fr->gso_size) < 0) {
+            drop(sw, to, DIR_RX, MS_R_OVERSIZE, fr->data, fr->len);
+            return;
+        }
+        for (uint32_t n; (n = ms_seg_next(&s, sw->scratch));)
+            deliver(sw, to, sw->scratch, n);
+        sw->nic_ctr.segmented++;
+        return;
+    }
+    memcpy(sw->scratch, fr->data, fr->len);
+    int done = fr->flags & MS_NIC_F_CSUM_PARTIAL
+                   ? ms_csum_finish(sw->scratch, fr->len, fr->csum_start, fr->csum_offset)
+                   : ms_csum_repair(sw->scratch, fr->len, pp) == 1;
+    sw->nic_ctr.csum_completed += (uint64_t)done;
+    deliver(sw, to, sw->scratch, fr->len);
 }
 
 static uint32_t port_tx(ms_switch *sw, int id)
@@ -233,11 +305,18 @@ static uint32_t port_tx(ms_switch *sw, int id)
         uint8_t *f = w < nw ? wb[w].data : sw->scratch;
         memcpy(f, src, len);
         int to;
-        int reason = classify_tx(sw, id, f, len, &pp, &to);
+        int reason = classify_tx(sw, id, f, len, &pp, &to, sw->now);
         if (reason != MS_OK) {
-            drop(sw, id, DIR_TX, reason, f, len);
+            if (reason == MS_R_LOCAL)
+                handle_local(sw, id, f, len, &pp);
+            else
+                drop(sw, id, DIR_TX, reason, f, len);
             continue;
         }
+        if (pp.frag == MS_FRAG_FIRST)
+            ms_frags_add(sw->frags, id, &pp, to, sw->now);
+        else if (pp.frag == MS_FRAG_LATER)
+            ms_frags_followed(sw->frags);
         p->ctr.tx.frames++;
         p->ctr.tx.bytes += len;
         if (to >= 0) {
@@ -276,9 +355,19 @@ static uint32_t nic_rx(ms_switch *sw)
             __builtin_prefetch(fr[i + PREFETCH].data);
         sw->nic_ctr.rx.frames++;
         sw->nic_ctr.rx.bytes += fr[i].len;
-        int to = fr[i].flags & MS_NIC_F_HOST_ONLY ? -1 : classify_rx(sw, fr[i].data, fr[i].len, &pp);
+        int to = fr[i].flags & MS_NIC_F_HOST_ONLY
+                     ? -1
+                     : classify_rx(sw, fr[i].data, fr[i].len, &pp, sw->now);
         if (to >= 0) {
-            deliver(sw, to, fr[i].data, fr[i].len);
+            if (pp.frag == MS_FRAG_FIRST)
+                ms_frags_add(sw->frags, MS_FRAG_FROM_NIC, &pp, to, sw->now);
+            else if (pp.frag == MS_FRAG_LATER)
+                ms_frags_followed(sw->frags);
+            if ((fr[i].flags & (MS_NIC_F_CSUM_PARTIAL | MS_NIC_F_CSUM_UNVERIFIED)) ||
+                fr[i].len > sw->ports[to]->mtu + 14)
+                deliver_offloaded(sw, to, &fr[i], &pp);
+            else
+                deliver(sw, to, fr[i].data, fr[i].len);
         } else if (sw->nic->has_host) {
             sw->nic_ctr.to_host.frames++;
             sw->nic_ctr.to_host.bytes += fr[i].len;
@@ -291,9 +380,12 @@ static uint32_t nic_rx(ms_switch *sw)
     return n;
 }
 
+static int64_t now_ns(void);
+
 static uint32_t round_locked(ms_switch *sw)
 {
     uint32_t work = 0;
+    sw->now = now_ns();
     for (int i = 0; i < sw->nports; i++)
         if (sw->ports[i] && sw->ports[i]->active)
             work += port_tx(sw, i);
@@ -379,8 +471,10 @@ int ms_switch_create(const struct ms_config *cfg, ms_switch **out)
     sw->doorbell = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     sw->table = ms_table_new(sw->cfg.max_bindings);
     sw->scratch = malloc(b);
+    sw->frags = ms_frags_new();
     sw->wire_memfd = sw->wire_wake_fd = -1;
-    if (sw->doorbell < 0 || !sw->table || !sw->scratch || ms_droplog_init(&sw->log) < 0) {
+    if (sw->doorbell < 0 || !sw->table || !sw->scratch || !sw->frags ||
+        ms_droplog_init(&sw->log) < 0) {
         ms_switch_destroy(sw);
         return -ENOMEM;
     }
@@ -412,9 +506,22 @@ int ms_switch_attach_virtual(ms_switch *sw)
 {
     if (sw->nic)
         return -EBUSY;
+    sw->neigh = ms_neigh_new_static();
+    if (!sw->neigh)
+        return -ENOMEM;
     sw->nic = ms_nic_virtual_new(sw->cfg.wire_slots, sw->cfg.buf_size, &sw->wire_memfd,
                                  &sw->wire_wake_fd);
     return sw->nic ? 0 : -ENOMEM;
+}
+
+int ms_switch_add_neighbor(ms_switch *sw, int family, const uint8_t *ip, const uint8_t *mac)
+{
+    if (family != 4 && family != 6)
+        return -EINVAL;
+    ctl_lock(sw);
+    int rc = sw->neigh ? ms_neigh_set(sw->neigh, family, ip, mac) : -EINVAL;
+    ctl_unlock(sw);
+    return rc;
 }
 
 int ms_switch_attach(ms_switch *sw, const char *ifname, const char *backend, char *err,
@@ -430,6 +537,10 @@ int ms_switch_attach(ms_switch *sw, const char *ifname, const char *backend, cha
         sw->nic = ms_nic_afxdp_new(ifname, sw->cfg.buf_size, err, errlen);
     else
         snprintf(err, errlen, "unknown backend %s (afxdp or afpacket)", backend);
+    if (sw->nic && !(sw->neigh = ms_neigh_new_kernel(if_nametoindex(ifname), err, errlen))) {
+        sw->nic->ops->destroy(sw->nic);
+        sw->nic = NULL;
+    }
     return sw->nic ? 0 : -EINVAL;
 }
 
@@ -493,6 +604,8 @@ void ms_switch_destroy(ms_switch *sw)
     if (sw->nic)
         sw->nic->ops->destroy(sw->nic);
     ms_table_free(sw->table);
+    ms_frags_free(sw->frags);
+    ms_neigh_free(sw->neigh);
     ms_droplog_free(&sw->log);
     free(sw->scratch);
     if (sw->doorbell >= 0)
@@ -587,6 +700,7 @@ int ms_port_destroy(ms_switch *sw, int id)
             if (!port_tx(sw, id))
                 break;
         unbind_all_locked(sw, id);
+        ms_frags_forget_port(sw->frags, id);
         p->active = 0;
         /* Keep the record until the id is reused so that late stats calls stay safe;
          * the memory goes now. */
@@ -723,14 +837,29 @@ int ms_explain(ms_switch *sw, int port, const uint8_t *f, uint32_t len, struct m
             rc = -ENOENT;
         } else {
             int to;
-            v->reason = classify_tx(sw, port, f, len, &v->parsed, &to);
+            v->reason = classify_tx(sw, port, f, len, &v->parsed, &to, now_ns());
             v->action = v->reason == MS_OK;
             v->dest = !v->action ? MS_TO_NONE : to >= 0 ? MS_TO_PORT : MS_TO_WIRE;
             v->to_port = to;
+            uint8_t mac[6];
+            if (v->reason == MS_R_LOCAL) {
+                v->action = 2;
+                /* An answer goes back to the sender; its MAC is the answer's source. */
+                if (ms_answer_wanted(&v->parsed) && neighbour_mac(sw, &v->parsed, 0, mac)) {
+                    v->dest = MS_TO_PORT;
+                    v->to_port = port;
+                    memcpy(v->answer_mac, mac, 6);
+                }
+            }
         }
     } else {
-        int to = classify_rx(sw, f, len, &v->parsed);
-        if (to >= 0) {
+        int to = classify_rx(sw, f, len, &v->parsed, now_ns());
+        struct ms_segmenter sg;
+        if (to >= 0 && len > sw->ports[to]->mtu + 14 &&
+            ms_seg_init(&sg, f, &v->parsed, sw->ports[to]->mtu, 0) < 0) {
+            v->reason = MS_R_OVERSIZE;   /* larger than the port's MTU and cannot be cut */
+            v->to_port = to;             /* whose MTU it is, for the sentence */
+        } else if (to >= 0) {
             v->action = 1;
             v->dest = MS_TO_PORT;
             v->to_port = to;
@@ -807,6 +936,7 @@ int ms_nic_stats(ms_switch *sw, struct ms_nic_stats *out)
 {
     ctl_lock(sw);
     *out = sw->nic_ctr;
+    ms_frags_stats(sw->frags, &out->frags);
     if (sw->nic && sw->nic->ops->host_counters) {
         uint64_t frames = 0, bytes = 0;
         sw->nic->ops->host_counters(sw->nic, &frames, &bytes);

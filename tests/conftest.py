@@ -139,6 +139,20 @@ def holding_as_user(uid: int, fn: Callable[[], object],
 
 
 @contextmanager
+def real_switch(ifname: str, backend: str) -> Iterator[ms.Switch]:
+    """A switch on a real interface with `backend`; AF_XDP missing from this build is a
+    skip outside CI (and a failure in it), like any missing package."""
+    try:
+        s = ms.Switch(nic=ifname, backend=backend)
+    except ms.MiniStackError as e:
+        need(not (backend == "afxdp" and "not available" in str(e)),
+             f"the AF_XDP backend (libxdp-dev, which ./setup.sh installs): {e}")
+        raise
+    with s:
+        yield s
+
+
+@contextmanager
 def serving(**kw: object) -> Iterator[Daemon]:
     """A daemon in this process, on a socket every uid can reach."""
     d = tempfile.mkdtemp(prefix="ministack-test-", dir="/tmp")

@@ -467,8 +467,8 @@ def ip_tuples(f: bytes) -> tuple[tuple[str, int, int], tuple[str, int, int]]:
     else:
         family, proto, off = 6, f[20], 54
         src, dst = f[22:38], f[38:54]
-        while proto in (0, 43, 60):
-            proto, off = f[off], off + (f[off + 1] + 1) * 8
+        while proto in (0, 43, 60, 44):  # a Fragment header (44) is 8 bytes, no length field
+            proto, off = f[off], off + (8 if proto == 44 else (f[off + 1] + 1) * 8)
         l4 = f[off:]
     sport = dport = 0
     if proto in (1, 58) and has_ports(family, proto):
@@ -682,19 +682,23 @@ def check_nic(e: Env, items: list) -> None:
         assert got[port] == expect, port
         assert d[f"{port}.rx.frames"] == len(expect)
         assert d[f"{port}.rx.bytes"] == sum(map(len, expect))
-    unbound = [f for f, v in zip(frames, verdicts) if v.action == "drop"]
+    unbound = [f for f, v in zip(frames, verdicts) if v.reason == "no-binding"]
+    oversize = [f for f, v in zip(frames, verdicts) if v.reason == "oversize"]
     for (f, owner, _ops), v in zip(items, verdicts):
         if v.action == "forward":
             assert v.reason is None and v.to in ("a", "b"), v
+        elif v.reason == "oversize":  # bound, but beyond the port's MTU and not cuttable
+            assert v.to is None and len(f) > min(e.mtu.values()) + 14, v
         else:
             assert (v.reason, v.to) == ("no-binding", None), v
         if owner != "?":  # unmutated: where it was built to go
             assert v.to == owner, (f.hex(), v, owner)
     assert d["nic.drops.no-binding"] == len(unbound)
+    assert d["a.drops.oversize"] + d["b.drops.oversize"] == len(oversize)
     assert d["nic.rx.frames"] == len(frames)
     assert d["nic.rx.bytes"] == sum(map(len, frames))
     assert d["nic.to-host.frames"] == 0 and d["nic.drops.ring-full"] == 0
-    if unbound:
+    if unbound and not oversize:
         log = e.sw.drops(limit=len(unbound))
         assert [(x["port"], x["direction"], x["reason"], x["frame"]) for x in log] == [
             ("nic", "rx", "no-binding", f) for f in unbound]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -16,7 +15,7 @@ from scapy.layers.l2 import Ether
 import ministack as ms
 from ministack import kernel
 
-from conftest import need  # noqa: E402
+from conftest import need, real_switch  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("root")
 
@@ -43,13 +42,7 @@ def topo() -> Iterator[ms.Topology]:
 
 @pytest.fixture(params=BACKENDS)
 def sw(request: pytest.FixtureRequest, topo: ms.Topology) -> Iterator[ms.Switch]:
-    try:
-        s = ms.Switch(nic=topo.host_if, backend=request.param)
-    except ms.MiniStackError as e:
-        need(not (request.param == "afxdp" and "not available" in str(e)),
-             f"the AF_XDP backend (libxdp-dev, which ./setup.sh installs): {e}")
-        raise
-    with s:
+    with real_switch(topo.host_if, request.param) as s:
         yield s
     # Detached: no XDP program, no nftables table left on the interface.
     link = subprocess.run(["ip", "link", "show", topo.host_if], capture_output=True,

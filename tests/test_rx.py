@@ -110,9 +110,8 @@ NO_BINDING = {
     "icmpv6-neighbour-solicitation": in6(ICMPv6ND_NS(tgt=IP6), dst="ff02::1:ff00:2"),
     "icmpv6-neighbour-advert": in6(ICMPv6ND_NA(tgt=REMOTE6)),
     "icmpv6-router-advert": in6(ICMPv6ND_RA(), dst="ff02::1"),
-    "ipv4-first-fragment": in4(UDP(sport=53, dport=APP_PORT) / Raw(b"x" * 32), flags="MF"),
     "ipv4-later-fragment": in4(b"x" * 32, proto=17, frag=4),
-    "ipv6-fragment": in6(IPv6ExtHdrFragment(m=1) / UDP(sport=53, dport=APP_PORT)),
+    "ipv6-later-fragment": in6(IPv6ExtHdrFragment(m=1, offset=3, nh=17) / Raw(b"x" * 16)),
     "ipv6-ah": in6(b"\x11\x01" + b"\x00" * 14 + bytes(UDP(sport=53, dport=APP_PORT)), nh=51),
     "vlan-802.1q": bytes(eth(src=PEER_MAC, dst=NIC_MAC) / Dot1Q(vlan=10) /
                          IP(src=REMOTE4, dst=IP4) / UDP(sport=53, dport=APP_PORT)),
@@ -133,6 +132,18 @@ def test_no_binding_dropped_on_virtual_nic(sw: ms.Switch, app: ms.Port, frame: b
     v = expect_no_binding(sw, frame)
     assert "no-binding" in v.detail
     assert app.recv(timeout=0) is None
+
+
+FIRST_FRAGMENTS = {
+    "ipv4-first-fragment": in4(UDP(sport=53, dport=APP_PORT) / Raw(b"x" * 32), flags="MF"),
+    "ipv6-first-fragment": in6(IPv6ExtHdrFragment(m=1) / UDP(sport=53, dport=APP_PORT)),
+}
+
+
+@pytest.mark.parametrize("frame", FIRST_FRAGMENTS.values(), ids=FIRST_FRAGMENTS.keys())
+def test_first_fragment_is_demultiplexed(sw: ms.Switch, app: ms.Port, frame: bytes) -> None:
+    """A first fragment carries the ports: it goes where its tuple is bound."""
+    expect_deliver(sw, frame, app)
 
 
 def test_no_binding_detail_names_the_tuple(sw: ms.Switch, app: ms.Port) -> None:

@@ -31,7 +31,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "answer.h"
+#include "checksum.h"
 #include "filter.h"
+#include "offload.h"
 #include "parse.h"
 #include "table.h"
 
@@ -179,24 +182,45 @@ static void check_table(const struct ms_table *t)
     }
 }
 
+static const uint8_t zero16[16];
+
 /* The reason ms_filter_tx gave is true of the frame. (Which true reason comes first is the
- * filter's order, tested in tests/test_filter.py; it is not written out a second time here.) */
+ * filter's order, tested in tests/test_filter.py; it is not written out a second time here.)
+ * followed: the frame is a later fragment of a datagram this port started. */
 static void check_justified(const struct ms_parsed *p, int r, int port, uint32_t mtu,
-                            const uint8_t *mac)
+                            const uint8_t *mac, int followed)
 {
     uint16_t sport = p->has_ports ? p->sport : 0;
+    int arp = p->nd == MS_ND_ARP_REQUEST || p->nd == MS_ND_ARP_OTHER;
+    int fam = arp ? 4 : p->family;
     switch (r) {
     case MS_OK:
-        CHECK(sh_owner(p->family, p->proto, p->src_ip, sport) == port);
+        CHECK(followed || sh_owner(p->family, p->proto, p->src_ip, sport) == port);
+        CHECK(!p->nd);
+        break;
+    case MS_R_LOCAL:
+        CHECK(p->nd == MS_ND_ARP_REQUEST || p->nd == MS_ND_NS || p->nd == MS_ND_RS ||
+              p->nd == MS_ND_MLD);
+        CHECK(memcmp(p->src_mac, mac, 6) == 0);
+        if (p->has_lladdr)
+            CHECK(memcmp(p->nd_lladdr, mac, 6) == 0);
+        if (p->nd == MS_ND_ARP_REQUEST)
+            CHECK(memcmp(p->src_ip, zero16, 4) == 0 || sh_has_addr(port, 4, p->src_ip));
+        if (p->nd == MS_ND_NS)
+            CHECK(sh_has_addr(port, 6, memcmp(p->src_ip, zero16, 16) ? p->src_ip : p->nd_target));
         break;
     case MS_R_OVERSIZE:
         CHECK((uint64_t)p->len > (uint64_t)mtu + 14);
         break;
     case MS_R_SPOOFED_SRC_MAC:
-        CHECK(memcmp(p->src_mac, mac, 6) != 0);
+        CHECK(memcmp(p->src_mac, mac, 6) != 0 ||
+              (p->nd && p->has_lladdr && memcmp(p->nd_lladdr, mac, 6) != 0));
         break;
     case MS_R_SPOOFED_SRC_IP:
-        CHECK(!p->problems && !sh_has_addr(port, p->family, p->src_ip));
+        if (p->nd == MS_ND_NS && !memcmp(p->src_ip, zero16, 16))
+            CHECK(!sh_has_addr(port, 6, p->nd_target));
+        else
+            CHECK(!p->problems && !sh_has_addr(port, fam, p->src_ip));
         break;
     case MS_R_SPOOFED_PROTOCOL:
         CHECK(!p->problems && sh_has_addr(port, p->family, p->src_ip) &&
@@ -206,10 +230,57 @@ static void check_justified(const struct ms_parsed *p, int r, int port, uint32_t
         CHECK(!p->problems && sh_has_proto(port, p->family, p->src_ip, p->proto) &&
               sh_owner(p->family, p->proto, p->src_ip, sport) != port);
         break;
+    case MS_R_NOT_ALLOWED:
+        CHECK((p->problems & MS_PROB(r)) || p->nd == MS_ND_ARP_OTHER || p->nd == MS_ND_NA ||
+              p->nd == MS_ND_RA || p->nd == MS_ND_REDIRECT);
+        break;
+    case MS_R_FRAGMENT:
+        CHECK((p->problems & MS_PROB(r)) && p->frag == MS_FRAG_LATER && !followed);
+        break;
     default: /* a structural problem the parser found */
         CHECK(p->problems & MS_PROB(r));
         break;
     }
+}
+
+/* TCP/UDP checksum of a clean parse is right. */
+static int l4_csum_ok(const uint8_t *f, const struct ms_parsed *p)
+{
+    uint32_t l4len = p->l3_end - p->l4_off;
+    uint64_t s = ms_csum_pseudo(p->family, p->src_ip, p->dst_ip, p->proto, l4len);
+    return ms_csum_fold(ms_csum_add(s, f + p->l4_off, l4len)) == 0xffff;
+}
+
+/* The offload code on this frame: a repaired checksum is right; pieces of a cut frame fit
+ * the MTU, parse clean, carry right checksums and together carry the whole payload. */
+static void check_offload(const uint8_t *frame, uint32_t len, const struct ms_parsed *p,
+                          uint32_t mtu, uint16_t gso)
+{
+    uint8_t *copy = malloc(len ? len : 1);
+    CHECK(copy);
+    memcpy(copy, frame, len);
+    if (ms_csum_repair(copy, len, p) == 1)
+        CHECK(l4_csum_ok(copy, p));
+    ms_csum_finish(copy, len, gso & 0x7f, (gso >> 7) & 0x1f);
+    free(copy);
+    if (mtu < 68 || mtu > 9000)
+        return;
+    struct ms_segmenter sg;
+    if (ms_seg_init(&sg, frame, p, mtu, gso) < 0)
+        return;
+    uint8_t *out = malloc(mtu + 14);
+    CHECK(out);
+    uint32_t n, payload = 0, pieces = 0;
+    while ((n = ms_seg_next(&sg, out))) {
+        CHECK(n <= mtu + 14 && ++pieces <= 65536);
+        struct ms_parsed q;
+        ms_parse(out, n, &q);
+        CHECK(!q.problems && q.proto == p->proto && q.l3_end == n);
+        CHECK(l4_csum_ok(out, &q));
+        payload += n - sg.hdr_len;
+    }
+    CHECK(payload == p->l3_end - sg.hdr_len);
+    free(out);
 }
 
 /* What the parser reported is consistent with itself and with the frame's bytes. */
@@ -232,7 +303,14 @@ static void check_parse(const struct ms_parsed *p, const uint8_t *f, uint32_t le
     if (p->problems)
         return;
     CHECK(len >= 14);
+    if (p->nd == MS_ND_ARP_REQUEST || p->nd == MS_ND_ARP_OTHER) {
+        CHECK(p->ethertype == MS_ETH_ARP && len >= 42 && !p->family);
+        CHECK(memcmp(p->nd_lladdr, f + 22, 6) == 0 && memcmp(p->src_ip, f + 28, 4) == 0 &&
+              memcmp(p->nd_target, f + 38, 4) == 0);
+        return;
+    }
     CHECK(p->family == 4 || p->family == 6);
+    CHECK(p->l3_end <= len && p->l4_off >= 34 && p->l4_off <= p->l3_end);
     if (p->family == 4) {
         CHECK(p->ethertype == MS_ETH_IPV4 && len >= 34);
         CHECK(memcmp(p->src_ip, f + 26, 4) == 0 && memcmp(p->dst_ip, f + 30, 4) == 0);
@@ -244,8 +322,10 @@ static void check_parse(const struct ms_parsed *p, const uint8_t *f, uint32_t le
         CHECK(memcmp(p->src_ip, f + 22, 16) == 0 && memcmp(p->dst_ip, f + 38, 16) == 0);
         CHECK(!ms_ipv6_is_ext_header(p->proto) && p->proto != 44);
     }
+    if (p->nd)
+        CHECK(p->family == 6 && p->proto == MS_IP_ICMPV6 && !p->has_ports);
     /* A port-carrying protocol that parsed clean always yields its ports. */
-    CHECK(p->has_ports == (uint8_t)ms_proto_has_ports(p->family, p->proto));
+    CHECK(p->has_ports == (uint8_t)(ms_proto_has_ports(p->family, p->proto) && !p->nd));
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -326,44 +406,79 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     ms_parse(frame, len, &p);
     check_parse(&p, frame, len);
 
+    /* The datagram this frame belongs to was started by tx_port, as if its first fragment
+     * had gone to the wire; and by the network, towards port 0. */
+    struct ms_frags *fr = ms_frags_new();
+    CHECK(fr);
+    int64_t now = 1000;
+    if (p.frag != MS_FRAG_NONE && (data[3] & 4)) {
+        ms_frags_add(fr, tx_port, &p, -1, now);
+        ms_frags_add(fr, MS_FRAG_FROM_NIC, &p, ports[0], now);
+    }
+    int tracked = p.frag == MS_FRAG_LATER && (data[3] & 4);
+    /* ... or long ago: then nothing follows. */
+    if (data[3] & 8)
+        now += MS_FRAG_TIMEOUT_NS;
+    int live = tracked && !(data[3] & 8);
+
     int oks = 0;
     for (int pi = 0; pi <= NPORTS; pi++) {
         int port = pi < NPORTS ? ports[pi] : unbound_port;
-        int r = ms_filter_tx(&p, port, mtu, mac, t);
-        CHECK(r >= MS_OK && r <= MS_R_SPOOFED_SRC_PORT);
-        check_justified(&p, r, port, mtu, mac);
-        if (r == MS_OK) {
+        int frag_to;
+        int r = ms_filter_tx(&p, port, mtu, mac, t, fr, now, &frag_to);
+        CHECK((r >= MS_OK && r <= MS_R_SPOOFED_SRC_PORT) || r == MS_R_LOCAL);
+        int followed = live && port == tx_port;
+        check_justified(&p, r, port, mtu, mac, followed);
+        CHECK(frag_to == (r == MS_OK && p.frag == MS_FRAG_LATER ? -1 : -2));
+        if (r == MS_OK && p.frag != MS_FRAG_LATER) {
             uint16_t sport = p.has_ports ? p.sport : 0;
             CHECK(ms_table_lookup(t, p.family, p.proto, p.src_ip, sport) == port);
             CHECK(p.problems == 0);
             CHECK(p.family == 4 || p.family == 6);
+            oks++;
+        }
+        if (r == MS_OK) {
             CHECK(memcmp(p.src_mac, mac, 6) == 0 && len >= 14 && memcmp(frame + 6, mac, 6) == 0);
             CHECK((uint64_t)len <= (uint64_t)mtu + 14);
-            CHECK(port != unbound_port);
-            oks++;
+            CHECK(port != unbound_port || followed);
+        }
+        if (r == MS_R_LOCAL && ms_answer_wanted(&p)) {
+            /* The answer the switch would give parses as an answer to this request. */
+            uint8_t ans[MS_ANSWER_MAX];
+            uint32_t n = ms_answer(&p, macs[1], ans);
+            struct ms_parsed q;
+            ms_parse(ans, n, &q);
+            CHECK(!q.problems && memcmp(q.dst_mac, mac, 6) == 0);
+            CHECK(q.nd == (p.nd == MS_ND_NS ? MS_ND_NA : MS_ND_ARP_OTHER));
+            if (q.nd == MS_ND_NA)
+                CHECK(ms_csum_fold(ms_csum_add(ms_csum_pseudo(6, q.src_ip, q.dst_ip, 58, 32),
+                                               ans + 54, 32)) == 0xffff);
         }
         if (port == tx_port) {
             /* The chosen port again, with the other MAC: never forwarded unless MACs match. */
             const uint8_t *other = macs[mac == macs[0]];
-            int r2 = ms_filter_tx(&p, port, mtu, other, t);
-            check_justified(&p, r2, port, mtu, other);
-            if (r2 == MS_OK)
+            int r2 = ms_filter_tx(&p, port, mtu, other, t, fr, now, &frag_to);
+            check_justified(&p, r2, port, mtu, other, followed);
+            if (r2 == MS_OK || r2 == MS_R_LOCAL)
                 CHECK(memcmp(p.src_mac, other, 6) == 0);
         }
     }
     CHECK(oks <= 1); /* one owner per exact binding */
 
-    int d = ms_demux(&p, t);
+    int d = ms_demux(&p, t, fr, now);
     CHECK(d >= -1);
-    if (d >= 0) {
+    if (d >= 0 && !live) {
         uint16_t dport = p.has_ports ? p.dport : 0;
         CHECK(p.problems == 0 && (p.family == 4 || p.family == 6));
         CHECK(ms_table_lookup(t, p.family, p.proto, p.dst_ip, dport) == d);
     }
-    int want_d = (p.problems || !p.family)
+    int want_d = live ? ports[0]
+                 : (p.problems || !p.family || p.nd)
                      ? -1
                      : sh_owner(p.family, p.proto, p.dst_ip, p.has_ports ? p.dport : 0);
     CHECK(d == want_d);
+    ms_frags_free(fr);
+    check_offload(frame, len, &p, mtu, (uint16_t)((data[1] << 8 | data[2]) ^ 0x5a5a));
 
     /* Remove one port's bindings wholesale; the others stay. */
     if (deli < NPORTS) {

@@ -32,7 +32,30 @@ enum ms_reason {
     MS_R_SPOOFED_SRC_PORT = 10,
     MS_R_RING_FULL = 11,
     MS_R_NO_BINDING = 12,
-    MS_R_COUNT = 13
+    /* Not a drop: the switch handled the frame itself (a port's ARP or neighbour
+     * discovery) and answered the port when there was an answer to give. */
+    MS_R_LOCAL = 13,
+    MS_R_COUNT = 14
+};
+
+/* What a neighbour-resolution frame is (struct ms_parsed.nd). */
+enum ms_nd_kind {
+    MS_ND_NONE = 0,
+    MS_ND_ARP_REQUEST = 1,
+    MS_ND_ARP_OTHER = 2,     /* a reply, or any other ARP operation */
+    MS_ND_NS = 3,            /* IPv6 neighbour solicitation */
+    MS_ND_NA = 4,
+    MS_ND_RS = 5,            /* router solicitation */
+    MS_ND_RA = 6,
+    MS_ND_REDIRECT = 7,
+    MS_ND_MLD = 8            /* MLD report or done */
+};
+
+/* Which piece of a datagram a frame is (struct ms_parsed.frag). */
+enum ms_frag_kind {
+    MS_FRAG_NONE = 0,
+    MS_FRAG_FIRST = 1,       /* offset 0, more fragments follow */
+    MS_FRAG_LATER = 2        /* offset above 0 */
 };
 
 /* Why bind() refused. */
@@ -78,14 +101,23 @@ struct ms_parsed {
     uint8_t dst_mac[6];
     uint8_t icmp_type;
     uint8_t has_ports;      /* 1 when sport/dport came from the L4 header */
+    uint8_t nd;             /* enum ms_nd_kind; ARP: src_ip is the sender's IPv4 */
+    uint8_t frag;           /* enum ms_frag_kind */
+    uint32_t frag_id;       /* the IPv4 identification or IPv6 Fragment header's */
+    uint8_t nd_target[16];  /* ARP target IP, neighbour solicitation's target */
+    uint8_t nd_lladdr[6];   /* ARP sender MAC, the solicitation's source link-layer option */
+    uint8_t has_lladdr;
+    uint16_t l4_off;        /* where the L4 header starts; 0 when not read */
+    uint32_t l3_end;        /* end of the IP datagram (frames may carry padding after it) */
     const char *note;       /* static sentence on the first problem found, or NULL */
 };
 
 struct ms_verdict {
-    int action;             /* 1 forward, 0 drop */
+    int action;             /* 1 forward, 0 drop, 2 local (the switch handled it) */
     int reason;             /* enum ms_reason; MS_OK when forwarded */
     int dest;               /* enum ms_dest */
     int to_port;            /* port id when dest == MS_TO_PORT */
+    uint8_t answer_mac[6];  /* local with an answer: the MAC the answer gives */
     struct ms_parsed parsed;
 };
 
@@ -97,14 +129,29 @@ struct ms_counter {
 struct ms_port_stats {
     struct ms_counter tx;
     struct ms_counter rx;
-    uint64_t drops[13];     /* indexed by enum ms_reason */
+    struct ms_counter local;    /* frames the switch handled itself (verdict local) */
+    uint64_t answers;           /* ARP replies and neighbour advertisements it sent back */
+    uint64_t drops[14];         /* indexed by enum ms_reason */
+};
+
+/* Fragments followed (both directions together). */
+struct ms_frag_stats {
+    uint64_t datagrams;     /* first fragments remembered */
+    uint64_t followed;      /* later fragments sent where their first fragment went */
+    uint64_t expired;       /* datagrams forgotten after the timeout */
+    uint64_t evicted;       /* datagrams forgotten early: the table was full */
+    uint32_t active;        /* datagrams remembered now */
+    uint32_t capacity;
 };
 
 struct ms_nic_stats {
     struct ms_counter rx;
     struct ms_counter tx;
     struct ms_counter to_host;
-    uint64_t drops[13];
+    uint64_t drops[14];
+    uint64_t csum_completed;    /* partial checksums (NIC offload) completed before delivery */
+    uint64_t segmented;         /* super-frames (GSO/GRO) cut to the port's MTU */
+    struct ms_frag_stats frags;
 };
 
 struct ms_drop_record {
@@ -134,6 +181,10 @@ typedef struct ms_app ms_app;
 int ms_switch_create(const struct ms_config *cfg, ms_switch **out);
 int ms_switch_add_address(ms_switch *sw, int family, const uint8_t *ip);
 int ms_switch_attach_virtual(ms_switch *sw);
+/* The virtual NIC's neighbour table, which answers ports' ARP and neighbour solicitations
+ * (a real interface answers from the kernel's): ip is at mac; mac NULL removes. 0, or
+ * -EINVAL on a real interface, -ENOSPC when 256 neighbours are known. */
+int ms_switch_add_neighbor(ms_switch *sw, int family, const uint8_t *ip, const uint8_t *mac);
 /* Attach to a real interface with backend "afxdp" or "afpacket"; on failure err says why. */
 int ms_switch_attach(ms_switch *sw, const char *ifname, const char *backend, char *err,
                      size_t errlen);
@@ -190,6 +241,23 @@ int ms_app_send(ms_app *a, const uint8_t *data, const uint32_t *lens, uint32_t n
 /* Take up to max frames into out (max * buf_size bytes), lengths into lens; waits up to
  * timeout_ms for the first. Returns frames taken. */
 int ms_app_recv(ms_app *a, uint8_t *out, uint32_t *lens, uint32_t max, int timeout_ms);
+
+/* For an application that waits on the port and other descriptors at once: poll
+ * ms_app_wake_fd() after ms_app_arm() returned 0 (1: what was asked for is there already,
+ * do not sleep). rx: wake when frames arrive; tx: wake when the TX ring has room. */
+int ms_app_wake_fd(ms_app *a);
+int ms_app_arm(ms_app *a, int rx, int tx);
+
+/* A TAP-like descriptor for a port: each read() of it returns one frame the port received,
+ * each write() sends one frame through the filter; pollable. A thread of the calling
+ * process moves the frames between the descriptor and the port's rings, so while it is
+ * open the port's received frames go to it, not to ms_app_recv. ms_framefd_fd() is the
+ * descriptor (duplicate it to keep it); after ms_framefd_close() reads return 0 (end of
+ * file) and writes fail with EPIPE, as a TAP device whose interface went away. */
+typedef struct ms_framefd ms_framefd;
+ms_framefd *ms_framefd_open(ms_app *a);
+int ms_framefd_fd(ms_framefd *f);
+void ms_framefd_close(ms_framefd *f);
 
 /* --- benchmark drivers: traffic generated and drained from C --- */
 struct ms_bench_result {

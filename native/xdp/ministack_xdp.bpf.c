@@ -1,7 +1,13 @@
 /* The XDP program of the AF_XDP backend (nic_afxdp.c). It steers to the switch's AF_XDP
  * socket exactly the received frames a port bound, and passes everything else to the
- * kernel stack untouched: ARP, NDP and other ICMP, fragments, VLAN-tagged frames, frames
- * whose headers do not add up, IPv6 with extension headers, and every unbound flow.
+ * kernel stack untouched: ARP, NDP and other ICMP, VLAN-tagged frames, frames whose
+ * headers do not add up, IPv6 with extension headers other than a Fragment header right
+ * after the IPv6 header, fragments of datagrams whose first fragment it did not steer,
+ * and every unbound flow.
+ *
+ * Fragments follow their first fragment (DESIGN.md): a steered first fragment's datagram
+ * (family, source, destination, protocol, identification) is remembered in ms_frags for
+ * 30 s, as long as Linux keeps a fragment queue, and its later fragments are steered too.
  *
  * A frame is steered when (family, protocol, destination IP, destination port) is a key of
  * ms_bindings. The checks mirror what the switch's parser requires before it demultiplexes
@@ -131,7 +137,36 @@ struct {
     __type(value, struct ms_host_count);
 } ms_to_host SEC(".maps");
 
+/* A datagram whose first fragment was steered; the value is when it expires
+ * (bpf_ktime_get_ns). LRU: under pressure the oldest datagrams are forgotten first. */
+struct ms_fkey {
+    __u8 family;
+    __u8 proto;
+    __u16 pad;
+    __u32 id;
+    __u8 src[16];
+    __u8 dst[16];
+};
+
+struct {
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __uint(max_entries, 4096);
+    __type(key, struct ms_fkey);
+    __type(value, __u64);
+} ms_frags SEC(".maps");
+
+#define FRAG_TIMEOUT_NS (30ull * 1000000000)
+
 static __always_inline int steer(struct xdp_md *ctx);
+
+/* A later fragment: steered when its datagram's first fragment was. */
+static __always_inline int follow(struct xdp_md *ctx, const struct ms_fkey *fk)
+{
+    __u64 *exp = bpf_map_lookup_elem(&ms_frags, fk);
+    if (!exp || *exp < bpf_ktime_get_ns())
+        return XDP_PASS;
+    return bpf_redirect_map(&ms_xsks, ctx->rx_queue_index, XDP_PASS);
+}
 
 SEC("xdp")
 int ms_xdp(struct xdp_md *ctx)
@@ -153,10 +188,13 @@ static __always_inline int steer(struct xdp_md *ctx)
     void *data = (void *)(long)ctx->data;
     void *end = (void *)(long)ctx->data_end;
     struct ms_key key;
+    struct ms_fkey fk;
     const __u8 *l4;
     __u32 l4len;
+    int first = 0;
 
     __builtin_memset(&key, 0, sizeof(key));
+    __builtin_memset(&fk, 0, sizeof(fk));
     struct ethhdr *eth = data;
     if ((void *)(eth + 1) > end)
         return XDP_PASS;
@@ -171,10 +209,19 @@ static __always_inline int steer(struct xdp_md *ctx)
         __u32 tot = bpf_ntohs(ip->tot_len);
         if (tot < ihl || (void *)ip + tot > end)
             return XDP_PASS;
-        if (ip->frag_off & bpf_htons(0x3fff))   /* MF set or offset > 0 */
-            return XDP_PASS;
         if (ihl > 20 && !ipv4_options_ok((const __u8 *)(ip + 1), ihl - 20, end))
             return XDP_PASS;
+        __u16 fo = bpf_ntohs(ip->frag_off);
+        if (fo & 0x3fff) {   /* MF set or offset > 0 */
+            fk.family = 4;
+            fk.proto = ip->protocol;
+            fk.id = ip->id;
+            __builtin_memcpy(fk.src, &ip->saddr, 4);
+            __builtin_memcpy(fk.dst, &ip->daddr, 4);
+            if (fo & 0x1fff)
+                return follow(ctx, &fk);
+            first = 1;
+        }
         key.family = 4;
         key.proto = ip->protocol;
         __builtin_memcpy(key.ip, &ip->daddr, 4);
@@ -189,13 +236,32 @@ static __always_inline int steer(struct xdp_md *ctx)
         __u32 plen = bpf_ntohs(ip6->payload_len);
         if ((void *)(ip6 + 1) + plen > end)
             return XDP_PASS;
-        if (is_ipv6_ext_header(ip6->nexthdr))
-            return XDP_PASS;
-        key.family = 6;
-        key.proto = ip6->nexthdr;
-        __builtin_memcpy(key.ip, &ip6->daddr, 16);
+        __u8 nh = ip6->nexthdr;
         l4 = (const __u8 *)(ip6 + 1);
         l4len = plen;
+        if (nh == 44) {   /* a Fragment header first: 8 bytes */
+            const __u8 *fh = l4;
+            HIDE(end);
+            if (plen < 8 || (const void *)(fh + 8) > end)
+                return XDP_PASS;
+            fk.family = 6;
+            fk.proto = fh[0];
+            __builtin_memcpy(&fk.id, fh + 4, 4);
+            __builtin_memcpy(fk.src, &ip6->saddr, 16);
+            __builtin_memcpy(fk.dst, &ip6->daddr, 16);
+            __u16 off = (__u16)(fh[2] << 8 | fh[3]);
+            if (off >> 3)
+                return follow(ctx, &fk);
+            first = off & 1;
+            nh = fh[0];
+            l4 = fh + 8;
+            l4len = plen - 8;
+        }
+        if (is_ipv6_ext_header(nh))
+            return XDP_PASS;
+        key.family = 6;
+        key.proto = nh;
+        __builtin_memcpy(key.ip, &ip6->daddr, 16);
     } else {
         return XDP_PASS;   /* ARP, VLAN tags (802.1Q/802.1ad), everything else */
     }
@@ -250,6 +316,10 @@ static __always_inline int steer(struct xdp_md *ctx)
 
     if (!bpf_map_lookup_elem(&ms_bindings, &key))
         return XDP_PASS;
+    if (first) {
+        __u64 exp = bpf_ktime_get_ns() + FRAG_TIMEOUT_NS;
+        bpf_map_update_elem(&ms_frags, &fk, &exp, BPF_ANY);
+    }
     /* No socket on this queue: the lower bits of the flags are the action then. */
     return bpf_redirect_map(&ms_xsks, ctx->rx_queue_index, XDP_PASS);
 }
