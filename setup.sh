@@ -63,12 +63,13 @@ step() {
     fi
 }
 
-# Build and run: a C compiler, clang for the XDP program, libbpf for AF_XDP, the kernel's
-# tools. Tests: tcpdump, debootstrap and git (the fresh-machine and course VM tests copy the
-# checkout into a new Debian), chromium (the browser test; on Ubuntu `chromium` is only a
-# snap wrapper, so Playwright brings its own).
+# Build and run: a C compiler, clang for the XDP program, libbpf for AF_XDP, lwIP (a real
+# user-space stack to run on ports: ministack lwip-echo), the kernel's tools. Tests: tcpdump,
+# ethtool (the peer's offloads), debootstrap and git (the fresh-machine and course VM tests
+# copy the checkout into a new Debian), chromium (the browser test; on Ubuntu `chromium` is
+# only a snap wrapper, so Playwright brings its own).
 REQUIRED=(python3 python3-venv python3-dev gcc make pkg-config clang llvm libbpf-dev
-          iproute2 iputils-ping nftables tcpdump debootstrap git)
+          liblwip-dev iproute2 iputils-ping nftables tcpdump ethtool debootstrap git)
 if [ "${ID:-}" = debian ]; then REQUIRED+=(chromium); fi
 # Each only where the distribution has it: libxdp for AF_XDP (without it real interfaces
 # use AF_PACKET); the installed clang's compiler runtime (libFuzzer and the sanitizers, for

@@ -64,14 +64,35 @@ def build_xdp_program() -> None:
 
 def build_pktgen() -> None:
     """Compile ms-pktgen, a C application on the port library, into the package."""
-    srcs = [str(NATIVE / f) for f in ("pktgen.c", "client.c", "app.c", "port_shm.c")]
+    srcs = [str(NATIVE / f) for f in ("pktgen.c", "client.c", "app.c", "framefd.c",
+                                      "port_shm.c")]
     subprocess.run(["cc", *FLAGS[:-2], "-I", str(NATIVE / "include"), "-I", str(NATIVE),
                     *srcs, "-o", str(ROOT / "ministack" / "ms-pktgen"), "-lpthread"],
                    check=True)
 
 
+def lwip_available() -> bool:
+    """Debian's liblwip-dev (lwIP 2.1): then ms-lwip-echo is built."""
+    return shutil.which("pkg-config") is not None and subprocess.run(
+        ["pkg-config", "--exists", "lwip"]).returncode == 0
+
+
+def build_lwip_echo() -> None:
+    """Compile ms-lwip-echo: lwIP on a port through the daemon (native/lwip/)."""
+    flags = subprocess.run(["pkg-config", "--cflags", "--libs", "lwip"], capture_output=True,
+                           text=True, check=True).stdout.split()
+    srcs = [str(NATIVE / f) for f in ("lwip/lwip_echo.c", "client.c", "app.c", "framefd.c",
+                                      "port_shm.c")]
+    # gnu11, not c11: lwIP's headers use POSIX and GNU declarations.
+    subprocess.run(["cc", "-std=gnu11", *FLAGS[1:-2], "-I", str(NATIVE / "include"), *srcs,
+                    "-o", str(ROOT / "ministack" / "ms-lwip-echo"), *flags, "-lpthread"],
+                   check=True)
+
+
 XDP_OBJ = "ministack_xdp.bpf.o"
 build_pktgen()
+if lwip_available():
+    build_lwip_echo()
 AFXDP = afxdp_available()
 if AFXDP:
     build_xdp_program()

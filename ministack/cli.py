@@ -107,16 +107,30 @@ def daemon(args: argparse.Namespace) -> int:
     return 0
 
 
-def pktgen(args: argparse.Namespace) -> int:
-    """Run ms-pktgen, the C traffic source/sink that attaches to a daemon's port."""
+def _run_c_program(command: str, exe_name: str, rest: list[str], why: str) -> int:
+    """exec one of the C programs installed with the package."""
     import os
 
-    exe = os.path.join(os.path.dirname(__file__), "ms-pktgen")
+    exe = os.path.join(os.path.dirname(__file__), exe_name)
     if not os.path.exists(exe):
-        print("ministack pktgen: ms-pktgen was not built with this install", file=sys.stderr)
+        print(f"ministack {command}: {exe_name} was not built with this install ({why}); "
+              f"run ./setup.sh", file=sys.stderr)
         return 1
-    os.execv(exe, [exe, *args.rest])
+    os.execv(exe, [exe, *rest])
     return 0  # not reached
+
+
+def pktgen(args: argparse.Namespace) -> int:
+    """Run ms-pktgen, the C traffic source/sink that attaches to a daemon's port."""
+    return _run_c_program("pktgen", "ms-pktgen", args.rest, "a C compiler was missing")
+
+
+def lwip_echo(args: argparse.Namespace) -> int:
+    """Run lwIP (Debian's liblwip-dev) on a daemon's port, echoing TCP and UDP:
+    ministack lwip-echo --socket SOCK --ip IP[/LEN] [--ip6 IP6] --tcp PORT --udp PORT
+    [--port NAME]. It prints "ready" once it serves."""
+    return _run_c_program("lwip-echo", "ms-lwip-echo", args.rest,
+                          "liblwip-dev was missing at install")
 
 
 def bench(args: argparse.Namespace) -> int:
@@ -180,6 +194,10 @@ def main(argv: list[str] | None = None) -> int:
                        add_help=False, description=pktgen.__doc__)
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(func=pktgen)
+    p = sub.add_parser("lwip-echo", help="lwIP on a daemon's port, echoing TCP and UDP",
+                       add_help=False, description=lwip_echo.__doc__)
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=lwip_echo)
     p = sub.add_parser("bench", help="measure forwarding rates (see --help)", add_help=False,
                        description=bench.__doc__)
     p.add_argument("rest", nargs=argparse.REMAINDER)
@@ -190,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=doctor)
     argv = sys.argv[1:] if argv is None else argv
     # These hand every argument, options included, to their own parsers.
-    own = {"pktgen": pktgen, "bench": bench, "doctor": doctor}
+    own = {"pktgen": pktgen, "lwip-echo": lwip_echo, "bench": bench, "doctor": doctor}
     if argv and argv[0] in own:
         return own[argv[0]](argparse.Namespace(rest=argv[1:]))
     args = ap.parse_args(argv)

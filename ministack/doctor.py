@@ -382,6 +382,22 @@ FUZZ_TARGET = "#include <stddef.h>\n#include <stdint.h>\n" \
     "int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n) { (void)d; (void)n; return 0; }\n"
 
 
+def check_lwip() -> Check:
+    """ms-lwip-echo, lwIP on a port: built, and its shared library loads."""
+    name = "lwIP on a port"
+    exe = Path(__file__).resolve().parent / "ms-lwip-echo"
+    if exe.exists():
+        r = subprocess.run([str(exe)], capture_output=True, text=True)
+        if "usage:" in r.stderr:
+            return Check(name, "ok", "ministack lwip-echo is built with Debian's lwIP and runs")
+        return Check(name, "broken", f"ms-lwip-echo does not start: {r.stderr.strip()[:200]}",
+                     f"rebuild: {setup_cmd()}")
+    if installed("liblwip-dev"):
+        return Check(name, "missing", "liblwip-dev is installed, but MiniStack was built "
+                     "before it was", f"rebuild: {setup_cmd()}")
+    return missing_or_unavailable(name, ["liblwip-dev"], then_setup=True)
+
+
 def check_test_tools() -> Check:
     name = "test tools"
     problems, fixes = [], []
@@ -439,6 +455,7 @@ def run_checks(progress: Callable[[Check], None] | None = None) -> list[Check]:
     add(check_nftables())
     for c in check_real_interfaces(built.status == "ok"):
         add(c)
+    add(check_lwip())
     add(check_chromium())
     add(check_lab())
     add(check_test_tools())

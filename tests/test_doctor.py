@@ -15,7 +15,7 @@ from ministack import doctor
 
 NAMES = ["virtual NIC", "AF_XDP built in", "root / capabilities", "nftables",
          "network namespaces", "AF_PACKET on a veth", "XDP on a veth",
-         "chromium (browser test)", "the lab", "test tools"]
+         "lwIP on a port", "chromium (browser test)", "the lab", "test tools"]
 ROOT_ONLY = ["root / capabilities", "nftables", "network namespaces", "AF_PACKET on a veth",
              "XDP on a veth"]
 
