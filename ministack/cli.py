@@ -8,7 +8,13 @@ import sys
 def demo(args: argparse.Namespace) -> int:
     """The poster demo: ports, bindings, valid and spoofed frames, frames from the network,
     a burst, the counters. As root in a peer namespace with a real kernel stack behind a
-    veth pair (removed afterwards); otherwise, or with --virtual, on the virtual NIC."""
+    veth pair (removed afterwards); otherwise, or with --virtual, on the virtual NIC.
+    With --stacks (root): lwIP, a TAP-style stack and the host kernel on one interface at
+    once, one of them misbehaving."""
+    if args.stacks:
+        from ministack.stacks import run as run_stacks
+
+        return run_stacks()
     from ministack.demo import run
 
     return run(virtual=True if args.virtual else None)
@@ -156,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("demo", help="run the poster demo (a peer namespace when root)",
                        description=demo.__doc__)
     p.add_argument("--virtual", action="store_true", help="use the virtual NIC even as root")
+    p.add_argument("--stacks", action="store_true",
+                   help="several stacks at once: lwIP, a TAP-style stack, the host kernel")
     p.set_defaults(func=demo)
     p = sub.add_parser("lab", help="start JupyterLab on the labs (prints the URL)",
                        description=lab.__doc__)
