@@ -340,8 +340,10 @@ class Panel(w.VBox):
         except Exception as e:  # noqa: BLE001 - half-typed fields: say so, do not crash
             self.explain_line.value = f"<i>cannot build the frame yet: {html.escape(str(e))}</i>"
             return
-        color = "#2a9d8f" if v.action == "forward" else "#e76f51"
-        what = f"forward to {v.to}" if v.action == "forward" else f"drop: {v.reason}"
+        color = {"forward": "#2a9d8f", "local": "#457b9d"}.get(v.action, "#e76f51")
+        what = {"forward": f"forward to {v.to}",
+                "local": "local: handled by the switch" + (", answered" if v.to else "")
+                }.get(v.action, f"drop: {v.reason}")
         self.explain_line.value = (f"<b style='color:{color}'>{html.escape(what)}</b> — "
                                    f"{html.escape(v.detail)}")
 
@@ -404,12 +406,13 @@ class Panel(w.VBox):
                          sum(st["nic"]["drops"].values()))
         rows = "".join(
             f"<tr><td>{html.escape(n)}</td><td>{p['tx']['frames']}</td><td>{p['rx']['frames']}"
-            f"</td><td>{sum(p['drops'].values())}</td></tr>" for n, p in st["ports"].items())
+            f"</td><td>{p.get('local', {}).get('frames', 0)}</td>"
+            f"<td>{sum(p['drops'].values())}</td></tr>" for n, p in st["ports"].items())
         nic = st["nic"]
         rows += (f"<tr><td>nic</td><td>{nic['tx']['frames']}</td><td>{nic['rx']['frames']}</td>"
-                 f"<td>{sum(nic['drops'].values())}</td></tr>")
-        self.counters.value = ("<table><tr><th>port</th><th>tx</th><th>rx</th><th>drops</th>"
-                               f"</tr>{rows}</table>")
+                 f"<td></td><td>{sum(nic['drops'].values())}</td></tr>")
+        self.counters.value = ("<table><tr><th>port</th><th>tx</th><th>rx</th><th>local</th>"
+                               f"<th>drops</th></tr>{rows}</table>")
         if self.rates is not None and self._last is not None:
             t0, prev = self._last
             dt = max(now - t0, 1e-6)
