@@ -6,7 +6,13 @@ plain copy-only memfd SPSC ring between two threads measured in the same run:
 - port->wire: a port transmits, the filter checks every frame, the wire drains;
 - wire->port: the wire injects, demux over 1,000 bindings delivers to the port;
 - port->port: hairpin from one port to another's binding;
-- python_send_batch: Port.send_batch() of precomposed frames from Python.
+- python_send_batch: Port.send_batch() of precomposed frames from Python;
+- frame_fd each way: one write() or read() per frame on Port.frame_fd(), from C.
+
+As root it adds rows on a veth pair into a peer namespace: the switch against a bare
+AF_PACKET endpoint, and lwIP's TCP echo (ministack lwip-echo) driven by the peer's kernel,
+bulk and request/response, through MiniStack against the same lwIP on a bare AF_PACKET
+socket.
 
 Traffic for the first three is generated and drained by a C driver thread (bench.c), so
 the figures measure the switch, not the interpreter. Targets live in the issues; a timed
@@ -140,6 +146,126 @@ def pktgen_to_wire(seconds: float) -> float:
             dm.close()
 
 
+# The peer's kernel against lwIP's TCP echo: bulk (bytes echoed back per second) and
+# request/response (1-byte transactions per second).
+LWIP_PEER = """
+import socket, sys, threading, time
+host, seconds = sys.argv[1], float(sys.argv[2])
+s = socket.create_connection((host, 8080), timeout=10)
+s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+n, got = 0, 0
+end = time.time() + seconds
+while time.time() < end:
+    s.sendall(b"x")
+    s.recv(1)
+    n += 1
+rr = n / seconds
+chunk = b"m" * 65536
+done = threading.Event()
+def push():
+    while not done.is_set():
+        s.sendall(chunk)
+threading.Thread(target=push, daemon=True).start()
+t0 = time.time()
+while time.time() < t0 + seconds:
+    got += len(s.recv(1 << 20))
+print(rr, got * 8 / (time.time() - t0) / 1e9, flush=True)
+done.set()
+"""
+
+
+def _lwip_once(topo: Any, args: list[str], host: str, seconds: float) -> tuple[float, float]:
+    import subprocess
+    stack = subprocess.Popen([sys.executable, "-m", "ministack", "lwip-echo", *args,
+                              "--tcp", "8080"], stdout=subprocess.PIPE, text=True)
+    try:
+        if not stack.stdout or stack.stdout.readline().strip() != "ready":
+            raise RuntimeError("ms-lwip-echo did not start")
+        r = topo.exec(sys.executable, "-c", LWIP_PEER, host, str(seconds), timeout=60)
+        rr, gbps = map(float, r.stdout.split())
+        return rr, gbps
+    finally:
+        stack.kill()
+        stack.wait()
+
+
+def lwip_rows(seconds: float, reps: int = 3) -> list[dict[str, Any]]:
+    """lwIP's TCP echo, driven by the peer namespace's kernel: through MiniStack (the
+    daemon, offloads at their defaults) and on a bare AF_PACKET socket on the same veth
+    pair (the peer's offloads off: a bare socket gets partial checksums and super-frames
+    lwIP cannot take), alternated reps times; medians with their range."""
+    import statistics
+    import tempfile
+    import threading
+
+    from ministack.daemon import Daemon
+    from ministack.kernel import NftSteering
+    from ministack.topology import Topology
+
+    pid = os.getpid()
+    topo = Topology(ns=f"ms-lwb{pid}", host_if=f"mlb{pid}h", peer_if=f"mlb{pid}p",
+                    host_addrs=["10.251.0.2/24"], peer_addrs=["10.251.0.1/24"])
+    got: dict[str, list[tuple[float, float]]] = {"bare": [], "ministack": []}
+    backend = ""
+    with topo, tempfile.TemporaryDirectory(prefix="ms-bench-") as d:
+        mac = open(f"/sys/class/net/{topo.host_if}/address").read().strip()
+
+        def offloads(on: str) -> None:
+            topo.exec("ethtool", "-K", topo.peer_if, "tx", on, "tso", on, "gso", on,
+                      check=True)
+        for _ in range(reps):
+            # Bare: lwIP owns an address the host does not have; ingress drops its flow
+            # so the host kernel does no work on it (as for the switch).
+            offloads("off")
+            steering = NftSteering(topo.host_if)
+            steering.add("10.251.0.3", 6, 8080)
+            try:
+                got["bare"].append(_lwip_once(topo, ["--afpacket", topo.host_if, "--mac", mac,
+                                                     "--ip", "10.251.0.3/24"],
+                                              "10.251.0.3", seconds))
+            finally:
+                steering.close()
+                offloads("on")
+            dm = Daemon(nic=topo.host_if, socket_path=os.path.join(d, "ms.sock"))
+            dm.listen()
+            threading.Thread(target=dm.serve_forever, daemon=True).start()
+            try:
+                backend = dm.switch.backend
+                got["ministack"].append(_lwip_once(topo, ["--socket", dm.socket_path, "--ip",
+                                                          "10.251.0.2/24"],
+                                                   "10.251.0.2", seconds))
+            finally:
+                dm.close()
+    rows = []
+    for i, (path, unit) in enumerate((("lwip tcp rr", "transactions/s"),
+                                      ("lwip tcp bulk", "Gbit/s"))):
+        bare = [g[i] for g in got["bare"]]
+        ms_ = [g[i] for g in got["ministack"]]
+        b, m = statistics.median(bare), statistics.median(ms_)
+        rows.append({"path": path, "unit": unit, "value": round(m, 3),
+                     "bare": round(b, 3), "ratio": round(m / b, 3) if b else None,
+                     "range": [round(min(ms_), 3), round(max(ms_), 3)],
+                     "bare_range": [round(min(bare), 3), round(max(bare), 3)],
+                     "backend": backend, "reps": reps})
+    return rows
+
+
+def frame_fd_rows(seconds: float) -> list[dict[str, Any]]:
+    """frame_fd() each way on the virtual NIC, one write() or read() per frame from C."""
+    out = []
+    for path, to_port in (("frame_fd->wire", 0), ("wire->frame_fd", 1)):
+        with Switch(ring_slots=4096) as sw:
+            p = sw.port("tap")
+            p.bind(SRC_IP, "udp", 5000)
+            f = (udp_frame(sw.mac, SRC_IP, DST_IP, 5000, 9) if not to_port
+                 else udp_frame("02:00:00:00:00:09", DST_IP, SRC_IP, 9, 5000, dst_mac=sw.mac))
+            res = ffi.new("struct ms_bench_result *")
+            lib.ms_bench_framefd(sw._sw, p._id, to_port, f, ffi.new("uint32_t[]", [len(f)]), 1,
+                                 seconds, res)
+            out.append({"path": path, "frame": FRAME, "mpps": round(res.mpps, 3)})
+    return out
+
+
 def _veth_run(fn: Any, *args: Any) -> float:
     res = ffi.new("struct ms_bench_result *")
     err = ffi.new("char[]", 256)
@@ -211,9 +337,14 @@ def run(seconds: float = 1.0, batch: int = 256, bindings: int = 1000,
         veth = os.geteuid() == 0
     if veth:
         rows_veth = veth_rows(seconds)
+        if os.path.exists(os.path.join(os.path.dirname(__file__), "ms-lwip-echo")):
+            result["lwip"] = lwip_rows(seconds)
+        else:
+            result["lwip_skipped"] = "ms-lwip-echo was not built (liblwip-dev, ./setup.sh)"
     else:
         rows_veth = []
         result["veth_skipped"] = "needs root to create a veth pair and a namespace"
+    result["frame_fd"] = frame_fd_rows(seconds)
     return result | {
         "baseline_mpps": round(base, 3),
         "results": [{"path": p, "frame": FRAME, "bindings": n, "batch": batch,
@@ -249,6 +380,19 @@ def table(r: dict[str, Any]) -> str:
                          f"{row['ratio']:>9.2f}")
     elif "veth_skipped" in r:
         lines.append(f"veth rows skipped: {r['veth_skipped']}")
+    if r.get("lwip"):
+        lines.append(f"lwIP's TCP echo and the peer's kernel, through MiniStack "
+                     f"({r['lwip'][0]['backend']}) and on a bare AF_PACKET socket, medians of "
+                     f"{r['lwip'][0]['reps']} alternated runs:")
+        lines.append(f"{'path':<22}{'bare':>12}{'MiniStack':>12}{'x bare':>9}  unit")
+        for row in r["lwip"]:
+            lines.append(f"{row['path']:<22}{row['bare']:>12.2f}{row['value']:>12.2f}"
+                         f"{row['ratio']:>9.2f}  {row['unit']}")
+    elif "lwip_skipped" in r:
+        lines.append(f"lwIP rows skipped: {r['lwip_skipped']}")
+    for row in r.get("frame_fd", []):
+        lines.append(f"{row['path']:<22}{'':>9}{row['mpps']:>9.2f} Mpps (one write/read per "
+                     f"frame, from C)")
     return "\n".join(lines)
 
 

@@ -79,11 +79,11 @@ int ms_filter_tx(const struct ms_parsed *p, int port, uint32_t mtu, const uint8_
 int ms_demux(const struct ms_parsed *p, const struct ms_table *t, const struct ms_frags *fr,
              int64_t now_ns)
 {
-    if (p->problems == MS_PROB(MS_R_FRAGMENT) && p->frag == MS_FRAG_LATER) {
-        int to;
-        return fr && ms_frags_find(fr, MS_FRAG_FROM_NIC, p, now_ns, &to) ? to : -1;
-    }
-    if (p->problems || !p->family || p->nd)
-        return -1;
-    return ms_table_lookup(t, p->family, p->proto, p->dst_ip, p->has_ports ? p->dport : 0);
+    if (__builtin_expect(!p->problems && p->family && !p->nd, 1))
+        return ms_table_lookup(t, p->family, p->proto, p->dst_ip, p->has_ports ? p->dport : 0);
+    int to;
+    if (p->problems == MS_PROB(MS_R_FRAGMENT) && p->frag == MS_FRAG_LATER && fr &&
+        ms_frags_find(fr, MS_FRAG_FROM_NIC, p, now_ns, &to))
+        return to;
+    return -1;
 }

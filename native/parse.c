@@ -1,6 +1,7 @@
 /* The frame parser. Reads Ethernet, IPv4 (options walked), IPv6 (Hop-by-Hop, Routing and
  * Destination Options walked) and the first bytes of the L4 header. Every read is bounded
  * by the frame length and by the IP header's own length fields. */
+#include <stddef.h>
 #include <string.h>
 
 #include "parse.h"
@@ -49,6 +50,8 @@ int ms_ipv6_is_ext_header(int proto)
  * solicitation its target and source link-layer address option. */
 static void parse_nd(const uint8_t *l4, uint32_t l, struct ms_parsed *p)
 {
+    p->has_lladdr = 0;
+    memset(p->nd_target, 0, sizeof(p->nd_target));
     switch (l4[0]) {
     case 130: /* a multicast listener query: only routers send those */
         p->nd = MS_ND_RA;
@@ -366,6 +369,7 @@ static void parse_arp(const uint8_t *b, uint32_t l, struct ms_parsed *p)
         return;
     }
     p->nd = rd16(b + 6) == 1 ? MS_ND_ARP_REQUEST : MS_ND_ARP_OTHER;
+    memset(p->nd_target, 0, sizeof(p->nd_target));
     memcpy(p->nd_lladdr, b + 8, 6);
     p->has_lladdr = 1;
     memcpy(p->src_ip, b + 14, 4);
@@ -374,7 +378,10 @@ static void parse_arp(const uint8_t *b, uint32_t l, struct ms_parsed *p)
 
 void ms_parse(const uint8_t *f, uint32_t len, struct ms_parsed *p)
 {
-    memset(p, 0, sizeof(*p));
+    memset(p, 0, offsetof(struct ms_parsed, l4_off));
+    p->l4_off = 0;
+    p->frag_id = 0;
+    p->l3_end = 0;
     p->len = len;
     if (len < 14) {
         problem(p, MS_R_MALFORMED, "the frame is shorter than an Ethernet header (14 bytes)");

@@ -241,6 +241,23 @@ static void handle_local(ms_switch *sw, int id, const uint8_t *f, uint32_t len,
     p->ctr.answers++;
 }
 
+/* A fragment the switch let through: remember its datagram (a first fragment), or count
+ * one that followed. Kept out of the loops, which rarely see a fragment. */
+static __attribute__((noinline)) void follow_tx(ms_switch *sw, int from,
+                                                const struct ms_parsed *pp, int to)
+{
+    if (pp->frag == MS_FRAG_FIRST)
+        ms_frags_add(sw->frags, from, pp, to, sw->now);
+    else
+        ms_frags_followed(sw->frags);
+}
+
+static __attribute__((noinline)) void follow_rx(ms_switch *sw, const struct ms_parsed *pp,
+                                                int to)
+{
+    follow_tx(sw, MS_FRAG_FROM_NIC, pp, to);
+}
+
 /* A frame from the NIC for port `to` that the NIC marked (partial checksum) or that is
  * larger than the port's MTU (a super-frame): completed, or cut, then delivered. */
 static void deliver_offloaded(ms_switch *sw, int to, const struct ms_nic_frame *fr,
@@ -313,10 +330,8 @@ static uint32_t port_tx(ms_switch *sw, int id)
                 drop(sw, id, DIR_TX, reason, f, len);
             continue;
         }
-        if (pp.frag == MS_FRAG_FIRST)
-            ms_frags_add(sw->frags, id, &pp, to, sw->now);
-        else if (pp.frag == MS_FRAG_LATER)
-            ms_frags_followed(sw->frags);
+        if (__builtin_expect(pp.frag != MS_FRAG_NONE, 0))
+            follow_tx(sw, id, &pp, to);
         p->ctr.tx.frames++;
         p->ctr.tx.bytes += len;
         if (to >= 0) {
@@ -359,12 +374,11 @@ static uint32_t nic_rx(ms_switch *sw)
                      ? -1
                      : classify_rx(sw, fr[i].data, fr[i].len, &pp, sw->now);
         if (to >= 0) {
-            if (pp.frag == MS_FRAG_FIRST)
-                ms_frags_add(sw->frags, MS_FRAG_FROM_NIC, &pp, to, sw->now);
-            else if (pp.frag == MS_FRAG_LATER)
-                ms_frags_followed(sw->frags);
-            if ((fr[i].flags & (MS_NIC_F_CSUM_PARTIAL | MS_NIC_F_CSUM_UNVERIFIED)) ||
-                fr[i].len > sw->ports[to]->mtu + 14)
+            if (__builtin_expect(pp.frag != MS_FRAG_NONE, 0))
+                follow_rx(sw, &pp, to);
+            if (__builtin_expect((fr[i].flags & (MS_NIC_F_CSUM_PARTIAL |
+                                                 MS_NIC_F_CSUM_UNVERIFIED)) ||
+                                     fr[i].len > sw->ports[to]->mtu + 14, 0))
                 deliver_offloaded(sw, to, &fr[i], &pp);
             else
                 deliver(sw, to, fr[i].data, fr[i].len);
