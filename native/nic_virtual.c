@@ -42,6 +42,7 @@ static uint32_t v_rx_burst(struct ms_nic *n, struct ms_nic_frame *out, uint32_t 
         out[i].data = ms_ring_buf(v->shm, &v->txg, first + i);
         out[i].len = len > v->txg.buf_size ? v->txg.buf_size : len;
         out[i].flags = 0;
+        out[i].gso_size = 0;   /* the far end hands over whole frames, never super-frames */
     }
     return k;
 }

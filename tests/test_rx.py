@@ -11,7 +11,7 @@ from scapy.layers.inet import ICMP, IP, TCP, UDP, IPOption
 from scapy.layers.inet6 import (ICMPv6DestUnreach, ICMPv6ND_NA, ICMPv6ND_NS, ICMPv6ND_RA,
                                 IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrFragment,
                                 IPv6ExtHdrHopByHop, IPv6ExtHdrRouting)
-from scapy.layers.l2 import ARP, Dot1AD, Dot1Q
+from scapy.layers.l2 import ARP, Dot1AD, Dot1Q, Ether
 from scapy.layers.sctp import SCTP
 from scapy.packet import Raw
 
@@ -305,3 +305,40 @@ def test_hairpin_into_a_full_ring(small_sw: ms.Switch) -> None:
     assert [(r["port"], r["direction"], r["reason"]) for r in sw.drops()] == \
         [("slow", "rx", "ring-full")] * 4
     assert collect(slow, 12, timeout=0.2) == frames[:8]
+
+
+def test_a_datagram_beyond_the_ports_mtu_is_cut_or_dropped(sw: ms.Switch) -> None:
+    """A port with MTU 576: a larger TCP segment from the network is cut into segments
+    that fit, with correct checksums and sequence numbers; a larger UDP datagram cannot be
+    cut and is dropped as oversize on the port, as explain() says."""
+    small = sw.port("small", mtu=576)
+    small.bind(IP4, "tcp", 7100)
+    small.bind(IP4, "udp", 7100)
+    payload = bytes(range(256)) * 5
+    seg = bytes(Ether(src=PEER_MAC, dst=NIC_MAC) / IP(src=REMOTE4, dst=IP4) /
+                TCP(sport=80, dport=7100, seq=1000, flags="PA") / Raw(payload))
+    assert sw.explain("nic", seg).to == "small"
+    sw.wire.inject(seg)
+    sw.sync()
+    got = small.recv_batch(16, timeout=1.0)
+    assert len(got) == 3 and all(len(f) <= 576 + 14 for f in got)
+    data = b""
+    for f in got:
+        pkt = Ether(f)
+        assert pkt[TCP].seq == 1000 + len(data)
+        sent_ip, sent_tcp = pkt[IP].chksum, pkt[TCP].chksum
+        del pkt[IP].chksum, pkt[TCP].chksum
+        again = Ether(bytes(pkt))
+        assert (again[IP].chksum, again[TCP].chksum) == (sent_ip, sent_tcp)
+        data += bytes(pkt[TCP].payload)
+    assert data == payload
+    assert [str(Ether(f)[TCP].flags) for f in got] == ["A", "A", "PA"]
+    dgram = bytes(Ether(src=PEER_MAC, dst=NIC_MAC) / IP(src=REMOTE4, dst=IP4) /
+                  UDP(sport=80, dport=7100) / Raw(payload))
+    v = sw.explain("nic", dgram)
+    assert (v.action, v.reason) == ("drop", "oversize") and "small" in v.detail, v
+    sw.wire.inject(dgram)
+    sw.sync()
+    assert small.recv(timeout=0.05) is None
+    assert sw.stats()["ports"]["small"]["drops"]["oversize"] == 1
+    assert sw.stats()["nic"]["offload"]["super-frames-cut"] == 1
