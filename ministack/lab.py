@@ -22,7 +22,7 @@ import ipywidgets as w
 from ministack.errors import MiniStackError
 
 PRESETS = ["valid", "spoofed source IP", "spoofed source port", "wrong protocol",
-           "spoofed MAC", "fragment", "VLAN-tagged", "ARP"]
+           "spoofed MAC", "fragment", "VLAN-tagged", "ARP request", "ARP reply"]
 PROTOCOLS = ["udp", "tcp", "sctp", "dccp", "udplite", "icmp", "icmpv6"]
 PEER_MAC = "02:00:00:00:00:09"
 PALETTE = ["#264653", "#2a9d8f", "#e9c46a", "#f4a261", "#e76f51", "#6a4c93", "#1982c4",
@@ -32,7 +32,8 @@ MAX_POINTS = 300
 
 def craft(fields: dict[str, Any]) -> bytes:
     """A frame from the crafter's fields (scapy). Keys: src_mac, dst_mac, src_ip, dst_ip,
-    protocol, sport, dport, payload, fragment (bool), vlan (bool), arp (bool).
+    protocol, sport, dport, payload, fragment (bool: a later fragment, which carries no
+    ports), vlan (bool), arp ("request" or "reply").
 
     >>> f = craft({"src_mac": "02:4d:53:00:00:02", "dst_mac": PEER_MAC, "src_ip": "10.0.0.2",
     ...            "dst_ip": "10.0.0.9", "protocol": "udp", "sport": 5000, "dport": 9,
@@ -48,13 +49,13 @@ def craft(fields: dict[str, Any]) -> bytes:
 
     eth = Ether(src=fields["src_mac"], dst=fields["dst_mac"])
     if fields.get("arp"):
-        return bytes(eth / ARP(psrc=fields["src_ip"], pdst=fields["dst_ip"],
-                               hwsrc=fields["src_mac"]))
+        return bytes(eth / ARP(op=2 if fields["arp"] == "reply" else 1, psrc=fields["src_ip"],
+                               pdst=fields["dst_ip"], hwsrc=fields["src_mac"]))
     if fields.get("vlan"):
         eth = eth / Dot1Q(vlan=10)
     v6 = ":" in fields["src_ip"]
     l3 = IPv6(src=fields["src_ip"], dst=fields["dst_ip"]) if v6 else IP(
-        src=fields["src_ip"], dst=fields["dst_ip"], flags="MF" if fields.get("fragment") else 0)
+        src=fields["src_ip"], dst=fields["dst_ip"], frag=1 if fields.get("fragment") else 0)
     proto, sport, dport = str(fields["protocol"]), int(fields["sport"]), int(fields["dport"])
     payload = Raw(str(fields.get("payload", "")).encode())
     if proto == "udp":
@@ -70,9 +71,16 @@ def craft(fields: dict[str, Any]) -> bytes:
         l3 = IPv6(src=fields["src_ip"], dst=fields["dst_ip"], nh=nh) if v6 else IP(
             src=fields["src_ip"], dst=fields["dst_ip"], proto=nh)
         return bytes(eth / l3 / payload)
-    if v6 and fields.get("fragment"):
-        from scapy.layers.inet6 import IPv6ExtHdrFragment
-        l3 = l3 / IPv6ExtHdrFragment(m=1)
+    if fields.get("fragment"):
+        # Offset 1: the L4 header's bytes are only data here, as in a datagram's middle.
+        from ministack.protocols import protocol_number
+        num = protocol_number(proto)
+        if v6:
+            from scapy.layers.inet6 import IPv6ExtHdrFragment
+            return bytes(eth / l3 / IPv6ExtHdrFragment(offset=1, m=1, nh=num) /
+                         Raw(bytes(l4 / payload)))
+        return bytes(eth / IP(src=fields["src_ip"], dst=fields["dst_ip"], frag=1, proto=num) /
+                     Raw(bytes(l4 / payload)))
     return bytes(eth / l3 / l4 / payload)
 
 
@@ -322,8 +330,10 @@ class Panel(w.VBox):
             self.flags["fragment"] = True
         elif preset == "VLAN-tagged":
             self.flags["vlan"] = True
-        elif preset == "ARP":
-            self.flags["arp"] = True
+        elif preset == "ARP request":
+            self.flags["arp"] = "request"
+        elif preset == "ARP reply":
+            self.flags["arp"] = "reply"
         self.update_explain()
 
     def frame(self) -> bytes:

@@ -53,7 +53,7 @@ def test_buttons_create_bind_and_show_refusals(panel: Panel) -> None:
     ("spoofed source port", "drop: spoofed-src-port"),
     ("wrong protocol", "drop: spoofed-protocol"), ("spoofed MAC", "drop: spoofed-src-mac"),
     ("fragment", "drop: fragment"), ("VLAN-tagged", "drop: vlan"),
-    ("ARP", "drop: not-allowed")])
+    ("ARP request", "local: handled by the switch"), ("ARP reply", "drop: not-allowed")])
 def test_every_preset_gets_its_verdict_and_counts_when_sent(panel: Panel, preset: str,
                                                             verdict: str) -> None:
     make_port(panel)
@@ -65,6 +65,8 @@ def test_every_preset_gets_its_verdict_and_counts_when_sent(panel: Panel, preset
     st = panel.sw.stats()["ports"]["app1"]
     if preset == "valid":
         assert st["tx"]["frames"] == 25 and len(panel.sw.wire.capture()) == 25
+    elif verdict.startswith("local"):
+        assert st["local"]["frames"] == 25 and panel.sw.wire.capture() == []
     else:
         assert st["drops"][verdict.split(": ")[1]] == 25
         panel.refresh()
