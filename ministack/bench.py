@@ -396,6 +396,42 @@ def table(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+AGAINST = ("import ministack, ministack.bench as b, json, sys; s = float(sys.argv[1]); "
+           "print(json.dumps([ministack.__file__, b.port_to_wire(256, s), "
+           "b.wire_to_port(256, s, 1000)]))")
+
+
+def against(other: str, seconds: float, reps: int = 3) -> dict[str, Any]:
+    """port->wire and wire->port of this checkout and of another one (its extension built
+    in place), each in its own process, alternated reps times; medians and every run.
+    For "the fast path must not slow down": build the commit before a change in a second
+    checkout and compare."""
+    import statistics
+    import subprocess
+
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    runs: dict[str, list[list[float]]] = {"this": [], "other": []}
+    for _ in range(reps):
+        for name, path in (("other", other), ("this", here)):
+            env = dict(os.environ, PYTHONPATH=path)
+            out = subprocess.run([sys.executable, "-c", AGAINST, str(seconds)], env=env,
+                                 cwd="/", capture_output=True, text=True, check=True).stdout
+            where, p2w, w2p = json.loads(out)
+            if not where.startswith(os.path.abspath(path)):
+                raise RuntimeError(f"{path} did not provide ministack (got {where}); build its "
+                                   f"extension in place first")
+            runs[name].append([p2w, w2p])
+    result: dict[str, Any] = {"other": other, "reps": reps, "seconds": seconds}
+    for i, path in enumerate(("port->wire", "wire->port")):
+        a = statistics.median(r[i] for r in runs["this"])
+        b = statistics.median(r[i] for r in runs["other"])
+        result[path] = {"this_mpps": round(a, 2), "other_mpps": round(b, 2),
+                        "ratio": round(a / b, 3) if b else None,
+                        "this_runs": [round(r[i], 2) for r in runs["this"]],
+                        "other_runs": [round(r[i], 2) for r in runs["other"]]}
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m ministack.bench",
                                  description="Measure MiniStack's forwarding rates (Mpps).")
@@ -405,7 +441,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bindings", type=int, default=1000, help="bindings for wire->port")
     ap.add_argument("--no-veth", action="store_true",
                     help="skip the veth rows (they need root)")
+    ap.add_argument("--against", metavar="CHECKOUT",
+                    help="only port->wire and wire->port, alternated with another checkout's")
+    ap.add_argument("--reps", type=int, default=3, help="alternations for --against")
     a = ap.parse_args(argv)
+    if a.against:
+        r = against(a.against, a.seconds, a.reps)
+        if a.json:
+            print(json.dumps(r))
+        else:
+            for path in ("port->wire", "wire->port"):
+                x = r[path]
+                print(f"{path}: this {x['this_mpps']:.2f} Mpps, {a.against} "
+                      f"{x['other_mpps']:.2f} Mpps, ratio {x['ratio']:.3f} "
+                      f"(runs {x['this_runs']} / {x['other_runs']})")
+        return 0
     r = run(a.seconds, a.batch, a.bindings, veth=False if a.no_veth else None)
     print(json.dumps(r) if a.json else table(r))
     return 0

@@ -24,6 +24,45 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+/* A measurement's time: a tenth of it to warm up, then `seconds` counted. */
+struct window {
+    double warm_end, start, end;
+    uint64_t at_start;  /* the count when counting began */
+    int warming;
+};
+
+static void window_open(struct window *w, double seconds)
+{
+    double t0 = now_s();
+    w->warm_end = t0 + seconds * 0.1;
+    w->start = t0;
+    w->end = w->warm_end + seconds;
+    w->at_start = 0;
+    w->warming = 1;
+}
+
+/* 0 once the time is up; `count` is what has arrived so far. */
+static int window_tick(struct window *w, uint64_t count)
+{
+    double t = now_s();
+    if (w->warming && t >= w->warm_end) {
+        w->warming = 0;
+        w->start = t;
+        w->at_start = count;
+    }
+    return t < w->end;
+}
+
+static void window_close(struct window *w, uint64_t count, uint64_t sent,
+                         struct ms_bench_result *res)
+{
+    double t = now_s() - w->start;
+    res->frames = count - w->at_start;
+    res->sent = sent;
+    res->seconds = t;
+    res->mpps = (double)res->frames / t / 1e6;
+}
+
 static inline void cpu_relax(void)
 {
 #if defined(__x86_64__) || defined(__i386__)
@@ -145,21 +184,13 @@ int ms_bench_run(ms_switch *sw, int src, int dst, const uint8_t *frames, const u
     struct ms_port_shm *ins = ms_app_shm(in), *outs = ms_app_shm(out);
     struct ms_ring *tx = &ins->tx, *rx = &outs->rx;
     const struct ms_ring_geom *txg = ms_app_geom(in, 0);
-    uint64_t sent = 0, got = 0, got_at_start = 0;
+    uint64_t sent = 0, got = 0;
     uint32_t fi = 0;
-    double warm = seconds * 0.1, t0 = now_s(), t_start = t0, t_end = t0 + warm + seconds;
-    int warming = 1;
+    struct window win;
+    window_open(&win, seconds);
     for (uint64_t iter = 0;; iter++) {
-        if ((iter & 255) == 0) {
-            double t = now_s();
-            if (warming && t >= t0 + warm) {
-                warming = 0;
-                t_start = t;
-                got_at_start = got;
-            }
-            if (t >= t_end)
-                break;
-        }
+        if ((iter & 255) == 0 && !window_tick(&win, got))
+            break;
         uint32_t head = atomic_load_explicit(&tx->head, memory_order_relaxed);
         uint32_t k = atomic_load_explicit(&tx->tail, memory_order_acquire) - head;
         if (k > batch)
@@ -184,11 +215,7 @@ int ms_bench_run(ms_switch *sw, int src, int dst, const uint8_t *frames, const u
             cpu_relax();
         }
     }
-    double t = now_s() - t_start;
-    res->frames = got - got_at_start;
-    res->sent = sent;
-    res->seconds = t;
-    res->mpps = (double)res->frames / t / 1e6;
+    window_close(&win, got, sent, res);
     /* Let the switch finish what is in flight so later runs start from empty rings. */
     double until = now_s() + 0.2;
     while (now_s() < until) {
@@ -305,20 +332,12 @@ int ms_bench_framefd(ms_switch *sw, int port, int to_port, const uint8_t *frames
     struct ms_port_shm *ws = ms_app_shm(wire);
     struct ms_ring *wtx = &ws->tx, *wrx = &ws->rx;
     const struct ms_ring_geom *wg = ms_app_geom(wire, 0);
-    uint64_t sent = 0, got = 0, got_at_start = 0;
+    uint64_t sent = 0, got = 0;
     uint32_t fi = 0;
     size_t off = 0;
-    double warm = seconds * 0.1, t0 = now_s(), t_start = t0, t_end = t0 + warm + seconds;
-    int warming = 1;
-    for (;;) {
-        double t = now_s();
-        if (warming && t >= t0 + warm) {
-            warming = 0;
-            t_start = t;
-            got_at_start = got;
-        }
-        if (t >= t_end)
-            break;
+    struct window win;
+    window_open(&win, seconds);
+    while (window_tick(&win, got)) {
         if (!to_port) {
             for (int j = 0; j < 64; j++) {
                 if (write(fd, frames + off, lens[fi]) == (ssize_t)lens[fi])
@@ -358,11 +377,7 @@ int ms_bench_framefd(ms_switch *sw, int port, int to_port, const uint8_t *frames
             poll(&pfd, 1, 1);
         }
     }
-    double t = now_s() - t_start;
-    res->frames = got - got_at_start;
-    res->sent = sent;
-    res->seconds = t;
-    res->mpps = (double)res->frames / t / 1e6;
+    window_close(&win, got, sent, res);
     ms_framefd_close(f);
     ms_app_close(p);
     ms_app_close(wire);

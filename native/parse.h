@@ -53,7 +53,9 @@ static inline int ms_ip_eq(int family, const uint8_t *a, const uint8_t *b)
 /* Read the headers of frame[0..len). Every read is checked against len (and against the
  * IP lengths). p->problems gets MS_PROB(reason) for each structural problem: malformed,
  * vlan, not-allowed, fragment, unsupported-header; parsing stops at the first one that
- * leaves nothing sound to read. Never fails, never reads out of bounds. */
+ * leaves nothing sound to read. Never fails, never reads out of bounds. The fields after
+ * l3_end are valid only as their comments in ministack.h say (note when problems is set,
+ * frag_id for a fragment, the neighbour fields for nd). */
 void ms_parse(const uint8_t *frame, uint32_t len, struct ms_parsed *p);
 
 /* 1 when protocol `proto` of `family` carries ports (or an echo identifier). */

@@ -139,6 +139,20 @@ def holding_as_user(uid: int, fn: Callable[[], object],
 
 
 @contextmanager
+def peer_namespace(tag: str, net: int) -> Iterator[ms.Topology]:
+    """A peer namespace and veth pair of this test run's own (names from the pid, a /24
+    and /64 nothing else routes: 10.N.net.0, fd00:N:net::), removed afterwards."""
+    n = 100 + (os.getpid() + net * 37) % 100
+    pid = os.getpid()
+    t = ms.Topology(ns=f"ms-{tag}{pid}", host_if=f"m{tag}{pid}h", peer_if=f"m{tag}{pid}p",
+                    host_addrs=[f"10.{n}.{net}.2/24", f"fd00:{n}:{net}::2/64"],
+                    peer_addrs=[f"10.{n}.{net}.1/24", f"fd00:{n}:{net}::1/64"])
+    with t:
+        yield t
+    assert t.host_if not in os.listdir("/sys/class/net")
+
+
+@contextmanager
 def real_switch(ifname: str, backend: str) -> Iterator[ms.Switch]:
     """A switch on a real interface with `backend`; AF_XDP missing from this build is a
     skip outside CI (and a failure in it), like any missing package."""

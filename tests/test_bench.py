@@ -28,3 +28,12 @@ def test_lwip_rows_compare_with_the_bare_driver(root: None) -> None:
                         "baseline_mpps": 1.0, "python_send_batch_mpps": 1.0, "lwip": rows,
                         "frame_fd": bench.frame_fd_rows(0.1)})
     assert "lwip tcp bulk" in text and "frame_fd->wire" in text
+
+
+def test_against_another_checkout_alternates_and_reports_medians() -> None:
+    """Against itself (the same checkout as the "other" one): both sides measured."""
+    here = os.path.dirname(os.path.dirname(os.path.abspath(bench.__file__)))
+    r = bench.against(here, 0.1, reps=1)
+    for path in ("port->wire", "wire->port"):
+        assert r[path]["this_mpps"] > 0 and r[path]["other_mpps"] > 0, r
+        assert len(r[path]["this_runs"]) == len(r[path]["other_runs"]) == 1

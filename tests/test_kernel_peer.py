@@ -4,7 +4,6 @@ the switch from the kernel's table, complete checksums, frames no larger than th
 MTU, and fragments both ways. Both backends. Needs root; CI runs as root."""
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -17,19 +16,14 @@ from scapy.layers.l2 import ARP, Ether
 
 import ministack as ms
 
-from conftest import real_switch  # noqa: E402
+from conftest import peer_namespace, real_switch  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("root")
 
 
 @pytest.fixture
 def topo() -> Iterator[ms.Topology]:
-    n = 100 + (os.getpid() + 37) % 100
-    t = ms.Topology(ns=f"ms-k{os.getpid()}", host_if=f"mk{os.getpid()}h",
-                    peer_if=f"mk{os.getpid()}p",
-                    host_addrs=[f"10.{n}.1.2/24", f"fd00:{n}:1::2/64"],
-                    peer_addrs=[f"10.{n}.1.1/24", f"fd00:{n}:1::1/64"])
-    with t:
+    with peer_namespace("k", 1) as t:
         yield t
 
 

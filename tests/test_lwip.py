@@ -14,7 +14,7 @@ import pytest
 import ministack as ms
 from ministack.daemon import Daemon
 
-from conftest import need, serving  # noqa: E402
+from conftest import need, peer_namespace, serving  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("root")
 
@@ -52,12 +52,7 @@ print(len(got), bytes(got) == data, len(back), back == msg, flush=True)
 
 @pytest.fixture
 def topo() -> Iterator[ms.Topology]:
-    n = 100 + (os.getpid() + 61) % 100
-    t = ms.Topology(ns=f"ms-l{os.getpid()}", host_if=f"ml{os.getpid()}h",
-                    peer_if=f"ml{os.getpid()}p",
-                    host_addrs=[f"10.{n}.2.2/24", f"fd00:{n}:2::2/64"],
-                    peer_addrs=[f"10.{n}.2.1/24", f"fd00:{n}:2::1/64"])
-    with t:
+    with peer_namespace("l", 2) as t:
         yield t
 
 
