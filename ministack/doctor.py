@@ -386,11 +386,12 @@ def check_lwip() -> Check:
     """ms-lwip-echo, lwIP on a port: built, and its shared library loads."""
     name = "lwIP on a port"
     exe = Path(__file__).resolve().parent / "ms-lwip-echo"
-    if exe.exists():
-        try:
-            r = subprocess.run([str(exe)], capture_output=True, text=True)
-        except OSError as e:  # a checkout this user may not read (root's home)
-            return Check(name, "unavailable", f"this user cannot run {exe}: {e.strerror}")
+    try:
+        built = exe.exists()
+        r = subprocess.run([str(exe)], capture_output=True, text=True) if built else None
+    except OSError as e:  # a checkout this user may not read (root's home)
+        return Check(name, "unavailable", f"this user cannot run {exe}: {e.strerror}")
+    if r is not None:
         if "usage:" in r.stderr:
             return Check(name, "ok", "ministack lwip-echo is built with Debian's lwIP and runs")
         return Check(name, "broken", f"ms-lwip-echo does not start: {r.stderr.strip()[:200]}",
