@@ -10,7 +10,6 @@ import re
 import shutil
 import socket
 import subprocess
-import time
 from typing import Any
 
 from ministack.errors import MiniStackError
@@ -185,43 +184,3 @@ def nft_tables() -> list[str]:
     """Names of the netdev tables that exist now (for tests and 'topo show')."""
     r = subprocess.run(["nft", "list", "tables", "netdev"], capture_output=True, text=True)
     return [line.split()[-1] for line in r.stdout.splitlines() if line.startswith("table")]
-
-
-NUD_VALID = 0x02 | 0x04 | 0x08 | 0x10 | 0x40 | 0x80  # REACHABLE STALE DELAY PROBE NOARP PERM
-
-
-@_netlink
-def resolve(ifname: str, ip: str, timeout: float = 1.0) -> str | None:
-    """The neighbour's MAC from the kernel's table, asking the kernel to resolve it first
-    when needed (a datagram to the discard port makes it send ARP or NDP). None when no
-    answer came within ``timeout`` seconds."""
-    from pyroute2 import IPRoute
-
-    addr = ipaddress.ip_address(ip)
-    with IPRoute() as ipr:
-        idx = ipr.link_lookup(ifname=ifname)
-        if not idx:
-            raise MiniStackError(f"no interface {ifname!r}")
-        end = time.monotonic() + timeout
-        asked = False
-        while True:
-            for n in ipr.get_neighbours(ifindex=idx[0], dst=str(addr)):
-                mac = n.get_attr("NDA_LLADDR")
-                if mac and n["state"] & NUD_VALID:
-                    return str(mac)
-            if time.monotonic() > end:
-                return None
-            if not asked:
-                _provoke(addr, ifname)
-                asked = True
-            time.sleep(0.01)
-
-
-def _provoke(addr: Any, ifname: str) -> None:
-    af = socket.AF_INET if addr.version == 4 else socket.AF_INET6
-    with socket.socket(af, socket.SOCK_DGRAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, ifname.encode())
-        try:
-            s.sendto(b"", (str(addr), 9))
-        except OSError:
-            pass

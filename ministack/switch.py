@@ -11,6 +11,7 @@ import ipaddress
 import logging
 import os
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -538,9 +539,17 @@ class Switch:
         if self.nic == "virtual":
             raise MiniStackError("the virtual NIC has no neighbours to resolve; address "
                                  "frames to any MAC, the wire takes them all")
-        from ministack import kernel
-
-        return kernel.resolve(self.nic, ip, timeout)
+        # The switch's own neighbour lookup, the one that answers ports' ARP and NDP.
+        addr = ipaddress.ip_address(ip)
+        mac = ffi.new("uint8_t[6]")
+        end = time.monotonic() + timeout
+        resolve = 1
+        while lib.ms_switch_neighbor(self._sw, addr.version, addr.packed, mac, resolve) != 1:
+            if time.monotonic() > end:
+                return None
+            resolve = 0  # asked once; the kernel answers the neighbour's reply
+            time.sleep(0.01)
+        return _mac_text(ffi.buffer(mac))
 
     # --- ports and bindings ---------------------------------------------------------
 

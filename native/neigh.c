@@ -4,6 +4,8 @@
 #include <linux/neighbour.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
+#include <net/if.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +24,7 @@ struct neigh_entry {
 struct ms_neigh {
     int nlfd;           /* -1: a static table */
     unsigned ifindex;
+    char ifname[IF_NAMESIZE];
     uint32_t seq;
     uint32_t n;
     struct neigh_entry e[MS_NEIGH_STATIC_MAX];
@@ -35,14 +38,15 @@ struct ms_neigh *ms_neigh_new_static(void)
     return n;
 }
 
-struct ms_neigh *ms_neigh_new_kernel(unsigned ifindex, char *err, size_t errlen)
+struct ms_neigh *ms_neigh_new_kernel(const char *ifname, char *err, size_t errlen)
 {
     struct ms_neigh *n = calloc(1, sizeof(*n));
     if (!n) {
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    n->ifindex = ifindex;
+    n->ifindex = if_nametoindex(ifname);
+    snprintf(n->ifname, sizeof(n->ifname), "%s", ifname);
     n->nlfd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
     /* The kernel answers within our sendmsg(); the timeout only bounds a surprise. */
     struct timeval tv = {0, 50000};
@@ -103,7 +107,8 @@ struct nd_req {
     uint8_t dst[16];
 };
 
-static int nl_send(struct ms_neigh *n, int type, int flags, int family, const uint8_t *ip)
+/* Ask the kernel for its entry of ip on our interface (RTM_GETNEIGH). */
+static int nl_get(struct ms_neigh *n, int family, const uint8_t *ip)
 {
     struct nd_req r;
     memset(&r, 0, sizeof(r));
@@ -112,15 +117,11 @@ static int nl_send(struct ms_neigh *n, int type, int flags, int family, const ui
     r.dst_attr.rta_len = (unsigned short)RTA_LENGTH(l);
     memcpy(r.dst, ip, l);
     r.nh.nlmsg_len = NLMSG_LENGTH(sizeof(struct ndmsg)) + RTA_ALIGN(r.dst_attr.rta_len);
-    r.nh.nlmsg_type = (unsigned short)type;
-    r.nh.nlmsg_flags = (unsigned short)(NLM_F_REQUEST | flags);
+    r.nh.nlmsg_type = RTM_GETNEIGH;
+    r.nh.nlmsg_flags = NLM_F_REQUEST;
     r.nh.nlmsg_seq = ++n->seq;
     r.nd.ndm_family = family == 4 ? AF_INET : AF_INET6;
     r.nd.ndm_ifindex = (int)n->ifindex;
-    if (type == RTM_NEWNEIGH) {
-        r.nd.ndm_state = NUD_NONE;
-        r.nd.ndm_flags = NTF_USE;
-    }
     return send(n->nlfd, &r, r.nh.nlmsg_len, 0) < 0 ? -errno : 0;
 }
 
@@ -154,6 +155,24 @@ static int nl_answer(struct ms_neigh *n, uint8_t mac[6])
     }
 }
 
+/* An empty datagram to the neighbour's discard port: to send it the kernel must resolve
+ * the neighbour, and does at once. */
+static void provoke(struct ms_neigh *n, int family, const uint8_t *ip)
+{
+    int fd = socket(family == 4 ? AF_INET : AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
+                    0);
+    if (fd < 0)
+        return;
+    struct sockaddr_in a4 = {.sin_family = AF_INET, .sin_port = htons(9)};
+    struct sockaddr_in6 a6 = {.sin6_family = AF_INET6, .sin6_port = htons(9)};
+    memcpy(&a4.sin_addr, ip, 4);
+    memcpy(&a6.sin6_addr, ip, 16);
+    if (setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, n->ifname, (socklen_t)strlen(n->ifname)) == 0)
+        (void)(family == 4 ? sendto(fd, "", 0, 0, (struct sockaddr *)&a4, sizeof(a4))
+                           : sendto(fd, "", 0, 0, (struct sockaddr *)&a6, sizeof(a6)));
+    close(fd);
+}
+
 int ms_neigh_lookup(struct ms_neigh *n, int family, const uint8_t *ip, uint8_t mac[6],
                     int resolve)
 {
@@ -163,13 +182,13 @@ int ms_neigh_lookup(struct ms_neigh *n, int family, const uint8_t *ip, uint8_t m
             memcpy(mac, e->mac, 6);
         return e != NULL;
     }
-    /* Leftovers (the error answer to an earlier resolve) would be read as this answer. */
+    /* Leftovers (a late answer to an earlier request) would be read as this answer. */
     uint8_t junk[4096];
     while (recv(n->nlfd, junk, sizeof(junk), MSG_DONTWAIT) > 0)
         ;
-    if (nl_send(n, RTM_GETNEIGH, 0, family, ip) == 0 && nl_answer(n, mac))
+    if (nl_get(n, family, ip) == 0 && nl_answer(n, mac))
         return 1;
     if (resolve)
-        nl_send(n, RTM_NEWNEIGH, NLM_F_CREATE | NLM_F_REPLACE, family, ip);
+        provoke(n, family, ip);
     return 0;
 }

@@ -20,8 +20,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <net/if.h>
-
 #include "answer.h"
 #include "droplog.h"
 #include "filter.h"
@@ -227,11 +225,9 @@ static int neighbour_mac(ms_switch *sw, const struct ms_parsed *pp, int resolve,
 
 /* A frame the switch handles itself (verdict local): answer a solicitation for a known
  * neighbour; probes, announcements, router solicitations and MLD reports stop here. */
-static void handle_local(ms_switch *sw, int id, const uint8_t *f, uint32_t len,
-                         const struct ms_parsed *pp)
+static void handle_local(ms_switch *sw, int id, uint32_t len, const struct ms_parsed *pp)
 {
     struct ms_swport *p = sw->ports[id];
-    (void)f;
     p->ctr.local.frames++;
     p->ctr.local.bytes += len;
     uint8_t mac[6], ans[MS_ANSWER_MAX];
@@ -325,7 +321,7 @@ static uint32_t port_tx(ms_switch *sw, int id)
         int reason = classify_tx(sw, id, f, len, &pp, &to, sw->now);
         if (reason != MS_OK) {
             if (reason == MS_R_LOCAL)
-                handle_local(sw, id, f, len, &pp);
+                handle_local(sw, id, len, &pp);
             else
                 drop(sw, id, DIR_TX, reason, f, len);
             continue;
@@ -538,6 +534,16 @@ int ms_switch_add_neighbor(ms_switch *sw, int family, const uint8_t *ip, const u
     return rc;
 }
 
+int ms_switch_neighbor(ms_switch *sw, int family, const uint8_t *ip, uint8_t *mac, int resolve)
+{
+    if (family != 4 && family != 6)
+        return -EINVAL;
+    ctl_lock(sw);
+    int rc = sw->neigh ? ms_neigh_lookup(sw->neigh, family, ip, mac, resolve) : 0;
+    ctl_unlock(sw);
+    return rc;
+}
+
 int ms_switch_attach(ms_switch *sw, const char *ifname, const char *backend, char *err,
                      size_t errlen)
 {
@@ -551,7 +557,7 @@ int ms_switch_attach(ms_switch *sw, const char *ifname, const char *backend, cha
         sw->nic = ms_nic_afxdp_new(ifname, sw->cfg.buf_size, err, errlen);
     else
         snprintf(err, errlen, "unknown backend %s (afxdp or afpacket)", backend);
-    if (sw->nic && !(sw->neigh = ms_neigh_new_kernel(if_nametoindex(ifname), err, errlen))) {
+    if (sw->nic && !(sw->neigh = ms_neigh_new_kernel(ifname, err, errlen))) {
         sw->nic->ops->destroy(sw->nic);
         sw->nic = NULL;
     }

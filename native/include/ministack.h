@@ -189,6 +189,10 @@ int ms_switch_attach_virtual(ms_switch *sw);
  * (a real interface answers from the kernel's): ip is at mac; mac NULL removes. 0, or
  * -EINVAL on a real interface, -ENOSPC when 256 neighbours are known. */
 int ms_switch_add_neighbor(ms_switch *sw, int family, const uint8_t *ip, const uint8_t *mac);
+/* The MAC of neighbour ip from the table the switch answers ports from: 1 and mac set when
+ * known, 0 when not (with resolve set, a real interface's kernel is asked to resolve it:
+ * look again shortly), -EINVAL for a bad family. */
+int ms_switch_neighbor(ms_switch *sw, int family, const uint8_t *ip, uint8_t *mac, int resolve);
 /* Attach to a real interface with backend "afxdp" or "afpacket"; on failure err says why. */
 int ms_switch_attach(ms_switch *sw, const char *ifname, const char *backend, char *err,
                      size_t errlen);
