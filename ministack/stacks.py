@@ -15,12 +15,10 @@ from __future__ import annotations
 
 import os
 import socket
-import struct
 import subprocess
 import sys
 import tempfile
 import threading
-import time
 from typing import Any
 
 # What the peer's kernel does: connect and echo over TCP, then UDP to each stack.
@@ -73,15 +71,6 @@ print(evil, good, flush=True)
 """
 
 
-def _csum(b: bytes) -> int:
-    if len(b) % 2:
-        b += b"\0"
-    s = sum(struct.unpack(f"!{len(b) // 2}H", b))
-    while s >> 16:
-        s = (s & 0xffff) + (s >> 16)
-    return ~s & 0xffff
-
-
 class TapStack(threading.Thread):
     """A tiny stack written against a TAP device: it reads raw frames from a descriptor and
     writes raw frames back, knowing nothing of MiniStack. It echoes UDP datagrams sent to
@@ -94,80 +83,57 @@ class TapStack(threading.Thread):
 
     def run(self) -> None:
         import select
+
+        from scapy.layers.inet import IP, UDP
+        from scapy.layers.l2 import Ether
         while self.running:
             if not select.select([self.fd], [], [], 0.2)[0]:
                 continue
             f = os.read(self.fd, 65536)
             if not f:
                 return
-            if len(f) < 42 or f[12:14] != b"\x08\x00" or f[23] != 17:
+            pkt = Ether(f)
+            if UDP not in pkt or pkt[UDP].dport != self.udp_port or pkt[IP].frag or \
+                    pkt[IP].flags.MF:
                 continue
-            ihl = (f[14] & 15) * 4
-            udp = 14 + ihl
-            sport, dport = struct.unpack("!HH", f[udp:udp + 4])
-            if dport != self.udp_port or struct.unpack("!H", f[20:22])[0] & 0x3fff:
-                continue
-            payload = f[udp + 8:14 + struct.unpack("!H", f[16:18])[0]]
-            os.write(self.fd, udp_frame(f[0:6], f[6:12], f[30:34], f[26:30], dport, sport,
-                                        payload))
+            os.write(self.fd, bytes(Ether(src=pkt.dst, dst=pkt.src) /
+                                    IP(src=pkt[IP].dst, dst=pkt[IP].src) /
+                                    UDP(sport=pkt[UDP].dport, dport=pkt[UDP].sport) /
+                                    bytes(pkt[UDP].payload)))
             self.echoed += 1
 
 
-def udp_frame(src_mac: bytes, dst_mac: bytes, src: bytes, dst: bytes, sport: int, dport: int,
-              payload: bytes, ident: int = 0, frag: int = 0) -> bytes:
-    """An Ethernet/IPv4/UDP frame with its checksums."""
-    ulen = 8 + len(payload)
-    pseudo = src + dst + struct.pack("!BBH", 0, 17, ulen)
-    udp = struct.pack("!HHHH", sport, dport, ulen, 0) + payload
-    udp = udp[:6] + struct.pack("!H", _csum(pseudo + udp) or 0xffff) + udp[8:]
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + ulen, ident, frag, 64, 17, 0, src, dst)
-    ip = ip[:10] + struct.pack("!H", _csum(ip)) + ip[12:]
-    return dst_mac + src_mac + b"\x08\x00" + ip + udp
-
-
-def tcp_frame(src_mac: bytes, dst_mac: bytes, src: bytes, dst: bytes, sport: int,
-              dport: int, payload: bytes) -> bytes:
-    """An Ethernet/IPv4/TCP frame (a bare ACK-less segment) with its checksums."""
-    tlen = 20 + len(payload)
-    tcp = struct.pack("!HHIIBBHHH", sport, dport, 1, 0, 5 << 4, 0x18, 1024, 0, 0) + payload
-    tcp = tcp[:16] + struct.pack("!H", _csum(src + dst + struct.pack("!BBH", 0, 6, tlen) +
-                                            tcp)) + tcp[18:]
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + tlen, 0, 0, 64, 6, 0, src, dst)
-    ip = ip[:10] + struct.pack("!H", _csum(ip)) + ip[12:]
-    return dst_mac + src_mac + b"\x08\x00" + ip + tcp
-
-
-def arp_frame(dst_mac: bytes, src_mac: bytes, op: int, sha: bytes, spa: bytes, tha: bytes,
-              tpa: bytes) -> bytes:
-    return (dst_mac + src_mac + b"\x08\x06" + struct.pack("!HHBBH", 1, 0x0800, 6, 4, op) +
-            sha + spa + tha + tpa + b"EVIL" * 4)
-
-
-def misbehave(fd: int, mac: bytes, host: bytes, lwip: bytes, peer: bytes,
-              peer_mac: bytes) -> dict[str, int]:
+def misbehave(fd: int, mac: str, host: str, lwip: str, peer: str,
+              peer_mac: str) -> dict[str, int]:
     """The TAP-style stack turns bad (it holds udp 7000 on `host`): what it sends, by the
     reason the switch must give."""
+    from scapy.layers.inet import IP, TCP, UDP
+    from scapy.layers.l2 import ARP, Ether
+
     evil = b"EVIL" * 10
+    eth = Ether(src=mac, dst=peer_mac)
     sent = {
         # lwIP's own tuple, udp 5353 on lwIP's address, which this stack never bound; and
         # an ARP reply claiming the peer's address.
-        "spoofed-src-ip": [udp_frame(mac, peer_mac, lwip, peer, 5353, 9, evil),
-                           arp_frame(peer_mac, mac, 2, mac, peer, peer_mac, peer)],
+        "spoofed-src-ip": [eth / IP(src=lwip, dst=peer) / UDP(sport=5353, dport=9) / evil,
+                           eth / ARP(op=2, hwsrc=mac, psrc=peer, hwdst=peer_mac, pdst=peer) /
+                           evil],
         # Its own address, but TCP, or another UDP port.
-        "spoofed-protocol": [tcp_frame(mac, peer_mac, host, peer, 7000, 9, evil)],
-        "spoofed-src-port": [udp_frame(mac, peer_mac, host, peer, 5353, 9, evil)],
+        "spoofed-protocol": [eth / IP(src=host, dst=peer) / TCP(sport=7000, dport=9) / evil],
+        "spoofed-src-port": [eth / IP(src=host, dst=peer) / UDP(sport=5353, dport=9) / evil],
         # An ARP reply for its own address (a port only asks), and a request in another
         # MAC's name.
-        "not-allowed": [arp_frame(peer_mac, mac, 2, mac, host, peer_mac, peer)],
-        "spoofed-src-mac": [arp_frame(b"\xff" * 6, mac, 1, b"\x02\xee\xee\xee\xee\xee",
-                                      host, b"\0" * 6, peer)],
+        "not-allowed": [eth / ARP(op=2, hwsrc=mac, psrc=host, hwdst=peer_mac, pdst=peer) /
+                        evil],
+        "spoofed-src-mac": [Ether(src=mac, dst="ff:ff:ff:ff:ff:ff") /
+                            ARP(op=1, hwsrc="02:ee:ee:ee:ee:ee", psrc=host, pdst=peer) / evil],
         # Later fragments of a datagram whose first fragment it never sent.
-        "fragment": [udp_frame(mac, peer_mac, host, peer, 7000, 9, evil, ident=4242,
-                               frag=0x2000 | k) for k in (185, 370)],
+        "fragment": [eth / IP(src=host, dst=peer, id=4242, proto=17, flags="MF", frag=k) / evil
+                     for k in (185, 370)],
     }
     for frames in sent.values():
         for f in frames:
-            os.write(fd, f)
+            os.write(fd, bytes(f))
     return {reason: len(frames) for reason, frames in sent.items()}
 
 
@@ -249,16 +215,16 @@ def run_checks(ms: Any, daemon_cls: Any, ns: str = "ms-stacks") -> dict[str, Any
                                        stdout=subprocess.PIPE, text=True)
             assert capture.stdout is not None
             capture.stdout.readline()
-            peer_mac = bytes.fromhex(sw.resolve(peer, timeout=2).replace(":", ""))
+            peer_mac = sw.resolve(peer, timeout=2)
             before = client.stats()["ports"]["tapstack"]["drops"]
-            mac = bytes.fromhex(sw.mac.replace(":", ""))
-            bad = misbehave(fd, mac, socket.inet_aton(host), socket.inet_aton(lwip_ip),
-                            socket.inet_aton(peer), peer_mac)
+            bad = misbehave(fd, sw.mac, host, lwip_ip, peer, peer_mac)
             print("\nthe TAP-style stack misbehaves: " +
                   ", ".join(f"{n} x {r}" for r, n in bad.items()))
             # One good frame after the bad ones: the capture must see it, or it proves nothing.
-            os.write(fd, udp_frame(mac, peer_mac, socket.inet_aton(host), socket.inet_aton(peer),
-                                   7000, 9, b"GOOD" * 10))
+            from scapy.layers.inet import IP, UDP
+            from scapy.layers.l2 import Ether
+            os.write(fd, bytes(Ether(src=sw.mac, dst=peer_mac) / IP(src=host, dst=peer) /
+                               UDP(sport=7000, dport=9) / (b"GOOD" * 10)))
             evil, good = map(int, (capture.communicate(timeout=10)[0].split() + ["-1", "-1"])[:2])
             after = client.stats()["ports"]["tapstack"]["drops"]
             for reason, n in bad.items():
