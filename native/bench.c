@@ -165,6 +165,57 @@ int ms_bench_baseline(uint32_t frame_len, uint32_t batch, double seconds, struct
 
 /* --- through the switch ------------------------------------------------------------- */
 
+/* The precomposed frames a driver sends, cycled (lens[i] bytes each, back to back). */
+struct cycle {
+    const uint8_t *frames;
+    const uint32_t *lens;
+    uint32_t n, i;
+    size_t off;
+};
+
+static inline const uint8_t *cycle_next(struct cycle *c, uint32_t *len)
+{
+    const uint8_t *f = c->frames + c->off;
+    *len = c->lens[c->i];
+    c->off += *len;
+    if (++c->i == c->n)
+        c->i = 0, c->off = 0;
+    return f;
+}
+
+/* Queue up to max frames of c into a's TX ring without waiting; returns how many. */
+static inline uint32_t queue_frames(ms_app *a, struct cycle *c, uint32_t max)
+{
+    struct ms_port_shm *shm = ms_app_shm(a);
+    const struct ms_ring_geom *g = ms_app_geom(a, 0);
+    uint32_t head = atomic_load_explicit(&shm->tx.head, memory_order_relaxed);
+    uint32_t k = atomic_load_explicit(&shm->tx.tail, memory_order_acquire) - head;
+    if (k > max)
+        k = max;
+    for (uint32_t j = 0; j < k; j++) {
+        uint32_t len;
+        const uint8_t *f = cycle_next(c, &len);
+        memcpy(ms_ring_buf(shm, g, head + j), f, len);
+        ms_ring_slot(shm, g, head + j)->len = len;
+    }
+    if (k) {
+        atomic_store_explicit(&shm->tx.head, head + k, memory_order_release);
+        ms_app_kick(a);
+    }
+    return k;
+}
+
+/* Take every frame waiting in a's RX ring unread; returns how many. */
+static inline uint32_t drain_frames(ms_app *a)
+{
+    struct ms_ring *rx = &ms_app_shm(a)->rx;
+    uint32_t rh = atomic_load_explicit(&rx->head, memory_order_relaxed);
+    uint32_t m = atomic_load_explicit(&rx->tail, memory_order_acquire) - rh;
+    if (m)
+        atomic_store_explicit(&rx->head, rh + m, memory_order_release);
+    return m;
+}
+
 int ms_bench_run(ms_switch *sw, int src, int dst, const uint8_t *frames, const uint32_t *lens,
                  uint32_t nframes, uint32_t batch, double seconds, struct ms_bench_result *res)
 {
@@ -172,48 +223,27 @@ int ms_bench_run(ms_switch *sw, int src, int dst, const uint8_t *frames, const u
         return -EINVAL;
     ms_app *in = src >= 0 ? ms_switch_app(sw, src) : ms_switch_wire(sw);
     ms_app *out = dst >= 0 ? ms_switch_app(sw, dst) : ms_switch_wire(sw);
-    size_t *offs = malloc(nframes * sizeof(*offs));
-    if (!in || !out || !offs) {
+    if (!in || !out) {
         ms_app_close(in);
         ms_app_close(out);
-        free(offs);
         return -ENOMEM;
     }
-    for (uint32_t i = 0, o = 0; i < nframes; o += lens[i], i++)
-        offs[i] = o;
     struct ms_port_shm *ins = ms_app_shm(in), *outs = ms_app_shm(out);
     struct ms_ring *tx = &ins->tx, *rx = &outs->rx;
     const struct ms_ring_geom *txg = ms_app_geom(in, 0);
+    struct cycle c = {frames, lens, nframes, 0, 0};
     uint64_t sent = 0, got = 0;
-    uint32_t fi = 0;
     struct window win;
     window_open(&win, seconds);
     for (uint64_t iter = 0;; iter++) {
         if ((iter & 255) == 0 && !window_tick(&win, got))
             break;
-        uint32_t head = atomic_load_explicit(&tx->head, memory_order_relaxed);
-        uint32_t k = atomic_load_explicit(&tx->tail, memory_order_acquire) - head;
-        if (k > batch)
-            k = batch;
-        for (uint32_t j = 0; j < k; j++) {
-            memcpy(ms_ring_buf(ins, txg, head + j), frames + offs[fi], lens[fi]);
-            ms_ring_slot(ins, txg, head + j)->len = lens[fi];
-            if (++fi == nframes)
-                fi = 0;
-        }
-        if (k) {
-            atomic_store_explicit(&tx->head, head + k, memory_order_release);
-            ms_app_kick(in);
-            sent += k;
-        }
-        uint32_t rh = atomic_load_explicit(&rx->head, memory_order_relaxed);
-        uint32_t m = atomic_load_explicit(&rx->tail, memory_order_acquire) - rh;
-        if (m) {
-            atomic_store_explicit(&rx->head, rh + m, memory_order_release);
-            got += m;
-        } else if (!k) {
+        uint32_t k = queue_frames(in, &c, batch);
+        sent += k;
+        uint32_t m = drain_frames(out);
+        got += m;
+        if (!m && !k)
             cpu_relax();
-        }
     }
     window_close(&win, got, sent, res);
     /* Let the switch finish what is in flight so later runs start from empty rings. */
@@ -228,7 +258,6 @@ int ms_bench_run(ms_switch *sw, int src, int dst, const uint8_t *frames, const u
             break;
         sched_yield();
     }
-    free(offs);
     ms_app_close(in);
     ms_app_close(out);
     return 0;
@@ -329,45 +358,23 @@ int ms_bench_framefd(ms_switch *sw, int port, int to_port, const uint8_t *frames
         return -ENOMEM;
     }
     int fd = ms_framefd_fd(f);
-    struct ms_port_shm *ws = ms_app_shm(wire);
-    struct ms_ring *wtx = &ws->tx, *wrx = &ws->rx;
-    const struct ms_ring_geom *wg = ms_app_geom(wire, 0);
+    struct cycle c = {frames, lens, nframes, 0, 0};
     uint64_t sent = 0, got = 0;
-    uint32_t fi = 0;
-    size_t off = 0;
     struct window win;
     window_open(&win, seconds);
     while (window_tick(&win, got)) {
         if (!to_port) {
             for (int j = 0; j < 64; j++) {
-                if (write(fd, frames + off, lens[fi]) == (ssize_t)lens[fi])
+                uint32_t len;
+                const uint8_t *fr = cycle_next(&c, &len);
+                if (write(fd, fr, len) == (ssize_t)len)
                     sent++;
-                off += lens[fi];
-                if (++fi == nframes)
-                    fi = off = 0;
             }
-            uint32_t rh = atomic_load_explicit(&wrx->head, memory_order_relaxed);
-            uint32_t m = atomic_load_explicit(&wrx->tail, memory_order_acquire) - rh;
-            atomic_store_explicit(&wrx->head, rh + m, memory_order_release);
-            got += m;
+            got += drain_frames(wire);
             continue;
         }
-        uint32_t head = atomic_load_explicit(&wtx->head, memory_order_relaxed);
-        uint32_t k = atomic_load_explicit(&wtx->tail, memory_order_acquire) - head;
-        if (k > MS_BATCH)
-            k = MS_BATCH;
-        for (uint32_t j = 0; j < k; j++) {
-            memcpy(ms_ring_buf(ws, wg, head + j), frames + off, lens[fi]);
-            ms_ring_slot(ws, wg, head + j)->len = lens[fi];
-            off += lens[fi];
-            if (++fi == nframes)
-                fi = off = 0;
-        }
-        if (k) {
-            atomic_store_explicit(&wtx->head, head + k, memory_order_release);
-            ms_app_kick(wire);
-            sent += k;
-        }
+        uint32_t k = queue_frames(wire, &c, MS_BATCH);
+        sent += k;
         int n = 0;
         while (n < 256 && recv(fd, buf, 65536, MSG_DONTWAIT) > 0)
             n++;
