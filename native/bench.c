@@ -337,9 +337,58 @@ uint64_t ms_bench_sink_stop(ms_switch *sw)
 
 /* --- a TAP-style application on ms_framefd ------------------------------------------ */
 
-/* Frames per second through a port's frame descriptor, driven as a stack written against
- * a TAP device drives it: one write() per frame sent (to_port 0; the wire is drained) or
- * one read() per frame received (to_port 1; the wire injects). One driver thread; the
+/* What is on the far side of the descriptor the driver reads or writes: the switch and
+ * the wire (ms_framefd), or a bare peer thread (the baseline). */
+struct tap_far {
+    uint32_t (*drained)(struct tap_far *);           /* frames that arrived there */
+    uint32_t (*inject)(struct tap_far *, struct cycle *, uint32_t max);
+    ms_app *wire;
+    _Atomic uint64_t count;   /* the bare peer's frames; it publishes, the driver reads */
+    uint64_t seen;
+};
+
+/* The application's side, as a stack written against a TAP device drives one: one
+ * write() per frame sent (to_port 0; the far side drains) or one read() per frame
+ * received (to_port 1; the far side injects). */
+static void tap_drive(int fd, int to_port, struct cycle *c, struct tap_far *far,
+                      double seconds, struct ms_bench_result *res)
+{
+    static uint8_t buf[65536];
+    uint64_t sent = 0, got = 0;
+    struct window win;
+    window_open(&win, seconds);
+    while (window_tick(&win, got)) {
+        if (!to_port) {
+            for (int j = 0; j < 64; j++) {
+                uint32_t len;
+                const uint8_t *fr = cycle_next(c, &len);
+                if (write(fd, fr, len) == (ssize_t)len)
+                    sent++;
+            }
+            got += far->drained(far);
+            continue;
+        }
+        uint32_t k = far->inject(far, c, MS_BATCH);
+        sent += k;
+        int n = 0;
+        while (n < 256 && recv(fd, buf, sizeof(buf), MSG_DONTWAIT) > 0)
+            n++;
+        got += (uint64_t)n;
+        if (!n && !k) {
+            struct pollfd pfd = {.fd = fd, .events = POLLIN};
+            poll(&pfd, 1, 1);
+        }
+    }
+    window_close(&win, got, sent, res);
+}
+
+static uint32_t wire_drained(struct tap_far *f) { return drain_frames(f->wire); }
+static uint32_t wire_inject(struct tap_far *f, struct cycle *c, uint32_t max)
+{
+    return queue_frames(f->wire, c, max);
+}
+
+/* Frames per second through a port's frame descriptor. One driver thread; the
  * descriptor's pump and the switch are the other two, and both sleep when idle. */
 int ms_bench_framefd(ms_switch *sw, int port, int to_port, const uint8_t *frames,
                      const uint32_t *lens, uint32_t nframes, double seconds,
@@ -349,45 +398,91 @@ int ms_bench_framefd(ms_switch *sw, int port, int to_port, const uint8_t *frames
         return -EINVAL;
     ms_app *p = ms_switch_app(sw, port), *wire = ms_switch_wire(sw);
     ms_framefd *f = p ? ms_framefd_open(p) : NULL;
-    uint8_t *buf = malloc(65536);
-    if (!p || !wire || !f || !buf) {
+    if (!p || !wire || !f) {
         ms_framefd_close(f);
         ms_app_close(p);
         ms_app_close(wire);
-        free(buf);
         return -ENOMEM;
     }
-    int fd = ms_framefd_fd(f);
     struct cycle c = {frames, lens, nframes, 0, 0};
-    uint64_t sent = 0, got = 0;
-    struct window win;
-    window_open(&win, seconds);
-    while (window_tick(&win, got)) {
-        if (!to_port) {
-            for (int j = 0; j < 64; j++) {
-                uint32_t len;
-                const uint8_t *fr = cycle_next(&c, &len);
-                if (write(fd, fr, len) == (ssize_t)len)
-                    sent++;
-            }
-            got += drain_frames(wire);
-            continue;
-        }
-        uint32_t k = queue_frames(wire, &c, MS_BATCH);
-        sent += k;
-        int n = 0;
-        while (n < 256 && recv(fd, buf, 65536, MSG_DONTWAIT) > 0)
-            n++;
-        got += (uint64_t)n;
-        if (!n && !k) {
-            struct pollfd pfd = {.fd = fd, .events = POLLIN};
-            poll(&pfd, 1, 1);
-        }
-    }
-    window_close(&win, got, sent, res);
+    struct tap_far far = {.drained = wire_drained, .inject = wire_inject, .wire = wire};
+    tap_drive(ms_framefd_fd(f), to_port, &c, &far, seconds, res);
     ms_framefd_close(f);
     ms_app_close(p);
     ms_app_close(wire);
-    free(buf);
+    return 0;
+}
+
+/* The baseline: the same driver on a bare SOCK_SEQPACKET pair whose other end a thread
+ * serves as ms_framefd's pump does (recvmmsg / sendmmsg in batches of 64, poll when it
+ * cannot move), with no port and no switch. What one syscall per frame costs here. */
+struct bare_peer {
+    struct tap_far far;
+    int fd, to_port;
+    const uint8_t *frame;
+    uint32_t len;
+    _Atomic int stop;
+};
+
+static void *bare_peer_loop(void *arg)
+{
+    struct bare_peer *b = arg;
+    static uint8_t bufs[64][2048];
+    struct iovec iov[64];
+    struct mmsghdr m[64];
+    while (!atomic_load_explicit(&b->stop, memory_order_relaxed)) {
+        for (int i = 0; i < 64; i++) {
+            iov[i].iov_base = b->to_port ? (void *)b->frame : bufs[i];
+            iov[i].iov_len = b->to_port ? b->len : sizeof(bufs[i]);
+            memset(&m[i], 0, sizeof(m[i]));
+            m[i].msg_hdr.msg_iov = &iov[i];
+            m[i].msg_hdr.msg_iovlen = 1;
+        }
+        int r = b->to_port ? sendmmsg(b->fd, m, 64, MSG_DONTWAIT | MSG_NOSIGNAL)
+                           : recvmmsg(b->fd, m, 64, MSG_DONTWAIT, NULL);
+        if (r > 0) {
+            atomic_fetch_add_explicit(&b->far.count, (uint64_t)r, memory_order_release);
+            continue;
+        }
+        struct pollfd p = {.fd = b->fd, .events = b->to_port ? POLLOUT : POLLIN};
+        poll(&p, 1, 10);
+    }
+    return NULL;
+}
+
+static uint32_t bare_drained(struct tap_far *f)
+{
+    uint64_t now = atomic_load_explicit(&f->count, memory_order_acquire);
+    uint32_t d = (uint32_t)(now - f->seen);
+    f->seen = now;
+    return d;
+}
+
+static uint32_t bare_inject(struct tap_far *f, struct cycle *c, uint32_t max)
+{
+    (void)c, (void)max;
+    return bare_drained(f);  /* the peer sends on its own; count what it sent */
+}
+
+int ms_bench_framefd_bare(int to_port, const uint8_t *frame, uint32_t len, double seconds,
+                          struct ms_bench_result *res)
+{
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+        return -errno;
+    struct bare_peer b = {.far = {.drained = bare_drained, .inject = bare_inject},
+                          .fd = sv[1], .to_port = to_port, .frame = frame, .len = len};
+    pthread_t t;
+    if (pthread_create(&t, NULL, bare_peer_loop, &b) != 0) {
+        close(sv[0]);
+        close(sv[1]);
+        return -EAGAIN;
+    }
+    struct cycle c = {frame, &len, 1, 0, 0};
+    tap_drive(sv[0], to_port, &c, &b.far, seconds, res);
+    atomic_store(&b.stop, 1);
+    pthread_join(t, NULL);
+    close(sv[0]);
+    close(sv[1]);
     return 0;
 }

@@ -21,6 +21,9 @@
 #include "ministack.h"
 
 #define BATCH 64
+#ifndef SPIN_PASSES
+#define SPIN_PASSES 16
+#endif
 
 struct ms_framefd {
     ms_app *a;
@@ -107,12 +110,18 @@ static void *pump_loop(void *arg)
 {
     struct ms_framefd *f = arg;
     pthread_setname_np(pthread_self(), "ms-framefd");
+    int idle = 0;
     while (!atomic_load(&f->stop)) {
         int r = pump_once(f);
         if (r < 0)
             break;
-        if (r)
+        if (r) {
+            idle = 0;
             continue;
+        }
+        if (++idle < SPIN_PASSES)
+            continue;
+        idle = 0;
         int want_rx = f->rx_off == f->rx_n, want_tx = f->tx_off < f->tx_n;
         if (ms_app_arm(f->a, want_rx, want_tx))
             continue;

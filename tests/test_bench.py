@@ -7,10 +7,13 @@ import os
 from ministack import bench
 
 
-def test_frame_fd_rows_measure_both_ways() -> None:
-    rows = bench.frame_fd_rows(0.2)
+def test_frame_fd_rows_measure_both_ways_against_a_bare_socket_pair() -> None:
+    rows = bench.frame_fd_rows(0.2, reps=2)
     assert [r["path"] for r in rows] == ["frame_fd->wire", "wire->frame_fd"]
-    assert all(r["mpps"] > 0 for r in rows), rows
+    for r in rows:
+        assert r["mpps"] > 0 and r["bare_mpps"] > 0, r
+        assert len(r["runs"]) == len(r["bare_runs"]) == 2, r
+        assert abs(r["ratio"] - r["mpps"] / r["bare_mpps"]) < 0.01, r
 
 
 def test_lwip_rows_compare_with_the_bare_driver(root: None) -> None:
@@ -30,10 +33,17 @@ def test_lwip_rows_compare_with_the_bare_driver(root: None) -> None:
     assert "lwip tcp bulk" in text and "frame_fd->wire" in text
 
 
-def test_against_another_checkout_alternates_and_reports_medians() -> None:
-    """Against itself (the same checkout as the "other" one): both sides measured."""
+def test_against_another_checkout_pairs_runs_and_reports_paired_ratio() -> None:
+    """Against itself (the same checkout as the "other" one): both sides measured, one
+    ratio per pair, and the reported ratio is their median."""
+    import statistics
+
     here = os.path.dirname(os.path.dirname(os.path.abspath(bench.__file__)))
-    r = bench.against(here, 0.1, reps=1)
+    r = bench.against(here, 0.1, reps=2, max_steal=1.0)
     for path in ("port->wire", "wire->port"):
-        assert r[path]["this_mpps"] > 0 and r[path]["other_mpps"] > 0, r
-        assert len(r[path]["this_runs"]) == len(r[path]["other_runs"]) == 1
+        x = r[path]
+        assert x["this_mpps"] > 0 and x["other_mpps"] > 0, r
+        assert len(x["this_runs"]) == len(x["other_runs"]) == len(x["pair_ratios"]) == 2
+        for ratio, a, b in zip(x["pair_ratios"], x["this_runs"], x["other_runs"]):
+            assert abs(ratio - a / b) < 0.01, x
+        assert abs(x["ratio"] - statistics.median(x["pair_ratios"])) < 0.002, x

@@ -295,6 +295,10 @@ int ms_bench_veth_switch(ms_switch *sw, int port, const char *ns, const char *pe
 int ms_bench_framefd(ms_switch *sw, int port, int to_port, const uint8_t *frames,
                      const uint32_t *lens, uint32_t nframes, double seconds,
                      struct ms_bench_result *r);
+/* The same driver on a bare SOCK_SEQPACKET pair served by a thread in batches, as the
+ * pump serves a port's: the cost of one syscall per frame, without the switch. */
+int ms_bench_framefd_bare(int to_port, const uint8_t *frame, uint32_t len, double seconds,
+                          struct ms_bench_result *r);
 /* Drain the wire on a background thread, napping nap_ns when it is empty (0: yield). */
 int ms_bench_sink_start(ms_switch *sw, int nap_ns);
 uint64_t ms_bench_sink_stop(ms_switch *sw);
