@@ -123,6 +123,7 @@ class Panel(w.VBox):
         self._rx: dict[str, list[bytes]] = {}
         self._timer: threading.Thread | None = None
         self._stop = threading.Event()
+        self._refresh_lock = threading.Lock()
         self._last: tuple[float, dict[str, tuple[int, int]]] | None = None
         self._series: list[str] = []
         self.refresh_hz = refresh_hz
@@ -406,7 +407,12 @@ class Panel(w.VBox):
     # --- live view --------------------------------------------------------------------
 
     def refresh(self) -> None:
-        """Read the counters once and update the counters, plots and drop log."""
+        """Read the counters once and update the counters, plots and drop log (safe to
+        call while the live refresh runs)."""
+        with self._refresh_lock:
+            self._refresh_locked()
+
+    def _refresh_locked(self) -> None:
         st = self.sw.stats()
         now = time.monotonic()
         # Per series: (frames forwarded from or delivered to it, frames dropped).
@@ -430,12 +436,16 @@ class Panel(w.VBox):
                 if name not in self._series:
                     self._add_series(name)
             point: dict[str, list[float]] = {"t": [now - self._t_start]}
-            for name in self._series:
+            # One value for every column the source has, whoever added it: a stream that
+            # misses one is refused, and that froze the live view in a browser.
+            for col in list(self.rates.data):
+                if col == "t":
+                    continue
+                kind, name = col.split(":", 1)
                 # A port created since the last refresh started from zero.
                 cur, old = totals.get(name), prev.get(name, (0, 0))
-                ok = cur is not None
-                point[f"fwd:{name}"] = [(cur[0] - old[0]) / dt if ok else float("nan")]
-                point[f"drop:{name}"] = [(cur[1] - old[1]) / dt if ok else float("nan")]
+                i = 0 if kind == "fwd" else 1
+                point[col] = [(cur[i] - old[i]) / dt if cur is not None else float("nan")]
             self.rates.stream(point, rollover=MAX_POINTS)
         if self._last is None:
             self._t_start = now
@@ -465,6 +475,8 @@ class Panel(w.VBox):
                     self.refresh()
                 except MiniStackError:
                     return  # the switch went away: nothing left to watch
+                except Exception as e:  # noqa: BLE001 - a frozen view would hide it
+                    self._say(f"live view: {type(e).__name__}: {e}", ok=False)
 
         self._timer = threading.Thread(target=loop, name="ministack-panel", daemon=True)
         self._timer.start()
