@@ -20,20 +20,52 @@ def demo(args: argparse.Namespace) -> int:
     return run(virtual=True if args.virtual else None)
 
 
+def student_labs(release: "Path", into: "Path") -> list[str]:
+    """Copy the student versions (labs/release/<lab>/<lab>.ipynb) into one flat folder,
+    never over a notebook already there (it holds the student's work); returns the names
+    copied. A lab added to the course later arrives on the next run."""
+    import shutil
+
+    into.mkdir(parents=True, exist_ok=True)
+    copied = []
+    for nb in sorted(release.glob("*/*.ipynb")):
+        if not (into / nb.name).exists():
+            shutil.copyfile(nb, into / nb.name)
+            copied.append(nb.name)
+    return copied
+
+
 def lab(args: argparse.Namespace) -> int:
-    """Start JupyterLab on the MiniStack labs and print the URL to open. The token is
-    $JUPYTER_TOKEN when set, a random one otherwise."""
+    """Start JupyterLab on the MiniStack labs and print the URL to open.
+
+    By default on the student versions, copied on first use into $MINISTACK_LABS
+    (~/ministack-labs when unset), where the student's answers stay; --solutions opens the
+    instructor's versions in labs/source/ (edit them there, then regenerate the student
+    versions: docs/teaching.md); --dir DIR opens DIR as it is. The token is $JUPYTER_TOKEN
+    when set, a random one otherwise."""
     import os
     import secrets
     import shutil
     import tempfile
     from pathlib import Path
 
-    labs = Path(args.dir) if args.dir else Path(__file__).resolve().parent.parent / "labs"
+    course = Path(__file__).resolve().parent.parent / "labs"
+    if args.dir:
+        labs = Path(args.dir)
+    elif not (course / "release").is_dir():
+        print(f"ministack lab: no labs/release/ next to the package ({course}); pass --dir",
+              file=sys.stderr)
+        return 1
+    elif args.solutions:
+        labs = course / "source"
+    else:
+        labs = Path(os.environ.get("MINISTACK_LABS") or Path.home() / "ministack-labs")
+        copied = student_labs(course / "release", labs)
+        if copied:
+            # stderr: the first line on stdout is the URL, which services read
+            print(f"MiniStack lab: copied {len(copied)} lab(s) into {labs}", file=sys.stderr)
     if not labs.is_dir():
-        labs = Path.cwd() / "labs"
-    if not labs.is_dir():
-        print("ministack lab: no labs/ folder found; pass --dir", file=sys.stderr)
+        print(f"ministack lab: {labs} is not a folder", file=sys.stderr)
         return 1
     if shutil.which("jupyter") is None and not (Path(sys.executable).parent / "jupyter").exists():
         print("ministack lab: JupyterLab is not installed: pip install 'ministack[lab]'",
@@ -171,7 +203,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ip", default="127.0.0.1",
                    help="address to listen on (0.0.0.0 in a VM with a forwarded port)")
     p.add_argument("--no-browser", action="store_true", help="do not open a browser")
-    p.add_argument("--dir", help="the labs folder (default: the project's labs/)")
+    p.add_argument("--dir", help="open this folder as it is")
+    p.add_argument("--solutions", action="store_true",
+                   help="the instructor's versions, with solutions and hidden tests "
+                        "(labs/source/)")
     p.set_defaults(func=lab)
     p = sub.add_parser("daemon", help="run the switch for applications in other processes",
                        description=daemon.__doc__)

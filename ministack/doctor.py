@@ -369,8 +369,8 @@ def check_lab() -> Check:
 
     if "python3" not in KernelSpecManager().find_kernel_specs():
         return Check(name, "broken", "no python3 Jupyter kernel", setup_cmd())
-    labs = sorted((ROOT / "labs").glob("*.ipynb"))
-    where = f"{len(labs)} notebooks in {ROOT / 'labs'}" if labs else "no labs/ folder next " \
+    labs = sorted((ROOT / "labs" / "release").glob("*/*.ipynb"))
+    where = f"{len(labs)} labs in {ROOT / 'labs'}" if labs else "no labs/release/ next " \
         "to the package ('ministack lab --dir DIR' then)"
     import jupyterlab
 

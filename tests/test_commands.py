@@ -1,10 +1,13 @@
 """The shell commands a student runs first."""
 from __future__ import annotations
 
+import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -50,7 +53,9 @@ def test_demo_in_a_peer_namespace_cleans_up() -> None:
                                            text=True).stdout
 
 
-def test_lab_starts_jupyterlab_and_prints_the_url() -> None:
+def lab_listing(args: list[str], env: dict[str, str], path: str = "") -> dict:
+    """Start `ministack lab` with args, and return JupyterLab's listing of path."""
+    import json
     import socket
     import time
     import urllib.request
@@ -58,29 +63,63 @@ def test_lab_starts_jupyterlab_and_prints_the_url() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    # The course VM's service fixes the token through the environment, as Jupyter does.
-    env = dict(os.environ, JUPYTER_TOKEN="0123456789abcdef")
-    p = subprocess.Popen(CMD + ["lab", "--no-browser", "--port", str(port)], env=env,
+    p = subprocess.Popen(CMD + ["lab", "--no-browser", "--port", str(port), *args], env=env,
                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         assert p.stdout is not None
         line = p.stdout.readline()
-        assert line.startswith("MiniStack lab: open http://localhost:")
+        assert line.startswith("MiniStack lab: open http://localhost:"), line
         assert line.rstrip().endswith("token=0123456789abcdef")
-        url = line.split("open ", 1)[1].strip()
+        url = line.split("open ", 1)[1].strip().replace("/lab?", f"/api/contents/{path}?")
         deadline = time.monotonic() + 60
         while True:
             try:
-                with urllib.request.urlopen(url.replace("/lab?", "/api/contents?"), timeout=5) as r:
-                    listing = r.read().decode()
-                break
+                with urllib.request.urlopen(url, timeout=5) as r:
+                    return json.loads(r.read().decode())
             except OSError:
                 assert time.monotonic() < deadline, "JupyterLab did not come up"
                 time.sleep(0.5)
-        assert "01-ports-and-the-switch.ipynb" in listing
     finally:
         p.terminate()
         p.wait(30)
+
+
+def test_lab_opens_a_copy_of_the_student_versions_and_prints_the_url() -> None:
+    import tempfile
+
+    work = tempfile.mkdtemp(prefix="ministack-labs-")
+    # The course VM's service fixes the token through the environment, as Jupyter does.
+    env = dict(os.environ, JUPYTER_TOKEN="0123456789abcdef", MINISTACK_LABS=work)
+    try:
+        listing = lab_listing([], env)
+        names = sorted(c["name"] for c in listing["content"])
+        release = Path(__file__).resolve().parent.parent / "labs" / "release"
+        assert names == sorted(p.name for p in release.glob("*/*.ipynb")), names
+        # The student versions, copied where the student's work stays.
+        copied = (Path(work) / "01-ports-and-the-switch.ipynb").read_text()
+        assert "YOUR CODE HERE" in copied and "BEGIN SOLUTION" not in copied
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def test_lab_solutions_opens_the_instructors_versions() -> None:
+    env = dict(os.environ, JUPYTER_TOKEN="0123456789abcdef")
+    nb = lab_listing(["--solutions"], env,
+                     "01-ports-and-the-switch/01-ports-and-the-switch.ipynb")
+    assert "### BEGIN SOLUTION" in json.dumps(nb["content"]), "not the instructor's version"
+
+
+def test_student_labs_copy_flat_and_never_over_a_students_work(tmp_path: Path) -> None:
+    from ministack.cli import student_labs
+
+    release = Path(__file__).resolve().parent.parent / "labs" / "release"
+    work = tmp_path / "labs"
+    first = student_labs(release, work)
+    assert first == sorted(p.name for p in release.glob("*/*.ipynb"))
+    (work / first[0]).write_text("a student's answers")
+    (work / first[1]).unlink()   # a lab the course adds later arrives on the next run
+    assert student_labs(release, work) == [first[1]]
+    assert (work / first[0]).read_text() == "a student's answers"
 
 
 def test_ci_and_the_vm_run_exactly_the_readmes_setup_and_test_commands() -> None:

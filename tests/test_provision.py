@@ -92,8 +92,10 @@ def test_provision_sh_in_a_fresh_debian_12_passes_its_self_test_twice() -> None:
         assert "creating .venv" in first and "creating .venv" not in second
         home = root / "home" / "vagrant"
         assert (home / "ministack" / ".venv" / "bin" / "ministack").exists()
+        # The student versions, never the solutions.
         assert sorted(p.name for p in (home / "labs").glob("*.ipynb")) == sorted(
-            p.name for p in (ROOT / "labs").glob("*.ipynb"))
+            p.name for p in (ROOT / "labs" / "release").glob("*/*.ipynb"))
+        assert "BEGIN SOLUTION" not in (home / "labs" / "01-ports-and-the-switch.ipynb").read_text()
         edited = home / "labs" / "01-ports-and-the-switch.ipynb"
         assert edited.read_text().endswith("student's edit\n")
         assert (root / "etc/systemd/system/ministack-lab.service").exists()

@@ -57,9 +57,10 @@ say "running ./setup.sh as $VM_USER"
 runuser -u "$VM_USER" -- env HOME="$HOME_DIR" bash -c "cd '$PROJECT' && ./setup.sh" ||
     fail "./setup.sh failed (its messages are above)"
 
-# The student's notebooks: copied once, never overwritten, so a rerun keeps their work.
+# The student versions of the labs: copied once, never overwritten, so a rerun keeps their
+# work (and a lab added to the course arrives).
 install -d -o "$VM_USER" -g "$(id -gn "$VM_USER")" "$LABS"
-for nb in "$PROJECT"/labs/*.ipynb; do
+for nb in "$PROJECT"/labs/release/*/*.ipynb; do
     [ -e "$LABS/$(basename "$nb")" ] || install -o "$VM_USER" -g "$(id -gn "$VM_USER")" -m 0644 "$nb" "$LABS/"
 done
 
