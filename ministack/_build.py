@@ -89,16 +89,28 @@ def build_lwip_echo() -> None:
                    check=True)
 
 
+def build_afxdp_plugin() -> None:
+    """Compile the AF_XDP backend into its own shared object, the only one linked with
+    libxdp and libbpf (nic_afxdp_plugin.c loads it when first asked), so that a wheel
+    installed without them still imports."""
+    libs = subprocess.run(["pkg-config", "--libs", "libxdp", "libbpf"], capture_output=True,
+                          text=True, check=True).stdout.split()
+    subprocess.run(["cc", "-shared", "-fPIC", *FLAGS[:-1], "-I", str(NATIVE / "include"),
+                    "-I", str(NATIVE), str(NATIVE / "nic_afxdp.c"),
+                    "-o", str(ROOT / "ministack" / AFXDP_PLUGIN), *libs], check=True)
+
+
 XDP_OBJ = "ministack_xdp.bpf.o"
+AFXDP_PLUGIN = "libms_afxdp.so"
 build_pktgen()
 if lwip_available():
     build_lwip_echo()
-AFXDP = afxdp_available()
-if AFXDP:
+if afxdp_available():
     build_xdp_program()
-    SOURCES.append("nic_afxdp.c")
-else:
-    SOURCES.append("nic_afxdp_none.c")
+    build_afxdp_plugin()
+else:  # a plugin of an earlier build with AF_XDP must not outlive it
+    (ROOT / "ministack" / AFXDP_PLUGIN).unlink(missing_ok=True)
+SOURCES.append("nic_afxdp_plugin.c")
 
 ffibuilder = FFI()
 ffibuilder.cdef(cdef_from_header((NATIVE / "include" / "ministack.h").read_text()) + """
@@ -113,7 +125,7 @@ ffibuilder.set_source(
     include_dirs=["native/include", "native"],
     extra_compile_args=FLAGS,
     extra_link_args=LINK_FLAGS,
-    libraries=["pthread"] + (["xdp", "bpf"] if AFXDP else []),
+    libraries=["pthread", "dl"],
 )
 
 if __name__ == "__main__":

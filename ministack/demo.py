@@ -37,10 +37,12 @@ def run(virtual: bool | None = None) -> int:
     """Run the demo; virtual=None picks a namespace when root, the virtual NIC otherwise."""
     import ministack as ms
 
+    chosen = virtual
     if virtual is None:
         virtual = os.geteuid() != 0
     if virtual:
-        print("(not root: on the virtual NIC; run as root for a real peer namespace)")
+        print("(on the virtual NIC, as asked)" if chosen else
+              "(not root: on the virtual NIC; run as root for a real peer namespace)")
         with ms.Switch(nic="virtual", addresses=["10.0.0.2", "fd00::2"]) as sw:
             return _demo(sw, None, "10.0.0.2", "10.0.0.9")
     topo = ms.Topology(ns="ms-demo", host_if="ms-demo0", peer_if="ms-demo1",

@@ -175,24 +175,36 @@ def check_virtual() -> Check:
 XDP_OBJ = Path(__file__).resolve().parent / "ministack_xdp.bpf.o"
 
 
-def afxdp_built() -> bool:
-    """Whether this install has the AF_XDP backend and its XDP program."""
-    from ministack._native import lib
+# Where nic_afxdp_plugin.c looks for the backend (MINISTACK_AFXDP_PLUGIN overrides it).
+AFXDP_PLUGIN = Path(os.environ.get("MINISTACK_AFXDP_PLUGIN")
+                    or Path(__file__).resolve().parent / "libms_afxdp.so")
 
-    if not lib.ms_afxdp_built():
-        return False
+
+def afxdp_status() -> tuple[bool, str]:
+    """Whether this install's AF_XDP backend can be used here, and if not, why."""
+    from ministack._native import ffi, lib
+
+    why = ffi.new("char[]", 512)
+    if not lib.ms_afxdp_available(why, 512):
+        return False, ffi.string(why).decode()
     try:
         XDP_OBJ.stat()
     except FileNotFoundError:
-        return False
+        return False, f"its XDP program {XDP_OBJ} is missing: reinstall MiniStack"
     except OSError:
         pass  # there, but not this user's to read (root's install): root is who uses it
-    return True
+    return True, ""
+
+
+def afxdp_built() -> bool:
+    """Whether this install has the AF_XDP backend, its libraries and its XDP program."""
+    return afxdp_status()[0]
 
 
 def check_afxdp_built() -> Check:
     name = "AF_XDP built in"
-    if afxdp_built():
+    ok, why = afxdp_status()
+    if ok:
         versions = []
         for lib_name in ("libxdp", "libbpf") if shutil.which("pkg-config") else ():
             r = subprocess.run(["pkg-config", "--modversion", lib_name], capture_output=True,
@@ -201,6 +213,11 @@ def check_afxdp_built() -> Check:
                 versions.append(f"{lib_name} {r.stdout.strip()}")
         return Check(name, "ok", f"built with {', '.join(versions) or 'libxdp and libbpf'}; "
                      f"XDP program {XDP_OBJ.name}")
+    if AFXDP_PLUGIN.exists():
+        # Built (a wheel, say), but the libraries it needs are not on this machine.
+        check = missing_or_unavailable(name, ["libxdp1", "libbpf1"])
+        check.detail = f"{why}; real interfaces use AF_PACKET"
+        return check
     absent = [p for p in ("libxdp-dev", "libbpf-dev", "clang", "llvm") if not installed(p)]
     if not absent:
         return Check(name, "missing", "libxdp, libbpf and clang are installed, but MiniStack "

@@ -55,6 +55,9 @@ struct ms_nic_ops {
     /* Frames the backend handed to the host stack without the switch seeing them (an XDP
      * pass), added to the to-host counter; NULL when the switch sees everything. */
     void (*host_counters)(struct ms_nic *nic, uint64_t *frames, uint64_t *bytes);
+    /* The XDP mode a program attached in, "native" or "generic"; NULL when the backend
+     * uses no XDP program. */
+    const char *(*xdp_mode)(struct ms_nic *nic);
     void (*destroy)(struct ms_nic *nic);
 };
 
@@ -66,11 +69,15 @@ struct ms_nic {
 /* Real interfaces. On failure they return NULL and write why into err (errlen bytes). */
 struct ms_nic *ms_nic_afpacket_new(const char *ifname, uint32_t buf_size, char *err,
                                    size_t errlen);
+/* AF_XDP lives in its own shared object (libms_afxdp.so, linked with libxdp and libbpf)
+ * that nic_afxdp_plugin.c loads on first use, so that a machine without those libraries
+ * still imports MiniStack; the plugin's entry point has this type and name. */
+typedef struct ms_nic *ms_afxdp_new_fn(const char *ifname, uint32_t buf_size, char *err,
+                                       size_t errlen);
+#define MS_AFXDP_PLUGIN "libms_afxdp.so"
+#define MS_AFXDP_ENTRY "ms_afxdp_plugin_new"
 struct ms_nic *ms_nic_afxdp_new(const char *ifname, uint32_t buf_size, char *err,
                                 size_t errlen);
-/* AF_XDP only: the XDP mode the program attached in, "native" or "generic"; NULL for any
- * other backend. */
-const char *ms_nic_afxdp_mode(struct ms_nic *nic);
 
 /* The virtual wire: a port-shaped shared region whose far end (ms_switch_wire) injects into
  * its TX ring and captures from its RX ring. */

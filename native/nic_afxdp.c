@@ -290,6 +290,13 @@ static void x_host_counters(struct ms_nic *n, uint64_t *frames, uint64_t *bytes)
     free(v);
 }
 
+/* Which XDP mode the program attached in: "native" (the driver runs it) or "generic"
+ * (the kernel runs it on socket buffers, slower, works on any interface). */
+static const char *x_xdp_mode(struct ms_nic *n)
+{
+    return nx(n)->mode;
+}
+
 static const struct ms_nic_ops afxdp_ops = {
     .name = "afxdp",
     .rx_burst = x_rx_burst,
@@ -302,19 +309,9 @@ static const struct ms_nic_ops afxdp_ops = {
     .arm = x_arm,
     .binding = x_binding,
     .destroy = x_destroy,
+    .xdp_mode = x_xdp_mode,
 };
 
-int ms_afxdp_built(void)
-{
-    return 1;
-}
-
-/* Which XDP mode the program attached in: "native" (the driver runs it) or "generic"
- * (the kernel runs it on socket buffers, slower, works on any interface). */
-const char *ms_nic_afxdp_mode(struct ms_nic *n)
-{
-    return n && n->ops == &afxdp_ops ? nx(n)->mode : NULL;
-}
 
 static void fail(char *err, size_t errlen, const char *fmt, ...)
 {
@@ -529,8 +526,11 @@ static int attach(struct nic_afxdp *x, struct bpf_program *prog, char *err, size
     return -e;
 }
 
-struct ms_nic *ms_nic_afxdp_new(const char *ifname, uint32_t buf_size, char *err,
-                                size_t errlen)
+/* The plugin's entry point (nic.h): the only symbol libms_afxdp.so exports. */
+__attribute__((visibility("default"))) ms_afxdp_new_fn ms_afxdp_plugin_new;
+
+struct ms_nic *ms_afxdp_plugin_new(const char *ifname, uint32_t buf_size, char *err,
+                                   size_t errlen)
 {
     if (!ifname || !*ifname || strlen(ifname) >= IF_NAMESIZE) {
         fail(err, errlen, "\"%s\" is not an interface name", ifname ? ifname : "");

@@ -578,7 +578,7 @@ const char *ms_switch_backend(ms_switch *sw) { return sw->nic ? sw->nic->ops->na
 
 const char *ms_switch_xdp_mode(ms_switch *sw)
 {
-    const char *m = sw->nic ? ms_nic_afxdp_mode(sw->nic) : NULL;
+    const char *m = sw->nic && sw->nic->ops->xdp_mode ? sw->nic->ops->xdp_mode(sw->nic) : NULL;
     return m ? m : "";
 }
 

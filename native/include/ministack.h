@@ -199,8 +199,9 @@ int ms_switch_attach(ms_switch *sw, const char *ifname, const char *backend, cha
 const char *ms_switch_backend(ms_switch *sw);
 /* Keep the switch thread on one CPU (0, or -errno). */
 int ms_switch_pin(ms_switch *sw, int cpu);
-/* 1 when this build has the AF_XDP backend (libxdp, libbpf and clang were there), else 0. */
-int ms_afxdp_built(void);
+/* 1 when the AF_XDP backend can be used here: it was built (libxdp, libbpf and clang were
+ * there at install) and its libraries load now. Else 0, with why in `why` (when not NULL). */
+int ms_afxdp_available(char *why, size_t whylen);
 /* "native" or "generic" when attached with AF_XDP, else "". */
 const char *ms_switch_xdp_mode(ms_switch *sw);
 int ms_switch_start(ms_switch *sw);

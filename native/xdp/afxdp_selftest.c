@@ -26,8 +26,8 @@
 #include "ministack.h"
 #include "nic.h"
 
-/* Until nic.h declares it. */
-const char *ms_nic_afxdp_mode(struct ms_nic *n);
+/* nic_afxdp.c, linked in directly: the plugin entry, not the loader. */
+ms_afxdp_new_fn ms_afxdp_plugin_new;
 
 #define MAX_BINDS 16
 
@@ -234,13 +234,13 @@ int main(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
 
     char err[512] = "";
-    struct ms_nic *nic = ms_nic_afxdp_new(ifname, 2048, err, sizeof(err));
+    struct ms_nic *nic = ms_afxdp_plugin_new(ifname, 2048, err, sizeof(err));
     if (!nic) {
         fprintf(stderr, "afxdp_selftest: %s\n", err);
         return 1;
     }
     int rc = 0;
-    printf("backend %s mode %s has_host %d\n", nic->ops->name, ms_nic_afxdp_mode(nic),
+    printf("backend %s mode %s has_host %d\n", nic->ops->name, nic->ops->xdp_mode(nic),
            nic->has_host);
     for (int i = 0; i < nbinds; i++) {
         int e = nic->ops->binding(nic, 1, binds[i].family, binds[i].proto, binds[i].ip,

@@ -1,0 +1,83 @@
+/* The AF_XDP backend, loaded when first asked for. nic_afxdp.c is built into its own
+ * shared object, libms_afxdp.so, next to the extension module, and linked with libxdp and
+ * libbpf; nothing else links them. A wheel installed where those libraries are missing
+ * (a JupyterHub image, a machine without compilers) still imports and runs on the virtual
+ * NIC and AF_PACKET, and says why AF_XDP cannot, instead of failing to import. */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <libgen.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ministack.h"
+#include "nic.h"
+
+static pthread_mutex_t load_mu = PTHREAD_MUTEX_INITIALIZER;
+static int loaded;              /* 1 tried */
+static ms_afxdp_new_fn *entry;  /* NULL: not available, why in load_why */
+static char load_why[512];
+
+/* $MINISTACK_AFXDP_PLUGIN, or libms_afxdp.so in the folder of the object this code is in
+ * (the extension module's, ministack/). */
+static int plugin_path(char *out, size_t len)
+{
+    const char *env = getenv("MINISTACK_AFXDP_PLUGIN");
+    if (env && *env)
+        return snprintf(out, len, "%s", env) < (int)len ? 0 : -1;
+    Dl_info info;
+    if (!dladdr((void *)plugin_path, &info) || !info.dli_fname)
+        return -1;
+    char self[PATH_MAX];
+    snprintf(self, sizeof(self), "%s", info.dli_fname);
+    return snprintf(out, len, "%s/%s", dirname(self), MS_AFXDP_PLUGIN) < (int)len ? 0 : -1;
+}
+
+static void load_once(void)
+{
+    pthread_mutex_lock(&load_mu);
+    if (!loaded) {
+        loaded = 1;
+        char path[PATH_MAX];
+        void *h = NULL;
+        if (plugin_path(path, sizeof(path)) < 0 || access(path, F_OK) != 0) {
+            snprintf(load_why, sizeof(load_why),
+                     "MiniStack was installed without AF_XDP (libxdp, libbpf and clang were "
+                     "missing when it was built: apt-get install libxdp-dev libbpf-dev clang "
+                     "llvm, then reinstall); the afpacket backend needs none of them");
+        } else if (!(h = dlopen(path, RTLD_NOW | RTLD_LOCAL))) {
+            snprintf(load_why, sizeof(load_why),
+                     "the AF_XDP backend does not load: %.300s (apt-get install libxdp1 "
+                     "libbpf1); "
+                     "the afpacket backend needs neither", dlerror());
+        } else if (!(entry = (ms_afxdp_new_fn *)dlsym(h, MS_AFXDP_ENTRY))) {
+            snprintf(load_why, sizeof(load_why), "%.300s has no %s: reinstall MiniStack",
+                     path, MS_AFXDP_ENTRY);
+            dlclose(h);
+        }
+        /* A loaded plugin stays loaded: its code runs inside the switch from now on. */
+    }
+    pthread_mutex_unlock(&load_mu);
+}
+
+int ms_afxdp_available(char *why, size_t whylen)
+{
+    load_once();
+    if (!entry && why && whylen)
+        snprintf(why, whylen, "%s", load_why);
+    return entry != NULL;
+}
+
+struct ms_nic *ms_nic_afxdp_new(const char *ifname, uint32_t buf_size, char *err,
+                                size_t errlen)
+{
+    load_once();
+    if (!entry) {
+        snprintf(err, errlen, "AF_XDP is not available on %s: %s", ifname, load_why);
+        return NULL;
+    }
+    return entry(ifname, buf_size, err, errlen);
+}
