@@ -69,7 +69,9 @@ step() {
 # copy the checkout into a new Debian), chromium (the browser test; on Ubuntu `chromium` is
 # only a snap wrapper, so Playwright brings its own).
 REQUIRED=(python3 python3-venv python3-dev gcc make pkg-config clang llvm libbpf-dev
-          liblwip-dev iproute2 iputils-ping nftables tcpdump ethtool debootstrap git)
+          liblwip-dev iproute2 iputils-ping nftables tcpdump ethtool debootstrap git nodejs)
+# Debian's npm, unless npm came with another nodejs (NodeSource's bundles it, and conflicts).
+command -v npm >/dev/null || REQUIRED+=(npm)
 if [ "${ID:-}" = debian ]; then REQUIRED+=(chromium); fi
 # Each only where the distribution has it: libxdp for AF_XDP (without it real interfaces
 # use AF_PACKET); the installed clang's compiler runtime (libFuzzer and the sanitizers, for
@@ -166,6 +168,14 @@ fi
 step "upgrading pip in .venv" .venv/bin/pip install --upgrade pip
 step "installing MiniStack, its lab and its test tools (compiles the datapath)" \
     .venv/bin/pip install -e '.[test]'
+# JupyterHub's proxy, for the class server (ministack course serve): from npm, as
+# JupyterHub's own documentation installs it.
+if command -v configurable-http-proxy >/dev/null; then
+    say "keeping configurable-http-proxy"
+else
+    step "installing JupyterHub's proxy (npm install -g configurable-http-proxy)" \
+        $SUDO npm install -g configurable-http-proxy
+fi
 if [ ! -x /usr/bin/chromium ] && ! compgen -G ~/'.cache/ms-playwright/chromium-*' >/dev/null; then
     say "installing Playwright's chromium for the browser test"
     .venv/bin/python -m playwright install --with-deps chromium >> "$LOG" 2>&1 ||

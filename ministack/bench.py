@@ -451,11 +451,8 @@ def against(other: str, seconds: float, reps: int = 3,
     second apart share the machine's mood; a ratio of medians, also reported, does not).
     And a pair in which the hypervisor took more than max_steal of the CPU time (steal in
     /proc/stat) during any of its runs is measured again, up to 3 * reps pairs in all; the
-    result says how many were set aside.
-
-    >>> r = against("/tmp/ms-old", 1.0, reps=5)   # doctest: +SKIP
-    >>> r["port->wire"]["ratio"], r["rejected_pairs"]   # doctest: +SKIP
-    (1.02, 2)
+    result says how many were set aside. From the command line: ``python -m
+    ministack.bench --against ../ministack-old --reps 9``.
     """
     import statistics
     import subprocess

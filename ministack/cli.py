@@ -183,6 +183,25 @@ def doctor(args: argparse.Namespace) -> int:
     return d.main(args.rest)
 
 
+def course(args: argparse.Namespace) -> int:
+    """A class on one machine: `env` makes the students' environment, `serve` runs
+    JupyterHub for local accounts on it (root; docs/teaching.md)."""
+    from pathlib import Path
+
+    from ministack import course as c
+
+    try:
+        if args.action == "env":
+            c.make_env(Path(args.dir), args.python)
+            c.check_env(Path(args.dir))
+            print(f"MiniStack course: the students' environment is ready at {args.dir}")
+            return 0
+        return c.serve(Path(args.env), Path(args.state), args.ip, args.port, args.group)
+    except c.CourseError as e:
+        print(f"ministack course: {e}", file=sys.stderr)
+        return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     from ministack.daemon import Limits
 
@@ -233,6 +252,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--peer-addr", action="append", metavar="IP/LEN",
                    help="peer address (repeatable; default 10.0.0.1/24, fd00::1/64)")
     p.set_defaults(func=topo)
+    p = sub.add_parser("course", help="a class on one machine: JupyterHub for local users",
+                       description=course.__doc__)
+    csub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    q = csub.add_parser("env", help="make the students' environment (pip, needs a network)")
+    q.add_argument("dir", nargs="?", default="/opt/ministack-course",
+                   help="where (default /opt/ministack-course; outside any user's home)")
+    q.add_argument("--python", default="/usr/bin/python3",
+                   help="a Python every user can run (default /usr/bin/python3)")
+    q = csub.add_parser("serve", help="run JupyterHub for the class (root)")
+    q.add_argument("--env", default="/opt/ministack-course", help="the students' environment")
+    q.add_argument("--state", default="/var/lib/ministack-course",
+                   help="the hub's database and secrets (default /var/lib/ministack-course)")
+    q.add_argument("--ip", default="127.0.0.1",
+                   help="address to listen on (0.0.0.0 for a class on a network)")
+    q.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    q.add_argument("--group", help="only members of this Unix group may log in")
+    p.set_defaults(func=course)
     p = sub.add_parser("pktgen", help="C traffic source/sink on a daemon's port (-h)",
                        add_help=False, description=pktgen.__doc__)
     p.add_argument("rest", nargs=argparse.REMAINDER)

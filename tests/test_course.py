@@ -41,15 +41,16 @@ def nbgrader(course: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return r
 
 
-def course_copy(tmp: Path, lab: str) -> Path:
-    """The course directory, copied (nbgrader writes its gradebook and folders there),
-    with `lab` generated as an instructor does before a class: that records its graded
-    cells in the gradebook."""
+def course_copy(tmp: Path, *labs: str) -> Path:
+    """The course directory's sources, copied (nbgrader writes its gradebook and folders
+    there), with `labs` generated as an instructor does before a class: that makes their
+    student versions and records their graded cells in the gradebook."""
     course = tmp / "course"
     course.mkdir()
     shutil.copy(LABS / "nbgrader_config.py", course)
     shutil.copytree(LABS / "source", course / "source")
-    nbgrader(course, "generate_assignment", lab, "--force")
+    for lab in labs:
+        nbgrader(course, "generate_assignment", lab, "--force")
     return course
 
 
@@ -206,12 +207,7 @@ def test_a_class_of_30_through_autograde_and_the_exported_grade_table(tmp_path: 
 
 
 def test_release_is_what_generate_assignment_makes_from_source_today(tmp_path: Path) -> None:
-    course = tmp_path / "course"
-    course.mkdir()
-    shutil.copy(LABS / "nbgrader_config.py", course)
-    shutil.copytree(LABS / "source", course / "source")
-    for lab in NAMES:
-        nbgrader(course, "generate_assignment", lab, "--force")
+    course = course_copy(tmp_path, *NAMES)
     for lab in NAMES:
         made = (course / "release" / lab / f"{lab}.ipynb").read_text()
         committed = (LABS / "release" / lab / f"{lab}.ipynb").read_text()
