@@ -395,6 +395,30 @@ def check_lab() -> Check:
                  f"jupyter_bokeh; {where}")
 
 
+def check_course() -> Check:
+    """What an instructor needs: nbgrader to grade, JupyterHub and its proxy to serve a
+    class (ministack course serve). Nothing of it on a student's install is not a fault."""
+    name = "grading and the class server"
+    have = {"nbgrader": importlib.util.find_spec("nbgrader") is not None,
+            "jupyterhub": importlib.util.find_spec("jupyterhub") is not None,
+            "configurable-http-proxy": shutil.which("configurable-http-proxy") is not None}
+    lacking = [k for k, ok in have.items() if not ok]
+    if not lacking:
+        import jupyterhub
+        import nbgrader
+
+        return Check(name, "ok", f"nbgrader {nbgrader.__version__}, JupyterHub "
+                     f"{jupyterhub.__version__}, configurable-http-proxy")
+    fix = " && ".join(
+        ([f"pip install 'ministack[course]'"] if {"nbgrader", "jupyterhub"} & set(lacking)
+         else []) +
+        ([f"{sudo()}npm install -g configurable-http-proxy"]
+         if "configurable-http-proxy" in lacking else []))
+    if len(lacking) == len(have):
+        return Check(name, "unavailable", "not installed (only instructors need them)", fix)
+    return Check(name, "missing", f"not installed: {', '.join(lacking)}", fix)
+
+
 FUZZ_TARGET = "#include <stddef.h>\n#include <stdint.h>\n" \
     "int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n) { (void)d; (void)n; return 0; }\n"
 
@@ -479,6 +503,7 @@ def run_checks(progress: Callable[[Check], None] | None = None) -> list[Check]:
     add(check_lwip())
     add(check_chromium())
     add(check_lab())
+    add(check_course())
     add(check_test_tools())
     return checks
 

@@ -33,13 +33,14 @@ mount -t tmpfs tmpfs "$R/run"
 cp /etc/resolv.conf "$R/etc/resolv.conf"
 [ -s "$R/etc/hosts" ] || printf '127.0.0.1 localhost\n::1 localhost ip6-localhost\n' > "$R/etc/hosts"
 echo "127.0.1.1 $(hostname)" >> "$R/etc/hosts"
-# TLS to the registries goes through a certificate this machine trusts and a fresh
-# Debian does not (NOTES.md); a real machine needs none of this. Where pip was pointed at
-# a bundle (as in such a chroot itself), that one.
+# TLS to the registries (pip's and npm's) goes through a certificate this machine trusts
+# and a fresh Debian does not (NOTES.md); a real machine needs none of this. Where pip was
+# pointed at a bundle (as in such a chroot itself), that one.
 install -m 0644 "${PIP_CERT:-/etc/ssl/certs/ca-certificates.crt}" "$R/etc/host-ca.crt"
 run() {
     chroot "$R" /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
         HOME=/root LANG=C.UTF-8 PIP_CERT=/etc/host-ca.crt REQUESTS_CA_BUNDLE=/etc/host-ca.crt \
+        NODE_EXTRA_CA_CERTS=/etc/host-ca.crt npm_config_cafile=/etc/host-ca.crt \
         PIP_DEFAULT_TIMEOUT=180 ${RUN_ENV:-} "$@"
 }
 """

@@ -15,7 +15,8 @@ from ministack import doctor
 
 NAMES = ["virtual NIC", "AF_XDP built in", "root / capabilities", "nftables",
          "network namespaces", "AF_PACKET on a veth", "XDP on a veth",
-         "lwIP on a port", "chromium (browser test)", "the lab", "test tools"]
+         "lwIP on a port", "chromium (browser test)", "the lab",
+         "grading and the class server", "test tools"]
 ROOT_ONLY = ["root / capabilities", "nftables", "network namespaces", "AF_PACKET on a veth",
              "XDP on a veth"]
 
@@ -57,7 +58,8 @@ def test_without_root_the_privileged_checks_say_so_and_do_not_fail() -> None:
     'needs-root' (with the sudo command in the last line), and that is not a failure."""
     # What the checks import is read now: this machine's Python may live where nobody
     # cannot read (root's home).
-    for check in (doctor.check_virtual, doctor.check_lab, doctor.check_test_tools):
+    for check in (doctor.check_virtual, doctor.check_lab, doctor.check_course,
+                  doctor.check_test_tools):
         check()
     got = as_user(NOBODY, lambda: [doctor.asdict(c) for c in doctor.run_checks()])
     assert "ok" in got, got
@@ -132,3 +134,18 @@ def test_what_is_missing_comes_with_the_command_that_installs_it(
     out = capsys.readouterr().out
     assert "MISSING" in out and "fix: " in out and "apt-get install chromium" in out
     assert out.splitlines()[-1].startswith("1 of 2 need attention")
+
+
+def test_course_check_is_quiet_on_a_students_install_and_names_what_an_instructor_lacks(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    real_find, real_which = doctor.importlib.util.find_spec, doctor.shutil.which
+    monkeypatch.setattr(doctor.shutil, "which", lambda p, *a, **k:
+                        None if p == "configurable-http-proxy" else real_which(p, *a, **k))
+    c = doctor.check_course()
+    assert c.status == "missing" and c.failing, c
+    assert "configurable-http-proxy" in c.detail and "npm install -g" in c.fix, c
+    monkeypatch.setattr(doctor.importlib.util, "find_spec", lambda m, *a:
+                        None if m in ("nbgrader", "jupyterhub") else real_find(m, *a))
+    c = doctor.check_course()
+    assert c.status == "unavailable" and not c.failing, c
+    assert "ministack[course]" in c.fix, c
