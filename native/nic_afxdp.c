@@ -312,7 +312,6 @@ static const struct ms_nic_ops afxdp_ops = {
     .xdp_mode = x_xdp_mode,
 };
 
-
 static void fail(char *err, size_t errlen, const char *fmt, ...)
 {
     va_list ap;
