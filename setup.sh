@@ -169,12 +169,12 @@ step "upgrading pip in .venv" .venv/bin/pip install --upgrade pip
 step "installing MiniStack, its lab and its test tools (compiles the datapath)" \
     .venv/bin/pip install -e '.[test]'
 # JupyterHub's proxy, for the class server (ministack course serve): from npm, as
-# JupyterHub's own documentation installs it.
-if command -v configurable-http-proxy >/dev/null; then
+# JupyterHub's documentation has it, but into .venv (no sudo; it goes with the venv).
+if [ -x .venv/node_modules/.bin/configurable-http-proxy ] || command -v configurable-http-proxy >/dev/null; then
     say "keeping configurable-http-proxy"
 else
-    say "installing JupyterHub's proxy (npm install -g configurable-http-proxy)"
-    $SUDO npm install -g configurable-http-proxy >> "$LOG" 2>&1 ||
+    say "installing JupyterHub's proxy into .venv (npm install --prefix .venv configurable-http-proxy)"
+    npm install --prefix .venv --no-fund --no-audit configurable-http-proxy >> "$LOG" 2>&1 ||
         say "could not install configurable-http-proxy: everything works but the class server (ministack course serve; see $LOG)"
 fi
 if [ ! -x /usr/bin/chromium ] && ! compgen -G ~/'.cache/ms-playwright/chromium-*' >/dev/null; then

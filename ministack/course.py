@@ -23,6 +23,12 @@ class CourseError(Exception):
     """What stops the class server, and what to do about it."""
 
 
+def proxy_command() -> str | None:
+    """JupyterHub's proxy: the one ./setup.sh put in this environment, else one on PATH."""
+    mine = Path(sys.prefix) / "node_modules" / ".bin" / "configurable-http-proxy"
+    return str(mine) if mine.exists() else shutil.which("configurable-http-proxy")
+
+
 def make_env(env: Path, python: str = "/usr/bin/python3") -> None:
     """Create the students' environment at env: a virtual environment of a system Python
     (a student cannot run one under root's home), with this checkout and its lab, and
@@ -69,9 +75,10 @@ def serve(env: Path, state: Path, ip: str, port: int, group: str | None) -> int:
     hub = shutil.which("jupyterhub", path=os.path.dirname(sys.executable))
     if hub is None:
         raise CourseError("JupyterHub is not installed here: pip install 'ministack[course]'")
-    if shutil.which("configurable-http-proxy") is None:
-        raise CourseError("JupyterHub's proxy is missing: apt-get install nodejs npm && "
-                          "npm install -g configurable-http-proxy (./setup.sh does)")
+    proxy = proxy_command()
+    if proxy is None:
+        raise CourseError(f"JupyterHub's proxy is missing: npm install --prefix {sys.prefix} "
+                          f"configurable-http-proxy (./setup.sh does; it needs nodejs, npm)")
     release = ROOT / "labs" / "release"
     if not release.is_dir():
         raise CourseError(f"no student versions at {release}")
@@ -79,7 +86,8 @@ def serve(env: Path, state: Path, ip: str, port: int, group: str | None) -> int:
     state.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.environ.update(MINISTACK_COURSE_ENV=str(env), MINISTACK_COURSE_LABS=str(release),
                       MINISTACK_COURSE_STATE=str(state),
-                      MINISTACK_COURSE_BIND=f"http://{ip}:{port}")
+                      MINISTACK_COURSE_BIND=f"http://{ip}:{port}",
+                      MINISTACK_COURSE_PROXY=proxy)
     if group:
         os.environ["MINISTACK_COURSE_GROUP"] = group
     print(f"MiniStack course: students open http://{'localhost' if ip == '127.0.0.1' else ip}"

@@ -398,10 +398,12 @@ def check_lab() -> Check:
 def check_course() -> Check:
     """What an instructor needs: nbgrader to grade, JupyterHub and its proxy to serve a
     class (ministack course serve). Nothing of it on a student's install is not a fault."""
+    from ministack.course import proxy_command
+
     name = "grading and the class server"
     have = {"nbgrader": importlib.util.find_spec("nbgrader") is not None,
             "jupyterhub": importlib.util.find_spec("jupyterhub") is not None,
-            "configurable-http-proxy": shutil.which("configurable-http-proxy") is not None}
+            "configurable-http-proxy": proxy_command() is not None}
     lacking = [k for k, ok in have.items() if not ok]
     if not lacking:
         import jupyterhub
@@ -412,7 +414,7 @@ def check_course() -> Check:
     fix = " && ".join(
         ([f"pip install 'ministack[course]'"] if {"nbgrader", "jupyterhub"} & set(lacking)
          else []) +
-        ([f"{sudo()}npm install -g configurable-http-proxy"]
+        ([f"npm install --prefix {sys.prefix} configurable-http-proxy"]
          if "configurable-http-proxy" in lacking else []))
     if len(lacking) == len(have):
         return Check(name, "unavailable", "not installed (only instructors need them)", fix)

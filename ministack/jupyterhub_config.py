@@ -14,6 +14,7 @@ MINISTACK_COURSE_STATE   where the hub keeps its database, cookie secret and pro
 MINISTACK_COURSE_BIND    the address the class opens, http://IP:PORT (the hub's API and the
                          proxy's take PORT+1 and PORT+2 on 127.0.0.1)
 MINISTACK_COURSE_GROUP   when set, only members of this Unix group may log in
+MINISTACK_COURSE_PROXY   configurable-http-proxy, when not the one on PATH
 """
 import os
 import pwd
@@ -32,6 +33,8 @@ c.JupyterHub.bind_url = BIND
 # and 8001, so that two classes, or a test, can share a machine).
 c.JupyterHub.hub_bind_url = f"http://127.0.0.1:{PORT + 1}"
 c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{PORT + 2}"
+if os.environ.get("MINISTACK_COURSE_PROXY"):
+    c.ConfigurableHTTPProxy.command = [os.environ["MINISTACK_COURSE_PROXY"]]
 c.JupyterHub.db_url = f"sqlite:///{STATE / 'jupyterhub.sqlite'}"
 c.JupyterHub.cookie_secret_file = str(STATE / "jupyterhub_cookie_secret")
 c.ConfigurableHTTPProxy.pid_file = str(STATE / "jupyterhub-proxy.pid")

@@ -152,7 +152,9 @@ def students() -> Any:
 @pytest.mark.slow
 def test_five_students_on_one_class_server(students: dict[str, str], tmp_path: Path) -> None:
     need_root()
-    need(shutil.which("configurable-http-proxy"), "configurable-http-proxy (./setup.sh)")
+    from ministack.course import proxy_command
+
+    need(proxy_command(), "configurable-http-proxy (./setup.sh)")
     need(shutil.which("jupyterhub", path=str(BIN)), "JupyterHub (the test extra, ./setup.sh)")
     need(shutil.which("runuser") and Path("/usr/bin/python3").exists(),
          "runuser and /usr/bin/python3")

@@ -138,12 +138,13 @@ def test_what_is_missing_comes_with_the_command_that_installs_it(
 
 def test_course_check_is_quiet_on_a_students_install_and_names_what_an_instructor_lacks(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    real_find, real_which = doctor.importlib.util.find_spec, doctor.shutil.which
-    monkeypatch.setattr(doctor.shutil, "which", lambda p, *a, **k:
-                        None if p == "configurable-http-proxy" else real_which(p, *a, **k))
+    real_find = doctor.importlib.util.find_spec
+    import ministack.course
+
+    monkeypatch.setattr(ministack.course, "proxy_command", lambda: None)
     c = doctor.check_course()
     assert c.status == "missing" and c.failing, c
-    assert "configurable-http-proxy" in c.detail and "npm install -g" in c.fix, c
+    assert "configurable-http-proxy" in c.detail and "npm install --prefix" in c.fix, c
     monkeypatch.setattr(doctor.importlib.util, "find_spec", lambda m, *a:
                         None if m in ("nbgrader", "jupyterhub") else real_find(m, *a))
     c = doctor.check_course()
