@@ -13,8 +13,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 HUB_CONFIG = Path(__file__).resolve().parent / "jupyterhub_config.py"
-DEFAULT_ENV = Path("/opt/ministack-course")
-DEFAULT_STATE = Path("/var/lib/ministack-course")
 # What a student's server imports: checked as an unprivileged user before serving.
 STUDENT_MODULES = "ministack, jupyterhub, jupyterlab, ipywidgets, bokeh, jupyter_bokeh, scapy"
 
@@ -43,6 +41,10 @@ def make_env(env: Path, python: str = "/usr/bin/python3") -> None:
     if not Path(python).exists():
         raise CourseError(f"{python} does not exist: pass --python, a Python 3.11+ every "
                           f"user can run")
+    if not (ROOT / "pyproject.toml").exists():
+        raise CourseError(f"MiniStack here is not a checkout ({ROOT}): make the students' "
+                          f"environment from one (./setup.sh), or create a venv at {env} "
+                          f"and pip install 'ministack[lab]' 'jupyterhub>=5,<7' into it")
     old = os.umask(0o022)
     try:
         subprocess.run([python, "-m", "venv", str(env)], check=True)
