@@ -24,7 +24,12 @@ class CourseError(Exception):
 def proxy_command() -> str | None:
     """JupyterHub's proxy: the one ./setup.sh put in this environment, else one on PATH."""
     mine = Path(sys.prefix) / "node_modules" / ".bin" / "configurable-http-proxy"
-    return str(mine) if mine.exists() else shutil.which("configurable-http-proxy")
+    try:
+        if mine.exists():
+            return str(mine)
+    except OSError:  # an environment in root's home, asked by another user: not theirs
+        pass
+    return shutil.which("configurable-http-proxy")
 
 
 def make_env(env: Path, python: str = "/usr/bin/python3") -> None:

@@ -5,7 +5,7 @@ Students log in with their local accounts (PAM); each gets their own single-user
 started as that user (no root: the labs that need it say so and skip), running the
 students' environment ($MINISTACK_COURSE_ENV, made by `ministack course env`), on the
 virtual NIC. On every spawn, the student versions of the labs that are not yet in the
-student's ~/ministack-labs are copied there and given to them; their work is never
+student's ~/ministack-labs are written there, as the student; their work is never
 overwritten. Settings come from the environment `ministack course serve` sets:
 
 MINISTACK_COURSE_ENV     the students' virtual environment (readable by every student)
@@ -58,16 +58,33 @@ c.Spawner.start_timeout = 120
 c.Spawner.http_timeout = 120
 
 
+# Run as the student, so that nothing in their home (a symlink, say) can make root write
+# elsewhere; the notebooks come on stdin (the checkout may be unreadable to students).
+# Mode "x": a notebook already there is the student's work and stays.
+COPY = """
+import json, os, sys
+dest = os.path.expanduser("~/ministack-labs")
+os.makedirs(dest, exist_ok=True)
+for name, text in json.load(sys.stdin).items():
+    try:
+        with open(os.path.join(dest, name), "x") as f:
+            f.write(text)
+    except FileExistsError:
+        pass
+"""
+
+
 def copy_labs(spawner) -> None:
     """The student versions into the student's ~/ministack-labs, theirs to edit."""
-    from ministack.cli import student_labs
+    import json
+    import subprocess
 
     user = pwd.getpwnam(spawner.user.name)
-    home = Path(user.pw_dir)
-    dest = home / "ministack-labs"
-    for name in student_labs(LABS, dest):
-        os.chown(dest / name, user.pw_uid, user.pw_gid)
-    os.chown(dest, user.pw_uid, user.pw_gid)
+    notebooks = {p.name: p.read_text() for p in sorted(LABS.glob("*/*.ipynb"))}
+    subprocess.run([str(ENV / "bin" / "python"), "-c", COPY], input=json.dumps(notebooks),
+                   text=True, check=True, user=user.pw_uid, group=user.pw_gid,
+                   extra_groups=[], cwd=user.pw_dir,
+                   env={"HOME": user.pw_dir, "PATH": "/usr/bin:/bin"})
 
 
 c.Spawner.pre_spawn_hook = copy_labs
