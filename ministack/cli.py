@@ -20,21 +20,6 @@ def demo(args: argparse.Namespace) -> int:
     return run(virtual=True if args.virtual else None)
 
 
-def student_labs(release: "Path", into: "Path") -> list[str]:
-    """Copy the student versions (labs/release/<lab>/<lab>.ipynb) into one flat folder,
-    never over a notebook already there (it holds the student's work); returns the names
-    copied. A lab added to the course later arrives on the next run."""
-    import shutil
-
-    into.mkdir(parents=True, exist_ok=True)
-    copied = []
-    for nb in sorted(release.glob("*/*.ipynb")):
-        if not (into / nb.name).exists():
-            shutil.copyfile(nb, into / nb.name)
-            copied.append(nb.name)
-    return copied
-
-
 def lab(args: argparse.Namespace) -> int:
     """Start JupyterLab on the MiniStack labs and print the URL to open.
 
@@ -60,7 +45,9 @@ def lab(args: argparse.Namespace) -> int:
         labs = course / "source"
     else:
         labs = Path(os.environ.get("MINISTACK_LABS") or Path.home() / "ministack-labs")
-        copied = student_labs(course / "release", labs)
+        from ministack.course import release_notebooks, student_labs
+
+        copied = student_labs(release_notebooks(course / "release"), labs)
         if copied:
             # stderr: the first line on stdout is the URL, which services read
             print(f"MiniStack lab: copied {len(copied)} lab(s) into {labs}", file=sys.stderr)
@@ -183,6 +170,9 @@ def doctor(args: argparse.Namespace) -> int:
     return d.main(args.rest)
 
 
+COURSE_ENV = "/opt/ministack-course"
+
+
 def course(args: argparse.Namespace) -> int:
     """A class on one machine: `env` makes the students' environment, `serve` runs
     JupyterHub for local accounts on it (root; docs/teaching.md)."""
@@ -256,12 +246,12 @@ def main(argv: list[str] | None = None) -> int:
                        description=course.__doc__)
     csub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     q = csub.add_parser("env", help="make the students' environment (pip, needs a network)")
-    q.add_argument("dir", nargs="?", default="/opt/ministack-course",
-                   help="where (default /opt/ministack-course; outside any user's home)")
+    q.add_argument("dir", nargs="?", default=COURSE_ENV,
+                   help=f"where (default {COURSE_ENV}; outside any user's home)")
     q.add_argument("--python", default="/usr/bin/python3",
                    help="a Python every user can run (default /usr/bin/python3)")
     q = csub.add_parser("serve", help="run JupyterHub for the class (root)")
-    q.add_argument("--env", default="/opt/ministack-course", help="the students' environment")
+    q.add_argument("--env", default=COURSE_ENV, help="the students' environment")
     q.add_argument("--state", default="/var/lib/ministack-course",
                    help="the hub's database and secrets (default /var/lib/ministack-course)")
     q.add_argument("--ip", default="127.0.0.1",

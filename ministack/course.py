@@ -21,6 +21,33 @@ class CourseError(Exception):
     """What stops the class server, and what to do about it."""
 
 
+def release_notebooks(release: Path) -> dict[str, str]:
+    """The student versions (labs/release/<lab>/<lab>.ipynb), by file name."""
+    return {nb.name: nb.read_text() for nb in sorted(release.glob("*/*.ipynb"))}
+
+
+def student_labs(notebooks: dict[str, str], into: Path) -> list[str]:
+    """Write the student versions into one flat folder, each only if no file of that name
+    is there (it holds the student's work, and a symlink there is not followed); returns
+    the names written. A lab added to the course later arrives on the next run.
+
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp())
+    >>> student_labs({"01.ipynb": "{}"}, d), student_labs({"01.ipynb": "{}"}, d)
+    (['01.ipynb'], [])
+    """
+    into.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, text in notebooks.items():
+        try:
+            with open(into / name, "x") as f:
+                f.write(text)
+        except FileExistsError:
+            continue
+        written.append(name)
+    return written
+
+
 def proxy_command() -> str | None:
     """JupyterHub's proxy: the one ./setup.sh put in this environment, else one on PATH."""
     mine = Path(sys.prefix) / "node_modules" / ".bin" / "configurable-http-proxy"

@@ -196,11 +196,6 @@ def afxdp_status() -> tuple[bool, str]:
     return True, ""
 
 
-def afxdp_built() -> bool:
-    """Whether this install has the AF_XDP backend, its libraries and its XDP program."""
-    return afxdp_status()[0]
-
-
 def check_afxdp_built() -> Check:
     name = "AF_XDP built in"
     ok, why = afxdp_status()

@@ -58,20 +58,11 @@ c.Spawner.start_timeout = 120
 c.Spawner.http_timeout = 120
 
 
-# Run as the student, so that nothing in their home (a symlink, say) can make root write
-# elsewhere; the notebooks come on stdin (the checkout may be unreadable to students).
-# Mode "x": a notebook already there is the student's work and stays.
-COPY = """
-import json, os, sys
-dest = os.path.expanduser("~/ministack-labs")
-os.makedirs(dest, exist_ok=True)
-for name, text in json.load(sys.stdin).items():
-    try:
-        with open(os.path.join(dest, name), "x") as f:
-            f.write(text)
-    except FileExistsError:
-        pass
-"""
+# Written by the students' Python running as the student, so that nothing in their home
+# (a symlink, say) can make root write elsewhere; the notebooks come on stdin, since the
+# checkout may be unreadable to students.
+COPY = ("import json, pathlib, sys; from ministack.course import student_labs; "
+        "student_labs(json.load(sys.stdin), pathlib.Path.home() / 'ministack-labs')")
 
 
 def copy_labs(spawner) -> None:
@@ -79,11 +70,12 @@ def copy_labs(spawner) -> None:
     import json
     import subprocess
 
+    from ministack.course import release_notebooks
+
     user = pwd.getpwnam(spawner.user.name)
-    notebooks = {p.name: p.read_text() for p in sorted(LABS.glob("*/*.ipynb"))}
-    subprocess.run([str(ENV / "bin" / "python"), "-c", COPY], input=json.dumps(notebooks),
-                   text=True, check=True, user=user.pw_uid, group=user.pw_gid,
-                   extra_groups=[], cwd=user.pw_dir,
+    subprocess.run([str(ENV / "bin" / "python"), "-c", COPY],
+                   input=json.dumps(release_notebooks(LABS)), text=True, check=True,
+                   user=user.pw_uid, group=user.pw_gid, extra_groups=[], cwd=user.pw_dir,
                    env={"HOME": user.pw_dir, "PATH": "/usr/bin:/bin"})
 
 

@@ -110,15 +110,15 @@ def test_lab_solutions_opens_the_instructors_versions() -> None:
 
 
 def test_student_labs_copy_flat_and_never_over_a_students_work(tmp_path: Path) -> None:
-    from ministack.cli import student_labs
+    from ministack.course import release_notebooks, student_labs
 
     release = Path(__file__).resolve().parent.parent / "labs" / "release"
     work = tmp_path / "labs"
-    first = student_labs(release, work)
+    first = student_labs(release_notebooks(release), work)
     assert first == sorted(p.name for p in release.glob("*/*.ipynb"))
     (work / first[0]).write_text("a student's answers")
     (work / first[1]).unlink()   # a lab the course adds later arrives on the next run
-    assert student_labs(release, work) == [first[1]]
+    assert student_labs(release_notebooks(release), work) == [first[1]]
     assert (work / first[0]).read_text() == "a student's answers"
 
 
