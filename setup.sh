@@ -56,20 +56,25 @@ step() {
     local what=$1; shift
     say "$what"
     { printf '\n=== %s\n$ %s\n' "$what" "$*"; } >> "$LOG"
+    local t0=$SECONDS
     if ! "$@" >> "$LOG" 2>&1; then
         printf 'setup: failed: %s; the end of %s:\n' "$what" "$LOG" >&2
         tail -n 30 "$LOG" | sed 's/^/    /' >&2
         exit 1
     fi
+    # Where an install's minutes went, for whoever reads the log of a slow one.
+    printf '=== %s: done in %d s\n' "$what" $((SECONDS - t0)) >> "$LOG"
 }
 
 # Build and run: a C compiler, clang for the XDP program, libbpf for AF_XDP, lwIP (a real
 # user-space stack to run on ports: ministack lwip-echo), the kernel's tools. Tests: tcpdump,
-# ethtool (the peer's offloads), debootstrap and git (the fresh-machine and course VM tests
-# copy the checkout into a new Debian), chromium (the browser test; on Ubuntu `chromium` is
-# only a snap wrapper, so Playwright brings its own).
+# ethtool (the peer's offloads), debootstrap, git and slirp4netns (the fresh-machine and
+# course VM tests copy the checkout into a new Debian, networked through slirp4netns so that
+# what it sets up stays out of this machine's network), chromium (the browser test; on
+# Ubuntu `chromium` is only a snap wrapper, so Playwright brings its own).
 REQUIRED=(python3 python3-venv python3-dev gcc make pkg-config clang llvm libbpf-dev
-          liblwip-dev iproute2 iputils-ping nftables tcpdump ethtool debootstrap git nodejs)
+          liblwip-dev iproute2 iputils-ping nftables tcpdump ethtool debootstrap git slirp4netns
+          nodejs)
 # Debian's npm, unless npm came with another nodejs (NodeSource's bundles it, and conflicts).
 command -v npm >/dev/null || REQUIRED+=(npm)
 if [ "${ID:-}" = debian ]; then REQUIRED+=(chromium); fi

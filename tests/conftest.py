@@ -15,6 +15,7 @@ import struct
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from types import ModuleType
 from typing import Any
@@ -415,10 +416,37 @@ def expect_no_binding(sw: ms.Switch, frame: bytes) -> ms.Verdict:
     return v
 
 
+# --- tests that run beside the others -------------------------------------------------
+# A test that spends minutes installing into a fresh Debian, mostly waiting on dpkg and pip,
+# is marked background(job): its job starts in a thread when collection ends, and the test,
+# where it stands in the run, waits for the job's outcome (the `background` fixture), which
+# fails or skips it as the job did. Such a job must share nothing with the host that other
+# tests look at (fresh_debian.run_in gives it its own network namespace).
+_BACKGROUND: dict[str, Future[Any]] = {}
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    jobs = [(item.nodeid, m.args[0]) for item in session.items
+            if (m := item.get_closest_marker("background"))]
+    if jobs and not session.config.option.collectonly:
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ms-background")
+        for nodeid, job in jobs:
+            _BACKGROUND[nodeid] = pool.submit(job)
+        pool.shutdown(wait=False)
+
+
+@pytest.fixture
+def background(request: pytest.FixtureRequest) -> Any:
+    """This test's background job's result (its exception, raised here)."""
+    return _BACKGROUND[request.node.nodeid].result()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _remove_fresh_debian() -> Iterator[None]:
-    """The debootstrapped Debian that fresh_debian.py keeps for the run goes at its end."""
+    """The debootstrapped Debian that fresh_debian.py keeps for the run goes at its end,
+    once no background job can still be copying it."""
     yield
     import fresh_debian
 
+    wait(list(_BACKGROUND.values()))
     fresh_debian.remove_pristine()

@@ -2,35 +2,51 @@
 from the mirror this machine's apt uses) once per test run, a copy of it per test, the
 project copied in as a fresh clone has it, and a bash script run against it.
 
-Everything that touches the chroot runs in one shell inside a private mount namespace
-(unshare), so every mount in it (/proc, /sys, /dev, and the one `ip netns add` leaves under
-/run/netns) goes away with that namespace, even when a test fails half-way.
+Everything that touches the chroot runs in one shell inside a private mount namespace and
+a network namespace of its own (unshare), so every mount in it (/proc, /sys, /dev, and the
+one `ip netns add` leaves under /run/netns) goes away with that namespace, even when a test
+fails half-way, and every veth, namespace, XDP program and nftables table the chroot's
+demo and doctor make is out of the host's sight: other tests may run beside it. The chroot
+reaches the package registries through slirp4netns (user-mode NAT, no route or firewall
+rule on the host).
 """
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
 import tempfile
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 _pristine: dict[str, Path] = {}
+_pristine_lock = threading.Lock()  # a test in the background may ask for it at the same time
 
 # Sourced first by every script: $R is the chroot, `run` runs a command in it as root with
 # a clean environment.
 PRELUDE = r"""
 set -euo pipefail
 R=$1; shift
+# The network: slirp4netns's tap0 (its gateway 10.0.2.2, its DNS forwarder 10.0.2.3), which
+# run_in adds once this shell is in its namespace.
+for _ in $(seq 400); do ip link show tap0 >/dev/null 2>&1 && break; sleep 0.05; done
+ip link show tap0 >/dev/null 2>&1 || { echo "no tap0: slirp4netns did not start" >&2; exit 1; }
+ip link set lo up
 # `ip netns exec` makes / a slave mount: / must be a mount point, as it is in a VM.
 mount --bind "$R" "$R"
 mount -t proc proc "$R/proc"
 mount -t sysfs sysfs "$R/sys"
 mount --rbind /dev "$R/dev"
 mount -t tmpfs tmpfs "$R/run"
-cp /etc/resolv.conf "$R/etc/resolv.conf"
+echo "nameserver 10.0.2.3" > "$R/etc/resolv.conf"
+# dpkg without an fsync per file, as Debian's own container images have it: a chroot that
+# is thrown away needs no crash safety.
+echo force-unsafe-io > "$R/etc/dpkg/dpkg.cfg.d/ms-test-unsafe-io"
 [ -s "$R/etc/hosts" ] || printf '127.0.0.1 localhost\n::1 localhost ip6-localhost\n' > "$R/etc/hosts"
 echo "127.0.1.1 $(hostname)" >> "$R/etc/hosts"
 # TLS to the registries (pip's and npm's) goes through a certificate this machine trusts
@@ -78,6 +94,11 @@ def copy_project(dest: Path) -> None:
 
 def _pristine_root() -> Path:
     """Debian 12 minbase, debootstrapped once per test run (about 25 s)."""
+    with _pristine_lock:
+        return _make_pristine()
+
+
+def _make_pristine() -> Path:
     if "root" not in _pristine:
         base = Path(tempfile.mkdtemp(prefix="ms-debian-", dir="/var/tmp")) / "root"
         # Its own mount namespace too: debootstrap mounts /proc and /sys in the target.
@@ -113,9 +134,36 @@ def fresh_debian() -> Iterator[Path]:
 
 def run_in(root: Path, script: str, *args: str, env: str = "",
            timeout: float = 2400) -> subprocess.CompletedProcess:
-    """Run PRELUDE + ``script`` with bash in a private mount namespace; $1.. are ``args``.
-    ``env``: extra VAR=value words for every `run`."""
-    return subprocess.run(["unshare", "--mount", "--propagation", "private", "env",
-                           f"RUN_ENV={env}", "bash", "-c", PRELUDE + script, "in-chroot",
-                           str(root), *args],
-                          capture_output=True, text=True, timeout=timeout)
+    """Run PRELUDE + ``script`` with bash in private mount and network namespaces; $1.. are
+    ``args``. ``env``: extra VAR=value words for every `run`."""
+    slirp = shutil.which("slirp4netns")
+    assert slirp, "slirp4netns (./setup.sh installs it) gives the chroot its network"
+    shell = subprocess.Popen(["unshare", "--net", "--mount", "--propagation", "private", "env",
+                              f"RUN_ENV={env}", "bash", "-c", PRELUDE + script, "in-chroot",
+                              str(root), *args],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # slirp4netns joins the namespace of the pid it is given: only once unshare has made it,
+    # or its tap device would land in this machine's own network.
+    mine = os.readlink("/proc/self/ns/net")
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            if os.readlink(f"/proc/{shell.pid}/ns/net") != mine:
+                break
+        except FileNotFoundError:
+            break  # it already ended; communicate() reports how
+        assert time.monotonic() < deadline, "unshare did not make a network namespace"
+        time.sleep(0.01)
+    net = subprocess.Popen([slirp, "--configure", "--mtu=65520", "--disable-host-loopback",
+                            str(shell.pid), "tap0"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        out, err = shell.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        shell.kill()
+        shell.communicate()
+        raise
+    finally:
+        net.terminate()
+        net.wait()
+    return subprocess.CompletedProcess(shell.args, shell.returncode, out, err)

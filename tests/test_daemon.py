@@ -279,7 +279,7 @@ print(sent, rounds)
 
 @pytest.mark.slow
 def test_64_ports_16_processes_no_leak(daemon: Daemon) -> None:
-    seconds = float(os.environ.get("MINISTACK_STRESS_SECONDS", "60"))
+    seconds = float(os.environ.get("MINISTACK_STRESS_SECONDS", "30"))
 
     def fds() -> int:
         return len(os.listdir("/proc/self/fd"))

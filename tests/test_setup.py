@@ -1,6 +1,6 @@
 """./setup.sh's own judgement: which packages apt can install, one line per step, and apt's
 chatter kept in setup.log except when a step fails. (The whole of it, on a fresh Debian 12,
-is test_fresh_machine.py.)"""
+is in test_provision.py.)"""
 from __future__ import annotations
 
 import os
