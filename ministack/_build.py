@@ -15,8 +15,8 @@ from cffi import FFI
 
 ROOT = Path(__file__).resolve().parent.parent
 NATIVE = ROOT / "native"
-SOURCES = ["parse.c", "table.c", "filter.c", "frag.c", "neigh.c", "answer.c", "offload.c",
-           "port_shm.c", "app.c", "framefd.c", "droplog.c",
+SOURCES = ["reasons.c", "parse.c", "table.c", "filter.c", "frag.c", "neigh.c", "answer.c",
+           "offload.c", "port_shm.c", "app.c", "framefd.c", "droplog.c",
            "nic_virtual.c", "nic_afpacket.c", "switch.c", "bench.c",
            "bench_veth.c"]
 FLAGS = ["-std=c11", "-O2", "-Wall", "-Wextra", "-Werror", "-Wshadow", "-Wstrict-prototypes",
@@ -116,6 +116,7 @@ ffibuilder = FFI()
 ffibuilder.cdef(cdef_from_header((NATIVE / "include" / "ministack.h").read_text()) + """
 int ms_proto_has_ports(int family, int proto);
 int ms_ipv6_is_ext_header(int proto);
+void ms_parse(const uint8_t *frame, uint32_t len, struct ms_parsed *p);
 """)
 ffibuilder.set_source(
     "ministack._native",

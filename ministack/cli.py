@@ -259,6 +259,9 @@ def main(argv: list[str] | None = None) -> int:
     q.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     q.add_argument("--group", help="only members of this Unix group may log in")
     p.set_defaults(func=course)
+    from ministack.inspection import add_parsers
+
+    add_parsers(sub)  # status, bindings, drops, explain, stats: against a running daemon
     p = sub.add_parser("pktgen", help="C traffic source/sink on a daemon's port (-h)",
                        add_help=False, description=pktgen.__doc__)
     p.add_argument("rest", nargs=argparse.REMAINDER)

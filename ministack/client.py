@@ -167,10 +167,22 @@ class Client:
         """Counters of your ports and of the NIC (every port, for root)."""
         return self._call("stats")["stats"]
 
-    def drops(self, limit: int = 100) -> list[dict[str, Any]]:
-        """Recent drops of your ports (all, for root), newest last."""
+    def drops(self, limit: int = 100, since: int = 0) -> list[dict[str, Any]]:
+        """Recent drops of your ports (all, for root), newest last; with ``since``, only
+        those after that seq."""
         return [{**d, "frame": bytes.fromhex(d["frame"])}
-                for d in self._call("drops", limit=limit)["drops"]]
+                for d in self._call("drops", limit=limit, since=since)["drops"]]
+
+    def status(self) -> dict[str, Any]:
+        """The switch, your ports (every port, for root) with the user and process holding
+        each, and the counters: what `ministack status` prints."""
+        r = self._call("status")
+        return {k: r[k] for k in ("switch", "ports", "other_ports", "nic")}
+
+    def owners(self) -> dict[str, dict[str, Any]]:
+        """Port name -> {"uid", "user", "pid"} of the process holding it (your ports; every
+        port, for root)."""
+        return self._call("bindings")["owners"]
 
     def resolve(self, ip: str, timeout: float = 1.0) -> str | None:
         """As Switch.resolve()."""

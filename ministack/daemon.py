@@ -80,6 +80,7 @@ class Daemon:
         self._listener: socket.socket | None = None
         self._conns: dict[int, socket.socket] = {}
         self._conn_uid: dict[int, int] = {}
+        self._conn_pid: dict[int, int] = {}
         self._next_conn = 1
         self._stopping = False
 
@@ -127,6 +128,7 @@ class Daemon:
                     self._next_conn += 1
                     self._conns[cid] = conn
                     self._conn_uid[cid] = caller.uid
+                    self._conn_pid[cid] = caller.pid
             if refusal is not None:
                 log.info("ministack daemon: refused a connection: %s", refusal)
                 _refuse(conn, refusal)
@@ -220,6 +222,7 @@ class Daemon:
             with self._lock:
                 self._conns.pop(cid, None)
                 self._conn_uid.pop(cid, None)
+                self._conn_pid.pop(cid, None)
             conn.close()
             caller.close()
 
@@ -334,18 +337,48 @@ class Daemon:
         with self._lock:
             return {n for n, (u, _c) in self._owners.items() if u == uid}
 
+    def _owners_of(self, names: set[str] | None) -> dict[str, dict[str, Any]]:
+        """Port name -> the user and process holding it (as `ss -p` names them)."""
+        with self._lock:
+            held = {n: (u, self._conn_pid.get(c)) for n, (u, c) in self._owners.items()
+                    if names is None or n in names}
+        return {n: {"uid": u, "user": user_name(u), "pid": pid} for n, (u, pid) in held.items()}
+
     def _op_bindings(self, msg: dict[str, Any], caller: Caller, cid: int) -> tuple[dict, list]:
         mine = self._visible(caller.uid)
         return {"bindings": [_binding(b) for b in self.switch.bindings()
-                             if mine is None or b.port in mine]}, []
+                             if mine is None or b.port in mine],
+                "owners": self._owners_of(mine)}, []
+
+    def _op_status(self, msg: dict[str, Any], caller: Caller, cid: int) -> tuple[dict, list]:
+        """The switch, its ports with their owners (the caller's, or all for root), and
+        the counters."""
+        sw, mine = self.switch, self._visible(caller.uid)
+        owners = self._owners_of(mine)
+        with self._lock:
+            ports = {n: p for n, p in self._ports.items() if n in owners}
+            hidden = len(self._ports) - len(ports)
+        nbind: dict[str, int] = {}
+        for b in sw.bindings():
+            nbind[b.port] = nbind.get(b.port, 0) + 1
+        st = sw.stats()
+        return {"switch": {"nic": sw.nic, "backend": sw.backend, "mac": sw.mac,
+                           "addresses": sw.addresses, "socket": self.socket_path},
+                "ports": [{"name": n, "mtu": p.mtu, **owners[n], "bindings": nbind.get(n, 0),
+                           "stats": st["ports"].get(n)} for n, p in sorted(ports.items())],
+                "other_ports": hidden, "nic": st["nic"]}, []
 
     def _op_explain(self, msg: dict[str, Any], caller: Caller, cid: int) -> tuple[dict, list]:
         name = msg["port"]
-        if name != "nic":
-            self._own(name, caller.uid, cid)
+        mine = self._visible(caller.uid)
+        if name != "nic" and mine is not None and name not in mine:
+            with self._lock:
+                exists = name in self._ports
+            raise PortError(f"port {name!r} belongs to another user" if exists
+                            else f"no port {name!r} on this switch")
         v = self.switch.explain(name, bytes.fromhex(msg["frame"]))
         return {"verdict": {"action": v.action, "reason": v.reason, "to": v.to,
-                            "detail": v.detail}}, []
+                            "detail": v.detail, "code": v.code}}, []
 
     def _op_stats(self, msg: dict[str, Any], caller: Caller, cid: int) -> tuple[dict, list]:
         st = self.switch.stats()
@@ -356,9 +389,10 @@ class Daemon:
 
     def _op_drops(self, msg: dict[str, Any], caller: Caller, cid: int) -> tuple[dict, list]:
         mine = self._visible(caller.uid)
+        since = int(msg.get("since", 0))  # only drops after this seq: `ministack drops -f`
         drops = self.switch.drops(int(msg.get("limit", 100)))
         return {"drops": [{**d, "frame": d["frame"].hex()} for d in drops
-                          if mine is None or d["port"] in mine]}, []
+                          if d["seq"] > since and (mine is None or d["port"] in mine)]}, []
 
     def _op_resolve(self, msg: dict[str, Any], caller: Caller, cid: int) -> tuple[dict, list]:
         return {"mac": self.switch.resolve(msg["ip"], float(msg.get("timeout", 1.0)))}, []

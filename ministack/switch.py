@@ -27,7 +27,24 @@ RESERVED_NAMES = ("nic", "host")
 DEFAULT_ADDRESSES = ("10.0.0.2", "fd00::2")
 DEFAULT_MAC = "02:4d:53:00:00:02"
 
+#: Verdict names by number (docs/reasons.md: the numbers never change), from the C table.
 REASONS = [ffi.string(lib.ms_reason_name(i)).decode() for i in range(lib.MS_R_COUNT)]
+#: Name -> number.
+REASON_CODES = {name: i for i, name in enumerate(REASONS)}
+
+
+def reason_sentence(reason: str | int) -> str:
+    """The sentence docs/reasons.md gives a reason (by name or number).
+
+    >>> reason_sentence("spoofed-src-ip")
+    'its source address is not one the port bound'
+    >>> reason_sentence(8) == reason_sentence("spoofed-src-ip")
+    True
+    """
+    code = REASON_CODES[reason] if isinstance(reason, str) else reason
+    return ffi.string(lib.ms_reason_sentence(code)).decode()
+
+
 #: Reasons a port's counters can show, in the filter's order, then delivery outcomes.
 PORT_DROP_REASONS = REASONS[lib.MS_R_MALFORMED:lib.MS_R_SPOOFED_SRC_PORT + 1] + ["ring-full"]
 NIC_DROP_REASONS = ["ring-full", "no-binding"]
@@ -72,6 +89,42 @@ ND_NAMES = {lib.MS_ND_ARP_REQUEST: "an ARP request", lib.MS_ND_ARP_OTHER: "an AR
 
 def _mac_text(raw: bytes) -> str:
     return ":".join(f"{b:02x}" for b in bytes(raw))
+
+
+def frame_summary(frame: Frame) -> str:
+    """One line on what a frame is, as tcpdump would put it, read by the datapath's own
+    parser (nothing else in MiniStack reads headers).
+
+    >>> from ministack.bench import udp_frame
+    >>> frame_summary(udp_frame("02:00:00:00:00:01", "10.0.0.2", "10.0.0.9", 5000, 53))
+    'udp 10.0.0.2:5000 > 10.0.0.9:53, 64 bytes'
+    """
+    data = frame_bytes(frame)
+    p = ffi.new("struct ms_parsed *")
+    lib.ms_parse(data, len(data), p)
+    size = f"{p.len} bytes"
+    if p.nd in (lib.MS_ND_ARP_REQUEST, lib.MS_ND_ARP_OTHER):
+        what = "request" if p.nd == lib.MS_ND_ARP_REQUEST else "reply"
+        return (f"arp {what} who-has {_ip_text(4, ffi.buffer(p.nd_target))} tell "
+                f"{_ip_text(4, ffi.buffer(p.src_ip))}, {size}")
+    if p.family:
+        name = protocol_name(p.proto)
+        src = _ip_text(p.family, ffi.buffer(p.src_ip))
+        dst = _ip_text(p.family, ffi.buffer(p.dst_ip))
+        if p.nd:
+            return f"{name} {src} > {dst}: {ND_NAMES[p.nd].split(' ', 1)[1]}, {size}"
+        if p.has_ports:
+            if p.family == 6:
+                src, dst = f"[{src}]", f"[{dst}]"
+            line = f"{name} {src}:{p.sport} > {dst}:{p.dport}"
+        else:
+            line = f"{name} {src} > {dst}"
+        if p.frag == lib.MS_FRAG_LATER:
+            line += f" (later fragment, id {p.frag_id})"
+        return f"{line}, {size}"
+    if p.problems & (1 << lib.MS_R_MALFORMED) and p.note != ffi.NULL:
+        return f"malformed: {ffi.string(p.note).decode()}, {size}"
+    return f"ethertype 0x{p.ethertype:04x}, {size}"
 
 
 @dataclass(frozen=True)
@@ -129,6 +182,9 @@ class Verdict:
     reason: str | None
     to: str | None
     detail: str
+    #: The verdict's number (docs/reasons.md): the drop reason's, 13 local, 14 to-host,
+    #: 0 forwarded.
+    code: int = 0
 
 
 class Wire(PortRings):
@@ -690,7 +746,9 @@ class Switch:
         to = {lib.MS_TO_WIRE: "wire", lib.MS_TO_HOST: "host",
               lib.MS_TO_PORT: self._port_name(v.to_port)}.get(v.dest)
         action = ("drop", "forward", "local")[v.action]
-        return Verdict(action, reason, to, self._detail(port, v, reason, to))
+        code = (v.reason if action != "forward" else
+                lib.MS_R_TO_HOST if to == "host" else lib.MS_OK)
+        return Verdict(action, reason, to, self._detail(port, v, reason, to), code)
 
     def _local_detail(self, port: str, v: Any) -> str:
         """The sentence for a frame the switch handles itself."""
@@ -831,17 +889,20 @@ class Switch:
     @_locked
     def drops(self, limit: int = 100) -> list[dict[str, Any]]:
         """The most recent drops (at most ``limit``, newest last; the switch keeps 1,024):
-        dicts with port, direction ("tx" | "rx"), reason, time (seconds since the epoch),
-        len and frame (bytes)."""
+        dicts with seq (1, 2, ... in the order they happened), port, direction ("tx" |
+        "rx"), reason and its code (docs/reasons.md), time (seconds since the epoch), len
+        and frame (bytes)."""
         limit = max(0, min(int(limit), lib.MS_DROPLOG_LEN))
         if limit == 0:
             return []
         recs = ffi.new("struct ms_drop_record[]", limit)
         n = lib.ms_drops(self._sw, recs, limit)
         return [{
+            "seq": r.seq,
             "port": ffi.string(r.port_name).decode(),
             "direction": "rx" if r.direction else "tx",
             "reason": REASONS[r.reason],
+            "code": r.reason,
             "time": r.time_ns / 1e9,
             "len": r.len,
             "frame": bytes(ffi.buffer(r.frame, r.caplen)),

@@ -29,7 +29,7 @@
 #include "ring.h"
 #include "switch_internal.h"
 
-_Static_assert(MS_R_COUNT == 14, "ministack.h sizes counter arrays with 14 reasons");
+_Static_assert(MS_R_COUNT == 15, "ministack.h sizes counter arrays with 15 reasons");
 
 #define DEFAULT_SLOTS 1024
 #define DEFAULT_BUF 2048
@@ -87,17 +87,6 @@ struct ms_switch {
     struct ms_neigh *neigh;
     int64_t now;              /* CLOCK_MONOTONIC at the start of the round */
 };
-
-static const char *const reason_names[MS_R_COUNT] = {
-    "ok", "malformed", "oversize", "spoofed-src-mac", "vlan", "not-allowed", "fragment",
-    "unsupported-header", "spoofed-src-ip", "spoofed-protocol", "spoofed-src-port",
-    "ring-full", "no-binding", "local",
-};
-
-const char *ms_reason_name(int r)
-{
-    return r >= 0 && r < MS_R_COUNT ? reason_names[r] : "unknown";
-}
 
 /* --- the control lock --------------------------------------------------------------- */
 

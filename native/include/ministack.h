@@ -35,7 +35,17 @@ enum ms_reason {
     /* Not a drop: the switch handled the frame itself (a port's ARP or neighbour
      * discovery) and answered the port when there was an answer to give. */
     MS_R_LOCAL = 13,
-    MS_R_COUNT = 14
+    /* Not a drop: a frame from the network no port bound, left to the host's stack. */
+    MS_R_TO_HOST = 14,
+    MS_R_COUNT = 15
+};
+
+/* What a verdict is (ms_reason_kind). */
+enum ms_reason_kind {
+    MS_KIND_FORWARD = 0,
+    MS_KIND_DROP = 1,
+    MS_KIND_LOCAL = 2,
+    MS_KIND_TO_HOST = 3
 };
 
 /* What a neighbour-resolution frame is (struct ms_parsed.nd). */
@@ -135,7 +145,7 @@ struct ms_port_stats {
     struct ms_counter rx;
     struct ms_counter local;    /* frames the switch handled itself (verdict local) */
     uint64_t answers;           /* ARP replies and neighbour advertisements it sent back */
-    uint64_t drops[14];         /* indexed by enum ms_reason */
+    uint64_t drops[15];         /* indexed by enum ms_reason */
 };
 
 /* Fragments followed (both directions together). */
@@ -152,7 +162,7 @@ struct ms_nic_stats {
     struct ms_counter rx;
     struct ms_counter tx;
     struct ms_counter to_host;
-    uint64_t drops[14];
+    uint64_t drops[15];
     uint64_t csum_completed;    /* partial checksums (NIC offload) completed before delivery */
     uint64_t segmented;         /* super-frames (GSO/GRO) cut to the port's MTU */
     struct ms_frag_stats frags;
@@ -228,7 +238,11 @@ int ms_unbind(ms_switch *sw, int port, int family, const uint8_t *ip, int proto,
 int ms_bindings(ms_switch *sw, struct ms_binding_info *out, int max);
 
 int ms_explain(ms_switch *sw, int port, const uint8_t *frame, uint32_t len, struct ms_verdict *v);
+/* A verdict number's name, its sentence (docs/reasons.md) and its kind (enum
+ * ms_reason_kind, -1 for a number that is none). */
 const char *ms_reason_name(int reason);
+const char *ms_reason_sentence(int reason);
+int ms_reason_kind(int reason);
 
 int ms_port_stats(ms_switch *sw, int port, struct ms_port_stats *out);
 int ms_nic_stats(ms_switch *sw, struct ms_nic_stats *out);

@@ -1,0 +1,199 @@
+"""`ministack status | bindings | drops | explain | stats` against a running daemon, as an
+instructor at a student's desk uses them: run as commands (a subprocess, the daemon in this
+process), tables for people and JSON for scripts, reasons by name and number, and each
+user shown only their own ports while root sees all."""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import ministack as ms
+from conftest import NOBODY, holding_as_user, need_root, serving, udp4
+from ministack.bench import udp_frame
+from ministack.switch import REASON_CODES
+
+
+def cmd(sock: str, *args: str) -> str:
+    r = subprocess.run([sys.executable, "-m", "ministack", *args, "--socket", sock],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+def frames(mac: str) -> dict[str, bytes]:
+    return {"ok": udp_frame(mac, "10.0.0.2", "10.0.0.9", 5000, 53),
+            "spoofed-src-ip": udp_frame(mac, "10.0.0.66", "10.0.0.9", 5000, 53),
+            "spoofed-src-port": udp_frame(mac, "10.0.0.2", "10.0.0.9", 5001, 53),
+            "spoofed-src-mac": udp_frame("02:66:66:66:66:66", "10.0.0.2", "10.0.0.9", 5000, 53)}
+
+
+@pytest.fixture
+def daemon() -> object:
+    with serving() as d:
+        yield d
+
+
+def test_status_bindings_and_drops_as_the_owner_sees_them(daemon: object) -> None:
+    sock = daemon.socket_path  # type: ignore[attr-defined]
+    with ms.connect(sock) as c:
+        app = c.port("app1")
+        app.bind("10.0.0.2", "udp", 5000)
+        c.port("app2").bind("fd00::2", "tcp", 80)
+        f = frames(c.mac)
+        app.send_batch([f["ok"], f["spoofed-src-ip"], f["spoofed-src-port"],
+                        f["spoofed-src-mac"]])
+        deadline = time.monotonic() + 5
+        while len(c.drops()) < 3:
+            assert time.monotonic() < deadline, c.drops()
+            time.sleep(0.02)
+
+        # ss -lnp: tuple, port, user, pid.
+        text = cmd(sock, "bindings")
+        assert text.splitlines()[0].split() == ["Proto", "Local", "Address:Port", "Port",
+                                                "User", "PID"]
+        me = f"{os.getpid()}"
+        assert any(line.split() == ["udp", "10.0.0.2:5000", "app1", "root", me]
+                   for line in text.splitlines()), text
+        assert any(line.split() == ["tcp", "[fd00::2]:80", "app2", "root", me]
+                   for line in text.splitlines()), text
+        rows = json.loads(cmd(sock, "bindings", "--json"))
+        assert {"protocol": "udp", "ip": "10.0.0.2", "local_port": 5000, "port": "app1",
+                "user": "root", "uid": 0, "pid": os.getpid()} in rows
+
+        # dropwatch: one line per drop, oldest first, with the reason's name and number.
+        lines = cmd(sock, "drops").splitlines()
+        assert len(lines) == 3, lines
+        for line, reason in zip(lines, ["spoofed-src-ip", "spoofed-src-port",
+                                        "spoofed-src-mac"]):
+            assert f"app1       tx  {reason}({REASON_CODES[reason]})" in line, line
+        assert "udp 10.0.0.66:5000 > 10.0.0.9:53, 64 bytes" in lines[0]
+        only = cmd(sock, "drops", "--reason", "spoofed-src-port", "--json").splitlines()
+        assert [json.loads(x)["code"] for x in only] == [10]
+        assert json.loads(only[0])["frame"] == f["spoofed-src-port"].hex()
+        assert cmd(sock, "drops", "--port", "app2") == ""
+
+        st = json.loads(cmd(sock, "status", "--json"))
+        assert [p["name"] for p in st["ports"]] == ["app1", "app2"]
+        one = st["ports"][0]
+        assert (one["user"], one["pid"], one["bindings"]) == ("root", os.getpid(), 1)
+        assert one["stats"]["tx"]["frames"] == 1
+        assert one["stats"]["drops"]["spoofed-src-ip"] == 1
+        assert "app1  root" in cmd(sock, "status")
+
+
+def test_explain_takes_hex_or_a_pcap_and_says_why(daemon: object, tmp_path: Path) -> None:
+    from scapy.layers.l2 import Ether
+    from scapy.utils import wrpcap
+
+    sock = daemon.socket_path  # type: ignore[attr-defined]
+    with ms.connect(sock) as c:
+        c.port("app1").bind("10.0.0.2", "udp", 5000)
+        f = frames(c.mac)
+        out = cmd(sock, "explain", "app1", f["spoofed-src-port"].hex())
+        assert out.splitlines() == [
+            "udp 10.0.0.2:5001 > 10.0.0.9:53, 64 bytes",
+            "drop spoofed-src-port(10): app1 bound udp on 10.0.0.2, but not port 5001 "
+            "(app1 holds: udp 10.0.0.2:5000)"]
+        pcap = tmp_path / "one.pcap"
+        wrpcap(str(pcap), [Ether(f["ok"])])
+        v = json.loads(cmd(sock, "explain", "app1", str(pcap), "--json"))
+        assert (v["action"], v["reason"], v["code"], v["to"]) == ("forward", None, 0, "wire")
+        arriving = udp4(dport=5000, src="10.0.0.1", dst="10.0.0.2")
+        v = json.loads(cmd(sock, "explain", "nic", arriving.hex(), "--json"))
+        assert (v["action"], v["to"]) == ("forward", "app1"), v
+        r = subprocess.run([sys.executable, "-m", "ministack", "explain", "app1", "zz",
+                            "--socket", sock], capture_output=True, text=True)
+        assert r.returncode == 1 and "neither a file nor hex bytes" in r.stderr
+
+
+def test_stats_watch_prints_rates_per_port_and_reason(daemon: object) -> None:
+    sock = daemon.socket_path  # type: ignore[attr-defined]
+    with ms.connect(sock) as c:
+        app = c.port("app1")
+        app.bind("10.0.0.2", "udp", 5000)
+        f = frames(c.mac)
+        proc = subprocess.Popen([sys.executable, "-m", "ministack", "stats", "--watch",
+                                 "--json", "-n", "0.5", "-c", "3", "--socket", sock],
+                                stdout=subprocess.PIPE, text=True)
+        end = time.monotonic() + 3
+        while proc.poll() is None and time.monotonic() < end:
+            app.send_batch([f["ok"]] * 10 + [f["spoofed-src-ip"]] * 5)
+            time.sleep(0.05)
+        out, _ = proc.communicate(timeout=30)
+        ticks = [json.loads(line) for line in out.splitlines()]
+        assert len(ticks) == 3, out
+        busiest = max(ticks, key=lambda t: t["per_second"]["app1"]["tx"])
+        rate = busiest["per_second"]["app1"]
+        # Twice as many good frames as spoofed ones were sent, in every batch.
+        assert rate["tx"] > 0 and rate["spoofed-src-ip"] > 0
+        assert 1.5 < rate["tx"] / rate["spoofed-src-ip"] < 2.5, rate
+        table = cmd(sock, "stats")
+        assert "spoofed-src-ip(8)" in table and "app1" in table
+
+
+def test_an_ordinary_user_sees_only_their_own_ports(daemon: object) -> None:
+    need_root()
+    sock = daemon.socket_path  # type: ignore[attr-defined]
+
+    def student() -> str:
+        c = ms.connect(sock)
+        p = c.port("student-port")
+        p.bind("10.0.0.2", "udp", 7000)
+        p.send(udp_frame(c.mac, "10.0.0.3", "10.0.0.9", 7000, 9))  # spoofed-src-ip
+        return "ok"
+
+    def look() -> dict[str, object]:
+        from ministack.cli import main
+
+        out = {}
+        for what in ("bindings", "status", "drops"):
+            buf = io.StringIO()
+            with contextlib.redirect_stdout(buf):
+                assert main([what, "--json", "--socket", sock]) == 0
+            out[what] = buf.getvalue()
+        return out
+
+    with ms.connect(sock) as c:
+        mine = c.port("roots-port")
+        mine.bind("10.0.0.2", "udp", 5000)
+        mine.send(frames(c.mac)["spoofed-src-mac"])
+        with holding_as_user(NOBODY, student) as held:
+            assert held == {"ok": "ok"}
+            deadline = time.monotonic() + 5
+            while len(c.drops()) < 2:
+                assert time.monotonic() < deadline, c.drops()
+                time.sleep(0.02)
+            seen = as_nobody_and_root(look)
+    nobody, root = seen
+    assert [b["port"] for b in json.loads(nobody["bindings"])] == ["student-port"]
+    assert {b["port"] for b in json.loads(root["bindings"])} == {"student-port", "roots-port"}
+    st = json.loads(nobody["status"])
+    assert [p["name"] for p in st["ports"]] == ["student-port"] and st["other_ports"] == 1
+    assert st["ports"][0]["user"] == "nobody"
+    assert [json.loads(x)["port"] for x in nobody["drops"].splitlines()] == ["student-port"]
+    assert {json.loads(x)["port"] for x in root["drops"].splitlines()} == \
+        {"student-port", "roots-port"}
+
+
+def as_nobody_and_root(fn: object) -> tuple[dict, dict]:
+    from conftest import as_user
+
+    got = as_user(NOBODY, fn)  # type: ignore[arg-type]
+    assert "ok" in got, got
+    return got["ok"], fn()  # type: ignore[operator]
+
+
+def test_no_daemon_says_how_to_start_one(tmp_path: Path) -> None:
+    r = subprocess.run([sys.executable, "-m", "ministack", "status", "--socket",
+                        str(tmp_path / "none.sock")], capture_output=True, text=True)
+    assert r.returncode == 1
+    assert r.stderr.startswith("ministack status: cannot reach the ministack daemon at ")
+    assert "is 'ministack daemon' running?" in r.stderr, r.stderr

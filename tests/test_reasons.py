@@ -1,0 +1,43 @@
+"""The reason vocabulary is a published contract (docs/reasons.md): every number keeps
+its name forever, the page agrees with the C table line by line, and every tool reports
+both name and number."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from ministack._native import lib
+from ministack.switch import REASON_CODES, REASONS, reason_sentence
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "reasons.md"
+
+# As first published. A change here breaks every script that matched on a number: add a
+# reason at the next number instead.
+PUBLISHED = {0: "ok", 1: "malformed", 2: "oversize", 3: "spoofed-src-mac", 4: "vlan",
+             5: "not-allowed", 6: "fragment", 7: "unsupported-header", 8: "spoofed-src-ip",
+             9: "spoofed-protocol", 10: "spoofed-src-port", 11: "ring-full",
+             12: "no-binding", 13: "local", 14: "to-host"}
+KINDS = {lib.MS_KIND_FORWARD: "forward", lib.MS_KIND_DROP: "drop",
+         lib.MS_KIND_LOCAL: "local", lib.MS_KIND_TO_HOST: "to-host"}
+
+
+def doc_rows() -> dict[int, tuple[str, str, str]]:
+    rows = re.findall(r"^\| (\d+) \| `([a-z-]+)` \| ([a-z-]+) \| ([^|]+) \|", DOC.read_text(),
+                      re.MULTILINE)
+    return {int(n): (name, kind, sentence.strip()) for n, name, kind, sentence in rows}
+
+
+def test_published_numbers_keep_their_names() -> None:
+    for number, name in PUBLISHED.items():
+        assert REASONS[number] == name, (number, REASONS[number])
+    assert REASON_CODES == {name: n for n, name in enumerate(REASONS)}
+
+
+def test_the_page_is_the_c_table() -> None:
+    rows = doc_rows()
+    assert sorted(rows) == list(range(lib.MS_R_COUNT)), "every number has its row"
+    for number, (name, kind, sentence) in rows.items():
+        assert name == REASONS[number], number
+        assert kind == KINDS[lib.ms_reason_kind(number)], (number, kind)
+        assert sentence == reason_sentence(number), (number, sentence)
+    assert lib.ms_reason_kind(lib.MS_R_COUNT) == -1
