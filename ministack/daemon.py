@@ -378,7 +378,7 @@ class Daemon:
                             else f"no port {name!r} on this switch")
         v = self.switch.explain(name, bytes.fromhex(msg["frame"]))
         return {"verdict": {"action": v.action, "reason": v.reason, "to": v.to,
-                            "detail": v.detail, "code": v.code}}, []
+                            "detail": v.detail, "code": v.code, "nearest": v.nearest}}, []
 
     def _op_stats(self, msg: dict[str, Any], caller: Caller, cid: int) -> tuple[dict, list]:
         st = self.switch.stats()
@@ -390,9 +390,22 @@ class Daemon:
     def _op_drops(self, msg: dict[str, Any], caller: Caller, cid: int) -> tuple[dict, list]:
         mine = self._visible(caller.uid)
         since = int(msg.get("since", 0))  # only drops after this seq: `ministack drops -f`
-        drops = self.switch.drops(int(msg.get("limit", 100)))
-        return {"drops": [{**d, "frame": d["frame"].hex()} for d in drops
-                          if d["seq"] > since and (mine is None or d["port"] in mine)]}, []
+        drops = [d for d in self.switch.drops(int(msg.get("limit", 100)))
+                 if d["seq"] > since and (mine is None or d["port"] in mine)]
+        return {"drops": [{**d, "frame": d["frame"].hex(), "nearest": self._nearest(d)}
+                          for d in drops]}, []
+
+    def _nearest(self, drop: dict[str, Any]) -> str | None:
+        """The binding a dropped frame came closest to, against the bindings as they are
+        now (they may have changed since the drop)."""
+        if drop["reason"] not in ("spoofed-src-ip", "spoofed-protocol", "spoofed-src-port",
+                                  "no-binding"):
+            return None
+        port = "nic" if drop["direction"] == "rx" else drop["port"]
+        try:
+            return self.switch.explain(port, drop["frame"]).nearest
+        except MiniStackError:  # the port has gone since
+            return None
 
     def _op_resolve(self, msg: dict[str, Any], caller: Caller, cid: int) -> tuple[dict, list]:
         return {"mac": self.switch.resolve(msg["ip"], float(msg.get("timeout", 1.0)))}, []

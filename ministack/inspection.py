@@ -81,7 +81,8 @@ def bindings(c: Client, args: argparse.Namespace) -> int:
 def _drop_line(d: dict[str, Any]) -> str:
     when = datetime.fromtimestamp(d["time"]).strftime("%H:%M:%S.%f")
     reason = f"{d['reason']}({d['code']})"
-    return f"{when}  {d['port']:<10} {d['direction']}  {reason:<22} {frame_summary(d['frame'])}"
+    line = f"{when}  {d['port']:<10} {d['direction']}  {reason:<22} {frame_summary(d['frame'])}"
+    return line + (f"  [nearest: {d['nearest']}]" if d.get("nearest") else "")
 
 
 def drops(c: Client, args: argparse.Namespace) -> int:
@@ -137,12 +138,15 @@ def explain(c: Client, args: argparse.Namespace) -> int:
     v = c.explain(args.port, frame)
     if args.json:
         print(_dumps({"action": v.action, "reason": v.reason, "code": v.code, "to": v.to,
-                      "detail": v.detail, "summary": frame_summary(frame)}))
+                      "detail": v.detail, "nearest": v.nearest,
+                      "summary": frame_summary(frame)}))
         return 0
     print(frame_summary(frame))
     verdict = v.action if v.reason is None else f"{v.action} {v.reason}({v.code})"
     where = f" -> {v.to}" if v.to else ""
     print(f"{verdict}{where}: {v.detail}")
+    if v.nearest:
+        print(f"nearest binding: {v.nearest}")
     return 0
 
 

@@ -185,6 +185,10 @@ class Verdict:
     #: The verdict's number (docs/reasons.md): the drop reason's, 13 local, 14 to-host,
     #: 0 forwarded.
     code: int = 0
+    #: A spoofed frame, or one from the network no port bound: the binding it came
+    #: closest to and what differed ("udp 10.0.0.2:5000 held by app1: source port 5001 ≠
+    #: 5000"); None when there is no binding to compare with.
+    nearest: str | None = None
 
 
 class Wire(PortRings):
@@ -748,7 +752,29 @@ class Switch:
         action = ("drop", "forward", "local")[v.action]
         code = (v.reason if action != "forward" else
                 lib.MS_R_TO_HOST if to == "host" else lib.MS_OK)
-        return Verdict(action, reason, to, self._detail(port, v, reason, to), code)
+        return Verdict(action, reason, to, self._detail(port, v, reason, to), code,
+                       self._nearest(port, v))
+
+    def _nearest(self, port: str, v: Any) -> str | None:
+        """The sentence on the nearest binding the C table found (ms_table_nearest)."""
+        if v.near < 0:
+            return None
+        b, p = v.nearest, v.parsed
+        held = Binding(self._port_name(b.port), _ip_text(b.family, ffi.buffer(b.ip)),
+                       protocol_name(b.proto), b.l4port)
+        if v.near == 0:
+            return f"{held} is held by {held.port}, not {port}"
+        side = "destination" if port == "nic" else "source"
+        ip = _ip_text(p.family, ffi.buffer(p.dst_ip if port == "nic" else p.src_ip))
+        l4port = (p.dport if port == "nic" else p.sport) if p.has_ports else 0
+        differ = []
+        if v.near & lib.MS_NEAR_IP:
+            differ.append(f"{side} address {ip} ≠ {held.ip}")
+        if v.near & lib.MS_NEAR_PROTO:
+            differ.append(f"protocol {protocol_name(p.proto)} ≠ {held.protocol}")
+        if v.near & lib.MS_NEAR_PORT:
+            differ.append(f"{side} port {l4port} ≠ {held.local_port}")
+        return f"{held} held by {held.port}: {', '.join(differ)}"
 
     def _local_detail(self, port: str, v: Any) -> str:
         """The sentence for a frame the switch handles itself."""

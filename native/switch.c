@@ -835,10 +835,26 @@ int ms_bindings(ms_switch *sw, struct ms_binding_info *out, int max)
     return n;
 }
 
+/* The binding a spoofed frame came closest to: the very tuple when another port holds it,
+ * else the nearest of the sender's own. */
+static void nearest_tx(ms_switch *sw, int port, struct ms_verdict *v)
+{
+    const struct ms_parsed *p = &v->parsed;
+    uint16_t sport = p->has_ports ? p->sport : 0;
+    if (ms_table_lookup(sw->table, p->family, p->proto, p->src_ip, sport) >= 0) {
+        v->near = ms_table_nearest(sw->table, -1, p->family, p->proto, p->src_ip, sport,
+                                   &v->nearest);
+        return;
+    }
+    v->near = ms_table_nearest(sw->table, port, p->family, p->proto, p->src_ip, sport,
+                               &v->nearest);
+}
+
 int ms_explain(ms_switch *sw, int port, const uint8_t *f, uint32_t len, struct ms_verdict *v)
 {
     memset(v, 0, sizeof(*v));
     v->to_port = -1;
+    v->near = -1;
     ctl_lock(sw);
     int rc = 0;
     if (port >= 0) {
@@ -850,6 +866,8 @@ int ms_explain(ms_switch *sw, int port, const uint8_t *f, uint32_t len, struct m
             v->action = v->reason == MS_OK;
             v->dest = !v->action ? MS_TO_NONE : to >= 0 ? MS_TO_PORT : MS_TO_WIRE;
             v->to_port = to;
+            if (v->reason >= MS_R_SPOOFED_SRC_IP && v->reason <= MS_R_SPOOFED_SRC_PORT)
+                nearest_tx(sw, port, v);
             uint8_t mac[6];
             if (v->reason == MS_R_LOCAL) {
                 v->action = 2;
@@ -878,6 +896,10 @@ int ms_explain(ms_switch *sw, int port, const uint8_t *f, uint32_t len, struct m
         } else {
             v->reason = MS_R_NO_BINDING;
         }
+        const struct ms_parsed *p = &v->parsed;
+        if (to < 0 && p->family && !p->problems && !p->nd)
+            v->near = ms_table_nearest(sw->table, -1, p->family, p->proto, p->dst_ip,
+                                       p->has_ports ? p->dport : 0, &v->nearest);
     }
     ctl_unlock(sw);
     return rc;

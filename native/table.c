@@ -233,6 +233,16 @@ void ms_table_del_owner(struct ms_table *t, int owner)
     free(b);
 }
 
+static void entry_info(const struct ms_entry *e, struct ms_binding_info *out)
+{
+    out->port = e->owner;
+    out->family = (uint8_t)key_family(&e->key);
+    out->proto = (uint8_t)key_proto(&e->key);
+    out->l4port = key_port(&e->key);
+    memcpy(out->ip, &e->key.w[1], 8);
+    memcpy(out->ip + 8, &e->key.w[2], 8);
+}
+
 int ms_table_list(const struct ms_table *t, int owner, struct ms_binding_info *out, int max)
 {
     int n = 0;
@@ -240,13 +250,37 @@ int ms_table_list(const struct ms_table *t, int owner, struct ms_binding_info *o
         const struct ms_entry *e = &t->e[i];
         if (!e->refs || key_kind(&e->key) != K_EXACT || (owner >= 0 && e->owner != owner))
             continue;
-        out[n].port = e->owner;
-        out[n].family = (uint8_t)key_family(&e->key);
-        out[n].proto = (uint8_t)key_proto(&e->key);
-        out[n].l4port = key_port(&e->key);
-        memcpy(out[n].ip, &e->key.w[1], 8);
-        memcpy(out[n].ip + 8, &e->key.w[2], 8);
-        n++;
+        entry_info(e, &out[n++]);
     }
     return n;
+}
+
+int ms_table_nearest(const struct ms_table *t, int owner, int family, int proto,
+                     const uint8_t *ip, uint16_t port, struct ms_binding_info *out)
+{
+    struct ms_key k;
+    make_key(&k, K_EXACT, 0, family, proto, ip, port);
+    int best = -1;
+    int64_t best_cost = INT64_MAX;
+    for (uint32_t i = 0; i <= t->mask; i++) {
+        const struct ms_entry *e = &t->e[i];
+        if (!e->refs || key_kind(&e->key) != K_EXACT || (owner >= 0 && e->owner != owner))
+            continue;
+        int diff = (key_family(&e->key) != family || e->key.w[1] != k.w[1] ||
+                    e->key.w[2] != k.w[2] ? MS_NEAR_IP : 0) |
+                   (key_proto(&e->key) != proto ? MS_NEAR_PROTO : 0) |
+                   (key_port(&e->key) != port ? MS_NEAR_PORT : 0);
+        /* Fewest differing fields first; among equals, port < protocol < address, then
+         * the nearer port number (5001 is a slip for 5000, not for 6000). */
+        int64_t cost = (int64_t)(__builtin_popcount((unsigned)diff) * 8 +
+                                 (diff & MS_NEAR_IP ? 4 : 0) + (diff & MS_NEAR_PROTO ? 2 : 0))
+                           << 17 |
+                       (diff & MS_NEAR_PORT ? abs((int)key_port(&e->key) - (int)port) : 0);
+        if (cost < best_cost) {
+            best_cost = cost;
+            best = diff;
+            entry_info(e, out);
+        }
+    }
+    return best;
 }

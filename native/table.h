@@ -36,6 +36,13 @@ int ms_table_del(struct ms_table *t, int owner, int family, int proto, const uin
                  uint16_t port);
 /* Remove every binding of owner. */
 void ms_table_del_owner(struct ms_table *t, int owner);
+/* The exact binding of owner (of any port when owner < 0) nearest to the tuple: the one
+ * that differs in the fewest of address, protocol and port, a differing port before a
+ * differing protocol before a differing address (the likelier slips). Copies it into *out
+ * and returns the enum ms_near_field bits that differ, or -1 when there is no binding to
+ * compare with. A scan of the whole table: for explain(), never the datapath. */
+int ms_table_nearest(const struct ms_table *t, int owner, int family, int proto,
+                     const uint8_t *ip, uint16_t port, struct ms_binding_info *out);
 /* Copy up to max bindings (all ports when owner < 0); returns how many were copied. */
 int ms_table_list(const struct ms_table *t, int owner, struct ms_binding_info *out, int max);
 

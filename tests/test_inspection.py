@@ -16,9 +16,11 @@ from pathlib import Path
 import pytest
 
 import ministack as ms
-from conftest import NOBODY, holding_as_user, need_root, serving, udp4
+from scapy.layers.inet import IP, TCP, UDP
+
+from conftest import NOBODY, eth, holding_as_user, need_root, serving, udp4
 from ministack.bench import udp_frame
-from ministack.switch import REASON_CODES
+from ministack.switch import REASON_CODES, frame_summary
 
 
 def cmd(sock: str, *args: str) -> str:
@@ -101,7 +103,8 @@ def test_explain_takes_hex_or_a_pcap_and_says_why(daemon: object, tmp_path: Path
         assert out.splitlines() == [
             "udp 10.0.0.2:5001 > 10.0.0.9:53, 64 bytes",
             "drop spoofed-src-port(10): app1 bound udp on 10.0.0.2, but not port 5001 "
-            "(app1 holds: udp 10.0.0.2:5000)"]
+            "(app1 holds: udp 10.0.0.2:5000)",
+            "nearest binding: udp 10.0.0.2:5000 held by app1: source port 5001 ≠ 5000"]
         pcap = tmp_path / "one.pcap"
         wrpcap(str(pcap), [Ether(f["ok"])])
         v = json.loads(cmd(sock, "explain", "app1", str(pcap), "--json"))
@@ -197,3 +200,51 @@ def test_no_daemon_says_how_to_start_one(tmp_path: Path) -> None:
     assert r.returncode == 1
     assert r.stderr.startswith("ministack status: cannot reach the ministack daemon at ")
     assert "is 'ministack daemon' running?" in r.stderr, r.stderr
+
+
+def test_nearest_miss_names_the_binding_and_the_field_that_differed() -> None:
+    """From the C table (ms_table_nearest): the sender's own binding nearest to a spoofed
+    frame, the very tuple when another port holds it, and for a frame from the network
+    that no port bound, the binding one field away (the nearer port number first)."""
+    with ms.Switch() as sw:
+        sw.port("app1").bind("10.0.0.2", "udp", 5000)
+        sw.port("app2").bind("10.0.0.2", "udp", 6000)
+        sw.port("idle")
+        tcp = bytes(eth(src=sw.mac) / IP(src="10.0.0.2", dst="10.0.0.9") / TCP(sport=5000))
+        cases = [
+            ("app1", udp_frame(sw.mac, "10.0.0.2", "10.0.0.9", 5001, 53),
+             "udp 10.0.0.2:5000 held by app1: source port 5001 ≠ 5000"),
+            ("app1", udp_frame(sw.mac, "10.0.0.66", "10.0.0.9", 5000, 53),
+             "udp 10.0.0.2:5000 held by app1: source address 10.0.0.66 ≠ 10.0.0.2"),
+            ("app1", tcp, "udp 10.0.0.2:5000 held by app1: protocol tcp ≠ udp"),
+            ("app1", udp_frame(sw.mac, "10.0.0.2", "10.0.0.9", 6000, 53),
+             "udp 10.0.0.2:6000 is held by app2, not app1"),
+            ("nic", bytes(eth(dst=sw.mac) / IP(src="10.0.0.1", dst="10.0.0.2") /
+                          UDP(sport=9, dport=5001)),
+             "udp 10.0.0.2:5000 held by app1: destination port 5001 ≠ 5000"),
+            ("nic", bytes(eth(dst=sw.mac) / IP(src="10.0.0.1", dst="10.0.0.2") /
+                          UDP(sport=9, dport=5999)),
+             "udp 10.0.0.2:6000 held by app2: destination port 5999 ≠ 6000"),
+            ("idle", udp_frame(sw.mac, "10.0.0.3", "10.0.0.9", 7, 53), None),
+            ("app1", udp_frame(sw.mac, "10.0.0.2", "10.0.0.9", 5000, 53), None),
+        ]
+        for port, frame, nearest in cases:
+            assert sw.explain(port, frame).nearest == nearest, (port, frame_summary(frame))
+
+
+def test_drops_name_the_nearest_binding(daemon: object) -> None:
+    sock = daemon.socket_path  # type: ignore[attr-defined]
+    with ms.connect(sock) as c:
+        app = c.port("app1")
+        app.bind("10.0.0.2", "udp", 5000)
+        app.send(frames(c.mac)["spoofed-src-port"])
+        deadline = time.monotonic() + 5
+        while not c.drops():
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        line = cmd(sock, "drops")
+        assert line.rstrip().endswith(
+            "[nearest: udp 10.0.0.2:5000 held by app1: source port 5001 ≠ 5000]"), line
+        out = cmd(sock, "explain", "app1", frames(c.mac)["spoofed-src-port"].hex())
+        assert out.splitlines()[-1] == \
+            "nearest binding: udp 10.0.0.2:5000 held by app1: source port 5001 ≠ 5000"

@@ -126,12 +126,32 @@ struct ms_parsed {
     uint8_t nd_target[16];  /* ARP target IP, neighbour solicitation's target */
 };
 
+/* Which fields of a frame's tuple differ from the nearest binding's (ms_table_nearest). */
+enum ms_near_field {
+    MS_NEAR_IP = 1,         /* the address (or its family) */
+    MS_NEAR_PROTO = 2,
+    MS_NEAR_PORT = 4
+};
+
+struct ms_binding_info {
+    int port;
+    uint8_t family;
+    uint8_t proto;
+    uint16_t l4port;
+    uint8_t ip[16];
+};
+
 struct ms_verdict {
     int action;             /* 1 forward, 0 drop, 2 local (the switch handled it) */
     int reason;             /* enum ms_reason; MS_OK when forwarded */
     int dest;               /* enum ms_dest */
     int to_port;            /* port id when dest == MS_TO_PORT */
     uint8_t answer_mac[6];  /* local with an answer: the MAC the answer gives */
+    /* A spoofed frame from a port, or one from the network no port bound: the binding it
+     * came closest to (nearest), and the ms_near_field bits that differ (0: the very
+     * tuple, held by another port); -1 when there is none to compare with. */
+    int near;
+    struct ms_binding_info nearest;
     struct ms_parsed parsed;
 };
 
@@ -178,14 +198,6 @@ struct ms_drop_record {
     uint32_t len;           /* frame length */
     uint32_t caplen;        /* bytes of the frame kept in `frame` */
     uint8_t frame[2048];
-};
-
-struct ms_binding_info {
-    int port;
-    uint8_t family;
-    uint8_t proto;
-    uint16_t l4port;
-    uint8_t ip[16];
 };
 
 typedef struct ms_switch ms_switch;
