@@ -68,13 +68,14 @@ step() {
 
 # Build and run: a C compiler, clang for the XDP program, libbpf for AF_XDP, lwIP (a real
 # user-space stack to run on ports: ministack lwip-echo), the kernel's tools. Tests: tcpdump,
-# ethtool (the peer's offloads), debootstrap, git and slirp4netns (the fresh-machine and
-# course VM tests copy the checkout into a new Debian, networked through slirp4netns so that
-# what it sets up stays out of this machine's network), chromium (the browser test; on
-# Ubuntu `chromium` is only a snap wrapper, so Playwright brings its own).
+# tshark (reads back the captures with reasons), ethtool (the peer's offloads),
+# debootstrap, git and slirp4netns (the fresh-machine and course VM tests copy the checkout
+# into a new Debian, networked through slirp4netns so that what it sets up stays out of
+# this machine's network), chromium (the browser test; on Ubuntu `chromium` is only a snap
+# wrapper, so Playwright brings its own).
 REQUIRED=(python3 python3-venv python3-dev gcc make pkg-config clang llvm libbpf-dev
-          liblwip-dev iproute2 iputils-ping nftables tcpdump ethtool debootstrap git slirp4netns
-          nodejs)
+          liblwip-dev iproute2 iputils-ping nftables tcpdump tshark ethtool debootstrap git
+          slirp4netns nodejs)
 # Debian's npm, unless npm came with another nodejs (NodeSource's bundles it, and conflicts).
 command -v npm >/dev/null || REQUIRED+=(npm)
 if [ "${ID:-}" = debian ]; then REQUIRED+=(chromium); fi

@@ -261,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=course)
     from ministack.inspection import add_parsers
 
-    add_parsers(sub)  # status, bindings, drops, explain, stats: against a running daemon
+    add_parsers(sub)  # status, bindings, drops, explain, stats, capture: of a running daemon
     p = sub.add_parser("pktgen", help="C traffic source/sink on a daemon's port (-h)",
                        add_help=False, description=pktgen.__doc__)
     p.add_argument("rest", nargs=argparse.REMAINDER)

@@ -392,20 +392,8 @@ class Daemon:
         since = int(msg.get("since", 0))  # only drops after this seq: `ministack drops -f`
         drops = [d for d in self.switch.drops(int(msg.get("limit", 100)))
                  if d["seq"] > since and (mine is None or d["port"] in mine)]
-        return {"drops": [{**d, "frame": d["frame"].hex(), "nearest": self._nearest(d)}
-                          for d in drops]}, []
-
-    def _nearest(self, drop: dict[str, Any]) -> str | None:
-        """The binding a dropped frame came closest to, against the bindings as they are
-        now (they may have changed since the drop)."""
-        if drop["reason"] not in ("spoofed-src-ip", "spoofed-protocol", "spoofed-src-port",
-                                  "no-binding"):
-            return None
-        port = "nic" if drop["direction"] == "rx" else drop["port"]
-        try:
-            return self.switch.explain(port, drop["frame"]).nearest
-        except MiniStackError:  # the port has gone since
-            return None
+        return {"drops": [{**d, "frame": d["frame"].hex(),
+                           "nearest": self.switch.drop_nearest(d)} for d in drops]}, []
 
     def _op_resolve(self, msg: dict[str, Any], caller: Caller, cid: int) -> tuple[dict, list]:
         return {"mac": self.switch.resolve(msg["ip"], float(msg.get("timeout", 1.0)))}, []

@@ -447,8 +447,9 @@ def check_test_tools() -> Check:
     if lacking:
         problems.append(f"Python packages {', '.join(lacking)}")
         fixes.append(setup_cmd())
-    tools = {"tcpdump": "tcpdump", "debootstrap": "debootstrap", "unshare": "util-linux",
-             "slirp4netns": "slirp4netns", "clang": "clang", "make": "make", "git": "git"}
+    tools = {"tcpdump": "tcpdump", "tshark": "tshark", "debootstrap": "debootstrap",
+             "unshare": "util-linux", "slirp4netns": "slirp4netns", "clang": "clang",
+             "make": "make", "git": "git"}
     if shutil.which("clang-19") or apt_candidate("clang-19"):
         tools["clang-19"] = "clang-19"
     absent = [pkg for tool, pkg in tools.items() if shutil.which(tool) is None]

@@ -1,5 +1,6 @@
-"""Looking into a running daemon from the shell, as `ss`, `dropwatch` and `watch` do for the
-kernel: ``ministack status``, ``bindings``, ``drops``, ``explain`` and ``stats``. Each
+"""Looking into a running daemon from the shell, as `ss`, `dropwatch`, `watch` and `tcpdump`
+do for the kernel: ``ministack status``, ``bindings``, ``drops``, ``explain``, ``stats``
+and ``capture``. Each
 talks to the daemon's control socket (``--socket``), prints a table, or with ``--json``
 the daemon's own answer; every reason carries its name and its number (docs/reasons.md).
 An ordinary user sees their own ports; root sees every port.
@@ -150,6 +151,39 @@ def explain(c: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+def capture(c: Client, args: argparse.Namespace) -> int:
+    if not args.drops:
+        print("ministack capture: only dropped frames can be captured (--drops): the switch "
+              "keeps no copy of the frames it forwards; capture those on the interface "
+              "with tcpdump", file=sys.stderr)
+        return 2
+    from ministack.pcapng import PcapngWriter, drop_comment
+
+    last = c.drops(1)
+    since, written = (last[-1]["seq"] if last else 0), 0
+    print(f"ministack capture: writing drops{' of ' + args.target if args.target else ''} "
+          f"to {args.write}; ^C stops", file=sys.stderr, flush=True)
+    with open(args.write, "wb") as f:
+        out = PcapngWriter(f)
+        try:
+            while not args.count or written < args.count:
+                for d in c.drops(1024, since=since):
+                    since = max(since, d["seq"])
+                    if args.target and d["port"] != args.target:
+                        continue
+                    out.packet(d["port"], d["frame"], d["time"], drop_comment(d),
+                               d["direction"], d["len"])
+                    written += 1
+                    if args.count and written >= args.count:
+                        break
+                else:
+                    time.sleep(0.1)
+        except KeyboardInterrupt:
+            pass
+    print(f"ministack capture: {written} dropped frame(s) written", file=sys.stderr)
+    return 0
+
+
 def _counts(st: dict[str, Any]) -> dict[str, dict[str, int]]:
     """Port (and "nic") -> counter -> value: tx, rx and each reason."""
     out = {}
@@ -206,16 +240,18 @@ COMMANDS: dict[str, tuple[Callable[[Client, argparse.Namespace], int], str]] = {
     "drops": (drops, "recent drops, one line each (like dropwatch); -f follows"),
     "explain": (explain, "what the switch does with a frame, and why"),
     "stats": (stats, "counters per port and reason; --watch: rates, refreshed in place"),
+    "capture": (capture, "dropped frames with their reasons into a pcapng file (Wireshark)"),
 }
 
 
 def add_parsers(sub: Any) -> None:
-    """The five commands, for cli.main()."""
+    """The commands above, for cli.main()."""
     for name, (_fn, help_) in COMMANDS.items():
         p = sub.add_parser(name, help=help_, description=f"{help_}. {__doc__.splitlines()[0]}")
         p.add_argument("--socket", default=DEFAULT_SOCKET,
                        help=f"the daemon's control socket (default {DEFAULT_SOCKET})")
-        p.add_argument("--json", action="store_true", help="JSON instead of a table")
+        if name != "capture":
+            p.add_argument("--json", action="store_true", help="JSON instead of a table")
         if name == "drops":
             p.add_argument("-f", "--follow", action="store_true", help="keep printing new drops")
             p.add_argument("--port", help="only this port's drops ('nic' for the NIC's)")
@@ -233,6 +269,14 @@ def add_parsers(sub: Any) -> None:
             p.add_argument("-n", "--interval", type=float, default=1.0,
                            help="seconds between refreshes (default 1)")
             p.add_argument("-c", "--count", type=int, default=0, help="stop after N refreshes")
+        if name == "capture":
+            p.add_argument("target", nargs="?", metavar="PORT|nic",
+                           help="only this port's drops, or the NIC's (default: all)")
+            p.add_argument("--drops", action="store_true", help="the dropped frames")
+            p.add_argument("-w", "--write", required=True, metavar="FILE.pcapng",
+                           help="the file to write")
+            p.add_argument("-c", "--count", type=int, default=0,
+                           help="stop after N frames (default: at ^C)")
         p.set_defaults(func=run, inspect=name)
 
 

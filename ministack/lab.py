@@ -170,7 +170,7 @@ class Panel(w.VBox):
         self.sendn_btn.on_click(lambda _b: self.send(self.count.value))
         # observation
         self.drop_log = w.HTML()
-        self.export_drops_btn = w.Button(description="Drops to pcap")
+        self.export_drops_btn = w.Button(description="Drops to pcapng")
         self.export_rx_btn = w.Button(description="Port RX to pcap")
         self.export_drops_btn.on_click(lambda _b: self.export_drops())
         self.export_rx_btn.on_click(lambda _b: self.export_rx())
@@ -373,19 +373,20 @@ class Panel(w.VBox):
             sent += p.send_batch([frame] * min(1024, n - sent))
         self._say(f"{p.name} sent {sent} frame{'s' if sent != 1 else ''}")
 
-    def export_drops(self, path: str = "drops.pcap") -> str:
-        """Write the drop log's frames to a pcap file (for Wireshark); returns the path."""
-        from scapy.layers.l2 import Ether
-        from scapy.utils import wrpcap
+    def export_drops(self, path: str = "drops.pcapng") -> str:
+        """Write the drop log's frames to a pcapng file for Wireshark, each with its reason,
+        direction, port and the binding it was checked against as its comment (what
+        `ministack capture --drops` writes); returns the path."""
+        from ministack.pcapng import PcapngWriter, drop_comment
 
         drops = self.sw.drops(limit=1024)
-        pkts = []
-        for d in drops:
-            pkt = Ether(d["frame"])
-            pkt.time = d["time"]
-            pkts.append(pkt)
-        wrpcap(path, pkts)
-        self._say(f"{len(pkts)} dropped frames written to {os.path.abspath(path)}")
+        with open(path, "wb") as f:
+            out = PcapngWriter(f)
+            for d in drops:
+                d["nearest"] = self.sw.drop_nearest(d)
+                out.packet(d["port"], d["frame"], d["time"], drop_comment(d), d["direction"],
+                           d["len"])
+        self._say(f"{len(drops)} dropped frames written to {os.path.abspath(path)}")
         return os.path.abspath(path)
 
     def export_rx(self, path: str | None = None) -> str:

@@ -934,6 +934,18 @@ class Switch:
             "frame": bytes(ffi.buffer(r.frame, r.caplen)),
         } for r in recs[0:n]]
 
+    def drop_nearest(self, drop: dict[str, Any]) -> str | None:
+        """The binding a drop of drops() came closest to (Verdict.nearest), against the
+        bindings as they are now: they may have changed since the drop."""
+        if drop["reason"] not in ("spoofed-src-ip", "spoofed-protocol", "spoofed-src-port",
+                                  "no-binding"):
+            return None
+        try:
+            return self.explain("nic" if drop["direction"] == "rx" else drop["port"],
+                                drop["frame"]).nearest
+        except PortError:  # the port has gone since
+            return None
+
     @_locked
     def sync(self, timeout: float | None = 1.0) -> bool:
         """Wait until the switch has handled every frame queued so far; False on timeout."""

@@ -8,6 +8,7 @@ import contextlib
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -18,7 +19,7 @@ import pytest
 import ministack as ms
 from scapy.layers.inet import IP, TCP, UDP
 
-from conftest import NOBODY, eth, holding_as_user, need_root, serving, udp4
+from conftest import NOBODY, eth, holding_as_user, need, need_root, serving, udp4
 from ministack.bench import udp_frame
 from ministack.switch import REASON_CODES, frame_summary
 
@@ -248,3 +249,39 @@ def test_drops_name_the_nearest_binding(daemon: object) -> None:
         out = cmd(sock, "explain", "app1", frames(c.mac)["spoofed-src-port"].hex())
         assert out.splitlines()[-1] == \
             "nearest binding: udp 10.0.0.2:5000 held by app1: source port 5001 ≠ 5000"
+
+
+def test_capture_of_drops_opens_in_tshark_with_every_reason(daemon: object,
+                                                            tmp_path: Path) -> None:
+    """`ministack capture --drops -w FILE.pcapng`, read back by Debian's tshark: one
+    interface per port, and every provoked reason in the packets' comments."""
+    need(shutil.which("tshark"), "tshark (./setup.sh installs it)")
+    sock = daemon.socket_path  # type: ignore[attr-defined]
+    out = tmp_path / "drops.pcapng"
+    with ms.connect(sock) as c:
+        a, b = c.port("app1"), c.port("app2")
+        a.bind("10.0.0.2", "udp", 5000)
+        b.bind("fd00::2", "udp", 6000)
+        proc = subprocess.Popen([sys.executable, "-m", "ministack", "capture", "--drops",
+                                 "-w", str(out), "-c", "3", "--socket", sock],
+                                stderr=subprocess.PIPE, text=True)
+        assert "writing drops" in proc.stderr.readline()
+        f = frames(c.mac)
+        a.send_batch([f["ok"], f["spoofed-src-ip"], f["spoofed-src-port"]])
+        b.send(f["spoofed-src-mac"])
+        proc.wait(timeout=30)
+        assert proc.returncode == 0, proc.stderr.read()
+    r = subprocess.run(["tshark", "-r", str(out), "-T", "fields", "-e", "frame.interface_name",
+                        "-e", "frame.comment", "-e", "ip.src"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    rows = [line.split("\t") for line in r.stdout.splitlines()]
+    assert [(iface, comment.split(",")[0]) for iface, comment, _ in rows] == [
+        ("app1", "dropped: spoofed-src-ip(8)"), ("app1", "dropped: spoofed-src-port(10)"),
+        ("app2", "dropped: spoofed-src-mac(3)")], rows
+    comments = {c for _, c, _ in rows}
+    assert ("dropped: spoofed-src-port(10), tx, sent by app1; checked against udp "
+            "10.0.0.2:5000 held by app1: source port 5001 ≠ 5000") in comments, comments
+    flags = subprocess.run(["tshark", "-r", str(out), "-T", "fields", "-e",
+                            "frame.packet_flags_direction"], capture_output=True, text=True)
+    assert {int(x, 16) for x in flags.stdout.split()} == {2}, flags.stdout  # outbound

@@ -108,7 +108,7 @@ def test_export_pcaps(panel: Panel, tmp_path: "os.PathLike[str]") -> None:
     panel.preset.value = "spoofed MAC"
     panel.send_btn.click()
     panel.sw.sync()
-    path = panel.export_drops(os.path.join(str(tmp_path), "d.pcap"))
+    path = panel.export_drops(os.path.join(str(tmp_path), "d.pcapng"))
     assert len(rdpcap(path)) == 1
     from ministack.bench import udp_frame
     panel.sw.wire.inject(udp_frame("02:00:00:00:00:09", "10.0.0.9", "10.0.0.2", 9, 5000,
