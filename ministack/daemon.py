@@ -378,7 +378,8 @@ class Daemon:
                             else f"no port {name!r} on this switch")
         v = self.switch.explain(name, bytes.fromhex(msg["frame"]))
         return {"verdict": {"action": v.action, "reason": v.reason, "to": v.to,
-                            "detail": v.detail, "code": v.code, "nearest": v.nearest}}, []
+                            "detail": v.detail, "code": v.code, "nearest": v.nearest,
+                            "fix": v.fix}}, []
 
     def _op_stats(self, msg: dict[str, Any], caller: Caller, cid: int) -> tuple[dict, list]:
         st = self.switch.stats()

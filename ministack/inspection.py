@@ -139,7 +139,7 @@ def explain(c: Client, args: argparse.Namespace) -> int:
     v = c.explain(args.port, frame)
     if args.json:
         print(_dumps({"action": v.action, "reason": v.reason, "code": v.code, "to": v.to,
-                      "detail": v.detail, "nearest": v.nearest,
+                      "detail": v.detail, "nearest": v.nearest, "fix": v.fix,
                       "summary": frame_summary(frame)}))
         return 0
     print(frame_summary(frame))
@@ -148,6 +148,8 @@ def explain(c: Client, args: argparse.Namespace) -> int:
     print(f"{verdict}{where}: {v.detail}")
     if v.nearest:
         print(f"nearest binding: {v.nearest}")
+    if v.fix:
+        print(f"fix: {v.fix}")
     return 0
 
 

@@ -20,6 +20,7 @@ from typing import Any
 import ipywidgets as w
 
 from ministack.errors import MiniStackError
+from ministack.switch import frame_summary
 
 PRESETS = ["valid", "spoofed source IP", "spoofed source port", "wrong protocol",
            "spoofed MAC", "fragment", "VLAN-tagged", "ARP request", "ARP reply"]
@@ -170,6 +171,13 @@ class Panel(w.VBox):
         self.sendn_btn.on_click(lambda _b: self.send(self.count.value))
         # observation
         self.drop_log = w.HTML()
+        # The debugger: pick a drop, see it dissected, its verdict, the binding it nearly
+        # matched and the bind that would have let it through.
+        self.drop_pick = w.Select(options=[], rows=6, description="inspect",
+                                  layout=w.Layout(width="95%"))
+        self.drop_detail = w.HTML()
+        self._drops_shown: list[int] = []
+        self.drop_pick.observe(lambda c: self.inspect_drop(c["new"]), names="value")
         self.export_drops_btn = w.Button(description="Drops to pcapng")
         self.export_rx_btn = w.Button(description="Port RX to pcap")
         self.export_drops_btn.on_click(lambda _b: self.export_drops())
@@ -197,7 +205,9 @@ class Panel(w.VBox):
             self.plot_widget = self._make_plots()
             children.append(self.plot_widget)
         children += [w.HTML("<b>Drop log</b> (newest first)"),
-                     w.HBox([self.export_drops_btn, self.export_rx_btn]), self.drop_log]
+                     w.HBox([self.export_drops_btn, self.export_rx_btn]), self.drop_log,
+                     w.HTML("<b>Inspect a drop</b> (pick one)"), self.drop_pick,
+                     self.drop_detail]
         super().__init__(children)
         self._refresh_bindings()
         self.update_explain()
@@ -458,11 +468,55 @@ class Panel(w.VBox):
                     by_reason[r] = by_reason.get(r, 0) + n
             self.reasons.data = {"reason": list(by_reason), "drops": list(by_reason.values())}
         drops = self.sw.drops(limit=20)
+        seqs = [d["seq"] for d in reversed(drops)]
+        if seqs != self._drops_shown:  # new options only when there are new drops, so a
+            self._drops_shown = seqs   # pick survives the refreshes
+            picked = self.drop_pick.value
+            self.drop_pick.options = [
+                (f"#{d['seq']} {d['port']} {d['direction']} {d['reason']}: "
+                 f"{frame_summary(d['frame'])}", d["seq"]) for d in reversed(drops)]
+            self.drop_pick.value = picked if picked in seqs else None
         self.drop_log.value = "<table>" + "".join(
             f"<tr><td>{datetime.datetime.fromtimestamp(d['time']).strftime('%H:%M:%S.%f')[:-3]}"
             f"</td><td>{html.escape(d['port'])}</td><td>{html.escape(d['reason'])}</td>"
             f"<td>{html.escape(summary(d['frame']))}</td></tr>" for d in reversed(drops)
         ) + "</table>"
+
+    def inspect_drop(self, seq: int | None) -> str:
+        """Show drop number ``seq`` of the drop log: the frame dissected by scapy, its
+        bytes, the verdict on it now with the binding it nearly matched, and the bind that
+        would have let it through. Returns the HTML shown."""
+        from scapy.layers.l2 import Ether
+        from scapy.utils import hexdump
+
+        drop = next((d for d in self.sw.drops(limit=1024) if d["seq"] == seq), None)
+        if drop is None:
+            self.drop_detail.value = ""
+            return ""
+        frame = drop["frame"]
+        port = "nic" if drop["direction"] == "rx" else drop["port"]
+        try:
+            v = self.sw.explain(port, frame)
+            verdict = (f"<b>{html.escape(v.action)} {html.escape(v.reason or '')}"
+                       f"({v.code})</b>: {html.escape(v.detail)}")
+            if v.nearest:
+                verdict += f"<br>nearest binding: {html.escape(v.nearest)}"
+            if v.fix:
+                verdict += f"<br>fix: <code>{html.escape(v.fix)}</code>"
+        except MiniStackError as e:  # its port is gone
+            verdict = html.escape(str(e))
+        try:
+            layers = Ether(frame).show(dump=True)
+        except Exception as e:  # noqa: BLE001 - scapy on a hostile frame
+            layers = f"scapy could not dissect it: {e}"
+        when = datetime.datetime.fromtimestamp(drop["time"]).strftime("%H:%M:%S.%f")[:-3]
+        out = (f"<div>drop #{seq} at {when}, {html.escape(drop['port'])} "
+               f"{drop['direction']}: {html.escape(drop['reason'])}({drop['code']})</div>"
+               f"<div>now: {verdict}</div>"
+               f"<pre style='font-size:11px'>{html.escape(layers)}</pre>"
+               f"<pre style='font-size:11px'>{html.escape(hexdump(frame, dump=True))}</pre>")
+        self.drop_detail.value = out
+        return out
 
     def start(self) -> None:
         """Refresh refresh_hz times a second on a background thread."""

@@ -189,6 +189,9 @@ class Verdict:
     #: closest to and what differed ("udp 10.0.0.2:5000 held by app1: source port 5001 ≠
     #: 5000"); None when there is no binding to compare with.
     nearest: str | None = None
+    #: For a drop a bind could prevent: the bind that would have allowed the frame, or
+    #: why none can (``app1.bind("10.0.0.2", "udp", 5001)``); None otherwise.
+    fix: str | None = None
 
 
 class Wire(PortRings):
@@ -753,7 +756,28 @@ class Switch:
         code = (v.reason if action != "forward" else
                 lib.MS_R_TO_HOST if to == "host" else lib.MS_OK)
         return Verdict(action, reason, to, self._detail(port, v, reason, to), code,
-                       self._nearest(port, v))
+                       self._nearest(port, v), self._fix(port, v, reason))
+
+    def _fix(self, port: str, v: Any, reason: str | None) -> str | None:
+        """The bind that would have let the frame through (the frame's own tuple), or why
+        no bind can."""
+        p = v.parsed
+        if reason == "spoofed-src-mac" and not p.nd:
+            return f"none: send from the NIC's MAC {self.mac}, the only source MAC a port may use"
+        spoof = reason in ("spoofed-src-ip", "spoofed-protocol", "spoofed-src-port")
+        if not (spoof or reason == "no-binding") or not p.family or p.nd:
+            return None
+        ip = _ip_text(p.family, ffi.buffer(p.src_ip if spoof else p.dst_ip))
+        l4port = (p.sport if spoof else p.dport) if p.has_ports else 0
+        if ip not in self.addresses:
+            return (f"none: {ip} is not an address of this switch "
+                    f"({', '.join(self.addresses)})")
+        if spoof and v.near == 0:
+            holder = self._port_name(v.nearest.port)
+            return (f"none for {port}: {protocol_name(p.proto)} {ip}:{l4port} is bound by "
+                    f"{holder}; only {holder} may send from it")
+        who = port if spoof else "a port"
+        return f'{who}.bind("{ip}", "{protocol_name(p.proto)}", {l4port})'
 
     def _nearest(self, port: str, v: Any) -> str | None:
         """The sentence on the nearest binding the C table found (ms_table_nearest)."""

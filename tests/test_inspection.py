@@ -105,7 +105,8 @@ def test_explain_takes_hex_or_a_pcap_and_says_why(daemon: object, tmp_path: Path
             "udp 10.0.0.2:5001 > 10.0.0.9:53, 64 bytes",
             "drop spoofed-src-port(10): app1 bound udp on 10.0.0.2, but not port 5001 "
             "(app1 holds: udp 10.0.0.2:5000)",
-            "nearest binding: udp 10.0.0.2:5000 held by app1: source port 5001 ≠ 5000"]
+            "nearest binding: udp 10.0.0.2:5000 held by app1: source port 5001 ≠ 5000",
+            'fix: app1.bind("10.0.0.2", "udp", 5001)']
         pcap = tmp_path / "one.pcap"
         wrpcap(str(pcap), [Ether(f["ok"])])
         v = json.loads(cmd(sock, "explain", "app1", str(pcap), "--json"))
@@ -231,6 +232,16 @@ def test_nearest_miss_names_the_binding_and_the_field_that_differed() -> None:
         ]
         for port, frame, nearest in cases:
             assert sw.explain(port, frame).nearest == nearest, (port, frame_summary(frame))
+        fixes = [sw.explain(port, frame).fix for port, frame, _ in cases]
+        assert fixes == ['app1.bind("10.0.0.2", "udp", 5001)',
+                         "none: 10.0.0.66 is not an address of this switch (10.0.0.2, fd00::2)",
+                         'app1.bind("10.0.0.2", "tcp", 5000)',
+                         "none for app1: udp 10.0.0.2:6000 is bound by app2; only app2 may "
+                         "send from it",
+                         'a port.bind("10.0.0.2", "udp", 5001)',
+                         'a port.bind("10.0.0.2", "udp", 5999)',
+                         "none: 10.0.0.3 is not an address of this switch (10.0.0.2, fd00::2)",
+                         None]
 
 
 def test_drops_name_the_nearest_binding(daemon: object) -> None:
@@ -247,8 +258,9 @@ def test_drops_name_the_nearest_binding(daemon: object) -> None:
         assert line.rstrip().endswith(
             "[nearest: udp 10.0.0.2:5000 held by app1: source port 5001 ≠ 5000]"), line
         out = cmd(sock, "explain", "app1", frames(c.mac)["spoofed-src-port"].hex())
-        assert out.splitlines()[-1] == \
-            "nearest binding: udp 10.0.0.2:5000 held by app1: source port 5001 ≠ 5000"
+        assert out.splitlines()[-2:] == [
+            "nearest binding: udp 10.0.0.2:5000 held by app1: source port 5001 ≠ 5000",
+            'fix: app1.bind("10.0.0.2", "udp", 5001)']
 
 
 def test_capture_of_drops_opens_in_tshark_with_every_reason(daemon: object,

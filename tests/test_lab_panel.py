@@ -183,3 +183,31 @@ def test_panel_stays_responsive_under_full_rate_traffic() -> None:
         assert took < 1.5, f"10 refreshes took {took:.2f} s under load"
         assert max(p.rates.data["fwd:app1"][1:]) > 1e5  # it saw the traffic
         p.close()
+
+
+def test_picking_a_drop_shows_it_dissected_with_its_verdict_nearest_binding_and_fix(
+        panel: Panel) -> None:
+    make_port(panel)
+    panel.preset.value = "spoofed source port"
+    panel.send_btn.click()
+    panel.preset.value = "spoofed MAC"
+    panel.send_btn.click()
+    panel.sw.sync()
+    panel.refresh()
+    labels = [label for label, _seq in panel.drop_pick.options]
+    assert len(labels) == 2 and "spoofed-src-mac" in labels[0], labels  # newest first
+    assert "spoofed-src-port: udp 10.0.0.2:" in labels[1], labels
+    panel.drop_pick.value = panel.drop_pick.options[1][1]
+    shown = panel.drop_detail.value
+    v = panel.sw.explain("app1", panel.sw.drops()[0]["frame"])
+    assert v.reason == "spoofed-src-port" and v.nearest and v.fix
+    assert "drop spoofed-src-port(10)" in shown
+    assert "nearest binding: udp 10.0.0.2:5000 held by app1: source port" in shown
+    assert f"fix: <code>{v.fix.replace(chr(34), '&quot;')}</code>" in shown, shown
+    assert v.fix == 'app1.bind("10.0.0.2", "udp", 5001)'  # the preset's source port
+    assert "###[ Ethernet ]###" in shown and "###[ UDP ]###" in shown  # scapy's dissection
+    assert "0000  " in shown  # and the bytes
+    panel.refresh()  # a refresh with no new drop keeps the pick
+    assert panel.drop_pick.value == panel.drop_pick.options[1][1]
+    panel.drop_pick.value = panel.drop_pick.options[0][1]
+    assert "fix: <code>none: send from the NIC&#x27;s MAC" in panel.drop_detail.value
