@@ -116,6 +116,18 @@ def test_lab01_panel_in_a_real_browser() -> None:
         (ROOT / "artifacts").mkdir(exist_ok=True)
         page.screenshot(path=str(ROOT / "artifacts" / "lab01-panel.png"), full_page=False)
         assert re.search(r"spoofed-src-ip", page.content())
+        # The debugger: pick the newest drop, see it dissected, with the binding it nearly
+        # matched and the bind that would have let it through.
+        pick = page.locator(".widget-select", has_text="inspect").locator("select")
+        pick.select_option(index=0)
+        page.wait_for_function(
+            "() => document.body.innerText.includes('nearest binding:') && "
+            "document.body.innerText.includes('###[ Ethernet ]###')", timeout=30_000)
+        detail = page.locator("text=nearest binding:").first
+        detail.scroll_into_view_if_needed()
+        page.screenshot(path=str(ROOT / "artifacts" / "lab01-inspect.png"), full_page=False)
+        text = page.inner_text("body")
+        assert "drop spoofed-src-ip(8)" in text and "fix: none: " in text, text[-3000:]
 
 
 def test_lab07_stacks_side_by_side_in_a_real_browser() -> None:
