@@ -439,6 +439,10 @@ print(json.dumps([ministack.__file__, stolen(b.port_to_wire, 256, s),
 """
 
 
+def _sig(x: float) -> float:
+    return float(f"{x:.4g}")
+
+
 def against(other: str, seconds: float, reps: int = 3,
             max_steal: float = 0.03) -> dict[str, Any]:
     """port->wire and wire->port of this checkout and of another one (its extension built
@@ -484,12 +488,14 @@ def against(other: str, seconds: float, reps: int = 3,
         this = [p["this"][i][0] for p in pairs]
         that = [p["other"][i][0] for p in pairs]
         ratios = [a / b for a, b in zip(this, that) if b]
-        result[path] = {"this_mpps": round(statistics.median(this), 2) if this else None,
-                        "other_mpps": round(statistics.median(that), 2) if that else None,
+        # Four significant digits, not two decimals: a loaded machine can read 0.13 Mpps,
+        # where two decimals would leave the runs disagreeing with their own ratios.
+        result[path] = {"this_mpps": _sig(statistics.median(this)) if this else None,
+                        "other_mpps": _sig(statistics.median(that)) if that else None,
                         "ratio": round(statistics.median(ratios), 3) if ratios else None,
                         "pair_ratios": [round(x, 3) for x in ratios],
-                        "this_runs": [round(x, 2) for x in this],
-                        "other_runs": [round(x, 2) for x in that]}
+                        "this_runs": [_sig(x) for x in this],
+                        "other_runs": [_sig(x) for x in that]}
     return result
 
 
