@@ -20,12 +20,15 @@ from typing import Any
 import ipywidgets as w
 
 from ministack.errors import MiniStackError
-from ministack.switch import frame_summary
+from ministack.switch import NIC_DROP_REASONS, PORT_DROP_REASONS, frame_summary
 
 PRESETS = ["valid", "spoofed source IP", "spoofed source port", "wrong protocol",
            "spoofed MAC", "fragment", "VLAN-tagged", "ARP request", "ARP reply"]
 PROTOCOLS = ["udp", "tcp", "sctp", "dccp", "udplite", "icmp", "icmpv6"]
 PEER_MAC = "02:00:00:00:00:09"
+#: The counters table's reason columns: what a port can drop, in the filter's order, then
+#: what only the NIC counts.
+COUNTER_REASONS = list(dict.fromkeys(PORT_DROP_REASONS + NIC_DROP_REASONS))
 PALETTE = ["#264653", "#2a9d8f", "#e9c46a", "#f4a261", "#e76f51", "#6a4c93", "#1982c4",
            "#8ac926"]
 MAX_POINTS = 300
@@ -183,6 +186,11 @@ class Panel(w.VBox):
         self.export_drops_btn.on_click(lambda _b: self.export_drops())
         self.export_rx_btn.on_click(lambda _b: self.export_rx())
         self.counters = w.HTML()
+        # The counters table, one column per reason; sorted by the column picked here.
+        self.sort_by = w.Dropdown(options=["port", "tx", "rx", "local", "drops",
+                                           *COUNTER_REASONS], value="port",
+                                  description="sort by")
+        self.sort_by.observe(lambda _c: self.refresh(), names="value")
 
         self.plot_widget: Any = None
         self.rates: Any = None     # bokeh ColumnDataSource: t, fwd, drop per series
@@ -199,7 +207,7 @@ class Panel(w.VBox):
             w.HBox([self.f["protocol"], self.f["sport"], self.f["dport"]]),
             w.HBox([self.f["payload"], self.count]),
             self.explain_line, w.HBox([self.send_btn, self.sendn_btn]), self.status,
-            w.HTML("<b>Counters</b>"), self.counters,
+            w.HTML("<b>Counters</b>"), self.sort_by, self.counters,
         ]
         if plots:
             self.plot_widget = self._make_plots()
@@ -230,13 +238,97 @@ class Panel(w.VBox):
         self.reasons = ColumnDataSource(data={"reason": [], "drops": []})
         self._rates_fig = figure(height=240, width=520, x_axis_label="seconds",
                                  title="frames/s: forwarded (solid), dropped (dashed)")
-        from ministack.switch import PORT_DROP_REASONS, NIC_DROP_REASONS
-        names = list(dict.fromkeys(PORT_DROP_REASONS + NIC_DROP_REASONS))
+        names = COUNTER_REASONS
         self.reasons.data = {"reason": names, "drops": [0] * len(names)}
         bars = figure(height=220, width=480, title="drops by reason", x_range=names)
         bars.vbar(x="reason", top="drops", width=0.8, source=self.reasons, color="#e76f51")
         bars.xaxis.major_label_orientation = 0.9
-        return w.HBox([BokehModel(self._rates_fig), BokehModel(bars)])
+        return w.VBox([w.HBox([BokehModel(self._rates_fig), BokehModel(bars)]),
+                       BokehModel(self._make_topology())])
+
+    def _make_topology(self) -> Any:
+        """The switch drawn as a graph: the NIC and the host's stack on the left, the ports
+        with their bindings on the right, each edge labelled with its frame rates and drawn
+        red while frames are dropped on it."""
+        from bokeh.models import ColumnDataSource, Range1d
+        from bokeh.plotting import figure
+
+        self.topo_nodes = ColumnDataSource(data={"x": [], "y": [], "label": [], "color": []})
+        self.topo_edges = ColumnDataSource(data={"x0": [], "y0": [], "x1": [], "y1": [],
+                                                 "color": [], "width": [], "lx": [], "ly": [],
+                                                 "label": [], "edge": []})
+        fig = figure(height=300, width=640, title="topology: frames/s on each edge "
+                     "(red: drops)", x_range=Range1d(-3.6, 3.9), y_range=Range1d(-2.2, 2.2),
+                     toolbar_location=None)
+        fig.axis.visible = False
+        fig.grid.visible = False
+        fig.segment("x0", "y0", "x1", "y1", color="color", line_width="width",
+                    source=self.topo_edges)
+        fig.scatter("x", "y", size=18, color="color", source=self.topo_nodes)
+        fig.text("x", "y", text="label", source=self.topo_nodes, y_offset=-14,
+                 text_font_size="9pt", text_align="center", text_baseline="top")
+        fig.text("lx", "ly", text="label", source=self.topo_edges, text_font_size="8pt",
+                 text_align="center", text_baseline="bottom", text_color="color")
+        self._topo_last: tuple[float, dict[str, tuple[int, ...]]] | None = None
+        return fig
+
+    def _update_topology(self, st: dict[str, Any], now: float) -> None:
+        """New node layout (ports come and go) and edge rates since the last refresh."""
+        nic = st["nic"]
+        counts = {n: (p["tx"]["frames"], p["rx"]["frames"], sum(p["drops"].values()))
+                  for n, p in st["ports"].items()}
+        counts["nic"] = (nic["tx"]["frames"], nic["rx"]["frames"], sum(nic["drops"].values()),
+                         nic["to-host"]["frames"])
+        last = self._topo_last
+        dt = max(now - last[0], 1e-6) if last else 1.0
+
+        def rate(name: str, i: int) -> float:
+            if last is None or name not in last[1]:
+                return 0.0
+            return (counts[name][i] - last[1][name][i]) / dt
+
+        self._topo_last = (now, counts)
+        held: dict[str, list[str]] = {}
+        for b in self.sw.bindings():
+            held.setdefault(b.port, []).append(str(b))
+        ports = list(st["ports"])
+        host = self.sw.backend != "virtual"
+        nodes = {"switch": (0.0, 0.0, "switch", "#264653"),
+                 "nic": (-2.4, 0.9, f"NIC ({self.sw.nic})", "#2a9d8f")}
+        if host:
+            nodes["host"] = (-2.4, -1.1, "host stack", "#8d99ae")
+        for i, name in enumerate(ports):
+            y = 1.6 - 3.2 * (i + 0.5) / max(len(ports), 1)
+            label = name + ("\n" + ", ".join(held.get(name, [])[:2]) if held.get(name) else "")
+            nodes[name] = (2.4, y, label, PALETTE[i % len(PALETTE)])
+        self.topo_nodes.data = {"x": [v[0] for v in nodes.values()],
+                                "y": [v[1] for v in nodes.values()],
+                                "label": [v[2] for v in nodes.values()],
+                                "color": [v[3] for v in nodes.values()]}
+        edges = []  # (from, to, label, dropping)
+        drops = rate("nic", 2)
+        edges.append(("nic", "switch", f"in {rate('nic', 1):.0f}/s, out {rate('nic', 0):.0f}/s"
+                      + (f", drop {drops:.0f}/s" if drops else ""), drops > 0))
+        if host:
+            edges.append(("nic", "host", f"to host {rate('nic', 3):.0f}/s", False))
+        for name in ports:
+            d = rate(name, 2)
+            edges.append(("switch", name, f"tx {rate(name, 0):.0f}/s, rx {rate(name, 1):.0f}/s"
+                          + (f", drop {d:.0f}/s" if d else ""), d > 0))
+        data: dict[str, list[Any]] = {k: [] for k in self.topo_edges.data}
+        for a, b, label, dropping in edges:
+            (x0, y0), (x1, y1) = nodes[a][:2], nodes[b][:2]
+            data["x0"].append(x0)
+            data["y0"].append(y0)
+            data["x1"].append(x1)
+            data["y1"].append(y1)
+            data["color"].append("#e76f51" if dropping else "#6c757d")
+            data["width"].append(4 if dropping else 2)
+            data["lx"].append((x0 + x1) / 2)
+            data["ly"].append((y0 + y1) / 2 + 0.05)
+            data["label"].append(label)
+            data["edge"].append(f"{a}-{b}")
+        self.topo_edges.data = data
 
     def _add_series(self, name: str) -> None:
         """Columns and lines for a port (or the NIC) seen for the first time."""
@@ -431,15 +523,8 @@ class Panel(w.VBox):
                   for n, p in st["ports"].items()}
         totals["nic"] = (st["nic"]["tx"]["frames"] + st["nic"]["rx"]["frames"],
                          sum(st["nic"]["drops"].values()))
-        rows = "".join(
-            f"<tr><td>{html.escape(n)}</td><td>{p['tx']['frames']}</td><td>{p['rx']['frames']}"
-            f"</td><td>{p.get('local', {}).get('frames', 0)}</td>"
-            f"<td>{sum(p['drops'].values())}</td></tr>" for n, p in st["ports"].items())
         nic = st["nic"]
-        rows += (f"<tr><td>nic</td><td>{nic['tx']['frames']}</td><td>{nic['rx']['frames']}</td>"
-                 f"<td></td><td>{sum(nic['drops'].values())}</td></tr>")
-        self.counters.value = ("<table><tr><th>port</th><th>tx</th><th>rx</th><th>local</th>"
-                               f"<th>drops</th></tr>{rows}</table>")
+        self.counters.value = self._counters_html(st)
         if self.rates is not None and self._last is not None:
             t0, prev = self._last
             dt = max(now - t0, 1e-6)
@@ -462,6 +547,7 @@ class Panel(w.VBox):
             self._t_start = now
         self._last = (now, totals)
         if self.reasons is not None:
+            self._update_topology(st, now)
             by_reason = {r: 0 for r in self.reasons.data["reason"]}
             for p in list(st["ports"].values()) + [nic]:
                 for r, n in p["drops"].items():
@@ -481,6 +567,31 @@ class Panel(w.VBox):
             f"</td><td>{html.escape(d['port'])}</td><td>{html.escape(d['reason'])}</td>"
             f"<td>{html.escape(summary(d['frame']))}</td></tr>" for d in reversed(drops)
         ) + "</table>"
+
+    def counter_rows(self, st: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """The counters table's rows, in the order "sort by" gives: port, tx, rx, local,
+        drops, then one count per reason."""
+        st = st or self.sw.stats()
+        rows = []
+        for name, p in [*st["ports"].items(), ("nic", st["nic"])]:
+            row = {"port": name, "tx": p["tx"]["frames"], "rx": p["rx"]["frames"],
+                   "local": p.get("local", {}).get("frames", 0),
+                   "drops": sum(p["drops"].values())}
+            row.update({r: p["drops"].get(r, 0) for r in COUNTER_REASONS})
+            rows.append(row)
+        key = self.sort_by.value
+        rows.sort(key=(lambda r: r["port"]) if key == "port" else (lambda r: -r[key]))
+        return rows
+
+    def _counters_html(self, st: dict[str, Any]) -> str:
+        cols = ["port", "tx", "rx", "local", "drops", *COUNTER_REASONS]
+        head = "".join(f"<th style='padding:0 6px'>{html.escape(c)}</th>" for c in cols)
+        body = "".join(
+            "<tr>" + "".join(f"<td style='padding:0 6px'>{html.escape(str(r[c]))}</td>"
+                             if r[c] or c in ("port", "tx", "rx", "drops") else "<td></td>"
+                             for c in cols) + "</tr>"
+            for r in self.counter_rows(st))
+        return f"<table style='font-size:12px'><tr>{head}</tr>{body}</table>"
 
     def inspect_drop(self, seq: int | None) -> str:
         """Show drop number ``seq`` of the drop log: the frame dissected by scapy, its

@@ -128,6 +128,19 @@ def test_lab01_panel_in_a_real_browser() -> None:
         page.screenshot(path=str(ROOT / "artifacts" / "lab01-inspect.png"), full_page=False)
         text = page.inner_text("body")
         assert "drop spoofed-src-ip(8)" in text and "fix: none: " in text, text[-3000:]
+        # The counters sorted by a reason's column, and the topology below the plots.
+        sort = page.locator(".widget-dropdown", has_text="sort by").locator("select")
+        sort.select_option("spoofed-src-ip")
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('th')].some(t => t.innerText == "
+            "'spoofed-src-ip')", timeout=30_000)
+        first = page.locator("xpath=//tr[th[normalize-space()='port']]/following-sibling::tr"
+                             "[1]/td[1]").first
+        assert first.inner_text().strip() == "app1", first.inner_text()  # its drop sorts first
+        page.locator("canvas").nth(2).scroll_into_view_if_needed()
+        time.sleep(1.0)
+        page.screenshot(path=str(ROOT / "artifacts" / "lab01-topology.png"), full_page=False)
+        assert page.locator("canvas").count() >= 3  # rates, reasons and the topology
 
 
 def test_lab07_stacks_side_by_side_in_a_real_browser() -> None:

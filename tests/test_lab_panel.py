@@ -123,8 +123,10 @@ def test_live_refresh_runs_and_close_stops_it() -> None:
         p = Panel(sw, refresh_hz=10)
         make_port(p)
         p.send_btn.click()
-        time.sleep(0.5)
-        assert len(p.rates.data["t"]) >= 3
+        deadline = time.monotonic() + 10  # a busy machine delays the thread, never stops it
+        while len(p.rates.data["t"]) < 3:
+            assert time.monotonic() < deadline, "the live refresh did not run"
+            time.sleep(0.05)
         thread = p._timer
         p.close()
         assert thread is not None and not thread.is_alive()
@@ -211,3 +213,37 @@ def test_picking_a_drop_shows_it_dissected_with_its_verdict_nearest_binding_and_
     assert panel.drop_pick.value == panel.drop_pick.options[1][1]
     panel.drop_pick.value = panel.drop_pick.options[0][1]
     assert "fix: <code>none: send from the NIC&#x27;s MAC" in panel.drop_detail.value
+
+
+def test_topology_edges_carry_rates_and_turn_red_with_drops(panel: Panel) -> None:
+    need_module("bokeh")
+    make_port(panel, "app1", 5000)
+    make_port(panel, "app2", 6000)
+    panel.refresh()
+    from ministack.bench import udp_frame
+
+    mac = panel.sw.mac
+    panel._ports["app1"].send_batch([udp_frame(mac, "10.0.0.2", "10.0.0.9", 5000, 9)] * 200)
+    panel._ports["app2"].send_batch([udp_frame(mac, "10.0.0.66", "10.0.0.9", 6000, 9)] * 50)
+    panel.sw.sync()
+    panel.refresh()
+    nodes = dict(zip(panel.topo_nodes.data["label"], panel.topo_nodes.data["x"]))
+    assert any(k.startswith("app1\nudp 10.0.0.2:5000") for k in nodes), nodes
+    assert "switch" in nodes and any(k.startswith("NIC") for k in nodes)
+    edges = {e: (label, color) for e, label, color in zip(panel.topo_edges.data["edge"],
+                                                          panel.topo_edges.data["label"],
+                                                          panel.topo_edges.data["color"])}
+    assert edges.keys() == {"nic-switch", "switch-app1", "switch-app2"}  # no host: virtual
+    app1, app2 = edges["switch-app1"], edges["switch-app2"]
+    assert app1[0].startswith("tx ") and not app1[0].startswith("tx 0/s") and "drop" not in app1[0]
+    assert app1[1] != "#e76f51" and app2[1] == "#e76f51" and ", drop " in app2[0], edges
+    # The counters as a table with a column per reason, sorted by the column picked.
+    rows = panel.counter_rows()
+    assert [r["port"] for r in rows] == ["app1", "app2", "nic"]
+    assert rows[0]["tx"] == 200 and rows[1]["spoofed-src-ip"] == 50 and rows[1]["drops"] == 50
+    assert "<th style='padding:0 6px'>no-binding</th>" in panel.counters.value
+    panel.sort_by.value = "spoofed-src-ip"
+    assert [r["port"] for r in panel.counter_rows()][0] == "app2"
+    assert panel.counters.value.index(">app2<") < panel.counters.value.index(">app1<")
+    panel.sort_by.value = "tx"
+    assert [r["port"] for r in panel.counter_rows()][:2] == ["app1", "nic"]  # ties keep order
