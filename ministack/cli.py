@@ -11,6 +11,8 @@ def demo(args: argparse.Namespace) -> int:
     veth pair (removed afterwards); otherwise, or with --virtual, on the virtual NIC.
     With --stacks (root): lwIP, a TAP-style stack and the host kernel on one interface at
     once, one of them misbehaving."""
+    if args.kiosk:
+        return kiosk(args)
     if args.stacks:
         from ministack.stacks import run as run_stacks
 
@@ -18,6 +20,29 @@ def demo(args: argparse.Namespace) -> int:
     from ministack.demo import run
 
     return run(virtual=True if args.virtual else None)
+
+
+def kiosk(args: argparse.Namespace) -> int:
+    """The demo as a web page for a poster session (Voilà: no code shown). Open the URL
+    in a browser in kiosk mode (chromium --kiosk URL) for full screen."""
+    import os
+    import shutil
+    from pathlib import Path
+
+    voila = shutil.which("voila") or str(Path(sys.executable).parent / "voila")
+    if not Path(voila).exists():
+        print("ministack demo --kiosk: Voilà is not installed: pip install 'ministack[lab]'",
+              file=sys.stderr)
+        return 1
+    page = Path(__file__).resolve().parent / "kiosk.ipynb"
+    host = "localhost" if args.ip in ("127.0.0.1", "localhost") else args.ip
+    print(f"MiniStack kiosk: open http://{host}:{args.port}/ (full screen: chromium --kiosk "
+          f"http://{host}:{args.port}/)", flush=True)
+    os.environ.setdefault("BOKEH_RESOURCES", "inline")
+    os.execv(voila, [voila, str(page), f"--port={args.port}", f"--Voila.ip={args.ip}",
+                     "--no-browser", "--VoilaConfiguration.show_tracebacks=False",
+                     "--Voila.port_retries=0"])
+    return 0  # not reached
 
 
 def lab(args: argparse.Namespace) -> int:
@@ -205,6 +230,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--virtual", action="store_true", help="use the virtual NIC even as root")
     p.add_argument("--stacks", action="store_true",
                    help="several stacks at once: lwIP, a TAP-style stack, the host kernel")
+    p.add_argument("--kiosk", action="store_true",
+                   help="serve the demo as a web page a visitor drives (Voilà)")
+    p.add_argument("--port", type=int, default=8866, help="--kiosk: port (default 8866)")
+    p.add_argument("--ip", default="127.0.0.1", help="--kiosk: address to listen on")
     p.set_defaults(func=demo)
     p = sub.add_parser("lab", help="start JupyterLab on the labs (prints the URL)",
                        description=lab.__doc__)

@@ -29,16 +29,41 @@ def playwright_chromium() -> bool:
     return any(Path.home().glob(".cache/ms-playwright/chromium-*"))
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def page_at(url: str, what: str) -> Iterator[Any]:
+    """Debian's chromium (or Playwright's), headless, on ``url`` once ``what`` serves it."""
+    sync_api = need_module("playwright.sync_api")
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        deadline = time.monotonic() + 90
+        while True:  # the server takes a moment to come up
+            try:
+                page.goto(url, timeout=20_000)
+                break
+            except sync_api.Error:
+                assert time.monotonic() < deadline, f"{what} did not come up"
+                time.sleep(1)
+        yield page
+        browser.close()
+
+
 @contextmanager
 def lab_in_browser(notebook: str) -> Iterator[Any]:
     """JupyterLab on a copy of one lab, open in chromium, every cell run: the page."""
     need(CHROMIUM or playwright_chromium(), "a chromium (./setup.sh installs Debian's)")
     need(shutil.which("jupyter", path=os.path.dirname(sys.executable)),
          "JupyterLab (the lab extra, ./setup.sh)")
-    sync_api = need_module("playwright.sync_api")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    need_module("playwright.sync_api")
+    port = free_port()
     # A copy of the labs: JupyterLab's autosave must never write outputs into the repo's.
     labs = Path(tempfile.mkdtemp(prefix="ministack-browser-"))
     # The instructor's version (labs/source), which runs to the end with its answers in.
@@ -51,26 +76,13 @@ def lab_in_browser(notebook: str) -> Iterator[Any]:
         url = lab.stdout.readline().split("open ", 1)[1].strip()
         token = url.split("token=")[1]
         nb_url = f"http://localhost:{port}/lab/tree/{notebook}?token={token}"
-        with sync_api.sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=[
-                "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--no-first-run"])
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            deadline = time.monotonic() + 90
-            while True:  # JupyterLab takes a moment to come up
-                try:
-                    page.goto(nb_url, timeout=10_000)
-                    break
-                except sync_api.Error:
-                    assert time.monotonic() < deadline, "JupyterLab did not come up"
-                    time.sleep(1)
+        with page_at(nb_url, "JupyterLab") as page:
             page.wait_for_selector(".jp-Notebook", timeout=60_000)
             page.wait_for_function("() => document.body.innerText.includes('Idle')",
                                    timeout=60_000)  # the kernel is up
             page.get_by_role("menuitem", name="Run", exact=True).click()
             page.get_by_text("Run All Cells", exact=True).click()
             yield page
-            browser.close()
     finally:
         lab.terminate()
         lab.wait(30)
@@ -137,7 +149,10 @@ def test_lab01_panel_in_a_real_browser() -> None:
         first = page.locator("xpath=//tr[th[normalize-space()='port']]/following-sibling::tr"
                              "[1]/td[1]").first
         assert first.inner_text().strip() == "app1", first.inner_text()  # its drop sorts first
-        page.locator("canvas").nth(2).scroll_into_view_if_needed()
+        # The topology is a canvas that bokeh redraws (and replaces) as it refreshes: scroll
+        # by the drop log's heading just under it instead.
+        page.locator("text=Drop log").first.scroll_into_view_if_needed()
+        page.mouse.wheel(0, -350)
         time.sleep(1.0)
         page.screenshot(path=str(ROOT / "artifacts" / "lab01-topology.png"), full_page=False)
         assert page.locator("canvas").count() >= 3  # rates, reasons and the topology
@@ -168,3 +183,61 @@ def test_lab07_stacks_side_by_side_in_a_real_browser() -> None:
         assert counter(page, "lwip", 5) == 0
         assert counter(page, "pystack", 5) >= 3
         assert "spoofed-src-port" in page.content()
+
+
+def see(page: Any, text: str, timeout: float = 30) -> None:
+    """Wait until the page's text shows ``text`` (a listbox's options included: their
+    spaces come as no-break spaces)."""
+    deadline = time.monotonic() + timeout
+    while text not in page.inner_text("body").replace("\xa0", " "):
+        if time.monotonic() > deadline:
+            page.screenshot(path=str(ROOT / "artifacts" / "kiosk-failed.png"), full_page=True)
+            body = page.inner_text("body")
+            raise AssertionError(f"{text!r} never showed (artifacts/kiosk-failed.png): "
+                                 f"{body[-600:]}")
+        time.sleep(0.3)
+
+
+def test_kiosk_a_visitor_drives_and_it_recovers() -> None:
+    """`ministack demo --kiosk` in chromium: no code on the page; a visitor picks a spoofed
+    preset, sends it and sees it dropped with its reason; then types a port number that
+    cannot be sent, and the kiosk puts itself back within seconds."""
+    need(CHROMIUM or playwright_chromium(), "a chromium (./setup.sh installs Debian's)")
+    need(shutil.which("voila", path=os.path.dirname(sys.executable)),
+         "Voilà (the lab extra, ./setup.sh)")
+    need_module("playwright.sync_api")
+    port = free_port()
+    kiosk = subprocess.Popen([sys.executable, "-m", "ministack", "demo", "--kiosk", "--port",
+                              str(port)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                             text=True, env=dict(os.environ, MINISTACK_KIOSK_IDLE="600"))
+    try:
+        assert kiosk.stdout is not None and "open http://" in kiosk.stdout.readline()
+        with page_at(f"http://localhost:{port}/", "the kiosk") as page:
+            send = page.get_by_role("button", name="Send", exact=True)
+            send.wait_for(timeout=120_000)
+            body = page.inner_text("body")
+            assert "Pick a frame" in body and "from ministack" not in body  # no code
+            preset = page.locator(".widget-dropdown", has_text="preset").locator("select")
+            preset.select_option("spoofed source IP")
+            page.wait_for_function(
+                "() => document.body.innerText.includes('drop: spoofed-src-ip')",
+                timeout=30_000)
+            send.click()
+            see(page, "spoofed-src-ip: udp 10.0.0.66")  # in the drop inspector's list
+            (ROOT / "artifacts").mkdir(exist_ok=True)
+            page.screenshot(path=str(ROOT / "artifacts" / "kiosk.png"), full_page=False)
+            # A visitor breaks it: a port number no header can hold, then Send.
+            sport = page.locator("xpath=//label[normalize-space()='src port']"
+                                 "/following-sibling::input").first
+            sport.fill("70000")
+            sport.press("Enter")
+            send.click()
+            see(page, "cannot build the frame")
+            see(page, "The demo was reset")
+            assert sport.input_value() == "5000"  # the preset's port is back
+            assert "forward to wire" in page.inner_text("body")
+            page.screenshot(path=str(ROOT / "artifacts" / "kiosk-recovered.png"),
+                            full_page=False)
+    finally:
+        kiosk.terminate()
+        kiosk.wait(30)
