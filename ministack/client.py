@@ -158,10 +158,11 @@ class Client:
         """Your bindings (every binding, for root)."""
         return [Binding(**b) for b in self._call("bindings")["bindings"]]
 
-    def explain(self, port: str, frame: Frame) -> Verdict:
-        """As Switch.explain(), for your ports or "nic"."""
-        return Verdict(**self._call("explain", port=port,
-                                    frame=frame_bytes(frame).hex())["verdict"])
+    def explain(self, port: str, frame: Frame, inspect: bool = False) -> Verdict:
+        """As Switch.explain(), for this connection's ports or "nic". ``inspect``: as the
+        inspection commands ask, for any port of your user's (any port, as root)."""
+        return Verdict(**self._call("explain", port=port, frame=frame_bytes(frame).hex(),
+                                    inspect=inspect)["verdict"])
 
     def stats(self) -> dict[str, Any]:
         """Counters of your ports and of the NIC (every port, for root)."""

@@ -136,7 +136,7 @@ def _frame_arg(text: str) -> bytes:
 
 def explain(c: Client, args: argparse.Namespace) -> int:
     frame = _frame_arg(args.frame)
-    v = c.explain(args.port, frame)
+    v = c.explain(args.port, frame, inspect=True)
     if args.json:
         print(_dumps({"action": v.action, "reason": v.reason, "code": v.code, "to": v.to,
                       "detail": v.detail, "nearest": v.nearest, "fix": v.fix,

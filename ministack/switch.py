@@ -776,6 +776,8 @@ class Switch:
             holder = self._port_name(v.nearest.port)
             return (f"none for {port}: {protocol_name(p.proto)} {ip}:{l4port} is bound by "
                     f"{holder}; only {holder} may send from it")
+        if l4port == 0 and lib.ms_proto_has_ports(p.family, p.proto):
+            return f"none: {protocol_name(p.proto)} port 0 cannot be bound; use another port"
         who = port if spoof else "a port"
         return f'{who}.bind("{ip}", "{protocol_name(p.proto)}", {l4port})'
 

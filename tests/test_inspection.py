@@ -164,6 +164,10 @@ def test_an_ordinary_user_sees_only_their_own_ports(daemon: object) -> None:
             with contextlib.redirect_stdout(buf):
                 assert main([what, "--json", "--socket", sock]) == 0
             out[what] = buf.getvalue()
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):  # another user's port: not theirs to explain
+            out["explain"] = main(["explain", "roots-port", "00" * 60, "--socket", sock])
+        out["explain_error"] = err.getvalue()
         return out
 
     with ms.connect(sock) as c:
@@ -184,6 +188,15 @@ def test_an_ordinary_user_sees_only_their_own_ports(daemon: object) -> None:
     assert [p["name"] for p in st["ports"]] == ["student-port"] and st["other_ports"] == 1
     assert st["ports"][0]["user"] == "nobody"
     assert [json.loads(x)["port"] for x in nobody["drops"].splitlines()] == ["student-port"]
+    assert nobody["explain"] == 1 and "belongs to another user" in nobody["explain_error"]
+    assert root["explain"] == 0  # root may inspect any port
+    # An application, even root's, asks only about its own connection's ports; asking as
+    # an inspector is what the commands do.
+    with ms.connect(sock) as holder, ms.connect(sock) as other:
+        holder.port("held")
+        with pytest.raises(ms.PortError, match="belongs to another connection"):
+            other.explain("held", b"\x00" * 60)
+        assert other.explain("held", b"\x00" * 60, inspect=True).reason == "spoofed-src-mac"
     assert {json.loads(x)["port"] for x in root["drops"].splitlines()} == \
         {"student-port", "roots-port"}
 
