@@ -182,7 +182,7 @@ class Panel(w.VBox):
         self._drops_shown: list[int] = []
         self.drop_pick.observe(lambda c: self.inspect_drop(c["new"]), names="value")
         self.export_drops_btn = w.Button(description="Drops to pcapng")
-        self.export_rx_btn = w.Button(description="Port RX to pcap")
+        self.export_rx_btn = w.Button(description="Port RX to pcapng")
         self.export_drops_btn.on_click(lambda _b: self.export_drops())
         self.export_rx_btn.on_click(lambda _b: self.export_rx())
         self.counters = w.HTML()
@@ -492,9 +492,10 @@ class Panel(w.VBox):
         return os.path.abspath(path)
 
     def export_rx(self, path: str | None = None) -> str:
-        """Drain the selected port's received frames into a pcap file."""
-        from scapy.layers.l2 import Ether
-        from scapy.utils import wrpcap
+        """Drain the selected port's received frames into a pcapng file (one interface,
+        the port; each frame's comment says it was delivered there), stamped with the
+        export's time: a port's ring keeps no arrival times."""
+        from ministack.pcapng import PcapngWriter
 
         p = self.port
         if p is None:
@@ -502,8 +503,12 @@ class Panel(w.VBox):
         frames = self._rx.setdefault(p.name, [])
         while got := p.recv_batch(256, timeout=0):
             frames.extend(got)
-        path = path or f"{p.name}-rx.pcap"
-        wrpcap(path, [Ether(f) for f in frames])
+        path = path or f"{p.name}-rx.pcapng"
+        now = time.time()
+        with open(path, "wb") as f:
+            out = PcapngWriter(f)
+            for frame in frames:
+                out.packet(p.name, frame, now, f"delivered to {p.name}", "rx")
         self._say(f"{len(frames)} frames received by {p.name} written to {os.path.abspath(path)}")
         return os.path.abspath(path)
 

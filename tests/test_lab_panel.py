@@ -114,7 +114,7 @@ def test_export_pcaps(panel: Panel, tmp_path: "os.PathLike[str]") -> None:
     panel.sw.wire.inject(udp_frame("02:00:00:00:00:09", "10.0.0.9", "10.0.0.2", 9, 5000,
                                    dst_mac=panel.sw.mac))
     panel.sw.sync()
-    path = panel.export_rx(os.path.join(str(tmp_path), "rx.pcap"))
+    path = panel.export_rx(os.path.join(str(tmp_path), "rx.pcapng"))
     assert len(rdpcap(path)) == 1
 
 
