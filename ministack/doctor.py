@@ -40,7 +40,7 @@ FAILING = ("missing", "broken")
 # Capabilities a real interface needs: raw sockets, XDP and nftables, the BPF program, and
 # setns() for namespaces (CAP_SYS_ADMIN also stands in for CAP_BPF on older kernels).
 CAPS = {"CAP_NET_ADMIN": 12, "CAP_NET_RAW": 13, "CAP_SYS_ADMIN": 21, "CAP_BPF": 39}
-LAB_MODULES = ["jupyterlab", "ipywidgets", "ipykernel", "bokeh", "jupyter_bokeh", "scapy"]
+LAB_MODULES = ["jupyterlab", "ipywidgets", "ipykernel", "bokeh", "jupyter_bokeh", "scapy", "voila"]
 TEST_MODULES = ["pytest", "hypothesis", "nbclient", "playwright"]
 
 

@@ -2,6 +2,7 @@
 business, never asserted here: these machines are shared and noisy)."""
 from __future__ import annotations
 
+import math
 import os
 
 from ministack import bench
@@ -45,5 +46,6 @@ def test_against_another_checkout_pairs_runs_and_reports_paired_ratio() -> None:
         assert x["this_mpps"] > 0 and x["other_mpps"] > 0, r
         assert len(x["this_runs"]) == len(x["other_runs"]) == len(x["pair_ratios"]) == 2
         for ratio, a, b in zip(x["pair_ratios"], x["this_runs"], x["other_runs"]):
-            assert abs(ratio - a / b) < 0.01, x
+            # Runs carry four significant digits, ratios three decimals.
+            assert math.isclose(ratio, a / b, rel_tol=2e-3, abs_tol=2e-3), x
         assert abs(x["ratio"] - statistics.median(x["pair_ratios"])) < 0.002, x

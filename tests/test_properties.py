@@ -658,10 +658,22 @@ def check_tx(e: Env, sender: str, items: list) -> None:
     """Send items [(frame, mutations)] from `sender`; hold explain() to what the switch
     did."""
     frames = [f for f, _ in items]
-    verdicts = [e.sw.explain(sender, f) for f in frames]
-    for f, v in zip(frames, verdicts):
-        note(f"{f.hex()} -> {v}")
-    wire, got, d = e.send(sender, frames)
+    # One frame at a time, each explained just before it is sent: a later fragment's verdict
+    # depends on the fragment table, which the frames before it (in this batch or an
+    # earlier one) change.
+    verdicts: list = []
+    wire: list[bytes] = []
+    got: dict[str, list[bytes]] = {"a": [], "b": []}
+    d: dict[str, int] = {}
+    for f in frames:
+        verdicts.append(e.sw.explain(sender, f))
+        note(f"{f.hex()} -> {verdicts[-1]}")
+        w1, g1, d1 = e.send(sender, [f])
+        wire += w1
+        for port in got:
+            got[port] += g1[port]
+        for k, n in d1.items():
+            d[k] = d.get(k, 0) + n
     to_wire = [f for f, v in zip(frames, verdicts) if v.action == "forward" and v.to == "wire"]
     dropped = [(v.reason, f) for f, v in zip(frames, verdicts) if v.action == "drop"]
     assert wire == to_wire
