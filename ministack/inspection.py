@@ -1,9 +1,8 @@
 """Looking into a running daemon from the shell, as `ss`, `dropwatch`, `watch` and `tcpdump`
 do for the kernel: ``ministack status``, ``bindings``, ``drops``, ``explain``, ``stats``
-and ``capture``. Each
-talks to the daemon's control socket (``--socket``), prints a table, or with ``--json``
-the daemon's own answer; every reason carries its name and its number (docs/reasons.md).
-An ordinary user sees their own ports; root sees every port.
+and ``capture``. Each talks to the daemon's control socket (``--socket``) and prints a
+table, or with ``--json`` the daemon's own answer; every reason carries its name and its
+number (docs/reasons.md). An ordinary user sees their own ports; root sees every port.
 
     $ ministack bindings
     Proto  Local Address:Port   Port   User   PID
