@@ -358,9 +358,7 @@ class Daemon:
         with self._lock:
             ports = {n: p for n, p in self._ports.items() if n in owners}
             hidden = len(self._ports) - len(ports)
-        nbind: dict[str, int] = {}
-        for b in sw.bindings():
-            nbind[b.port] = nbind.get(b.port, 0) + 1
+            nbind = dict(self._nbind)
         st = sw.stats()
         return {"switch": {"nic": sw.nic, "backend": sw.backend, "mac": sw.mac,
                            "addresses": sw.addresses, "socket": self.socket_path},

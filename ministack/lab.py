@@ -88,16 +88,6 @@ def craft(fields: dict[str, Any]) -> bytes:
     return bytes(eth / l3 / l4 / payload)
 
 
-def summary(frame: bytes) -> str:
-    """scapy's one-line summary of a frame."""
-    from scapy.layers.l2 import Ether
-
-    try:
-        return Ether(frame).summary()
-    except Exception:  # noqa: BLE001 - a malformed frame still gets a line
-        return f"{len(frame)} bytes"
-
-
 _BOKEHJS_LOADED = False
 
 
@@ -570,7 +560,7 @@ class Panel(w.VBox):
         self.drop_log.value = "<table>" + "".join(
             f"<tr><td>{datetime.datetime.fromtimestamp(d['time']).strftime('%H:%M:%S.%f')[:-3]}"
             f"</td><td>{html.escape(d['port'])}</td><td>{html.escape(d['reason'])}</td>"
-            f"<td>{html.escape(summary(d['frame']))}</td></tr>" for d in reversed(drops)
+            f"<td>{html.escape(frame_summary(d['frame']))}</td></tr>" for d in reversed(drops)
         ) + "</table>"
 
     def counter_rows(self, st: dict[str, Any] | None = None) -> list[dict[str, Any]]:

@@ -963,9 +963,6 @@ class Switch:
     def drop_nearest(self, drop: dict[str, Any]) -> str | None:
         """The binding a drop of drops() came closest to (Verdict.nearest), against the
         bindings as they are now: they may have changed since the drop."""
-        if drop["reason"] not in ("spoofed-src-ip", "spoofed-protocol", "spoofed-src-port",
-                                  "no-binding"):
-            return None
         try:
             return self.explain("nic" if drop["direction"] == "rx" else drop["port"],
                                 drop["frame"]).nearest

@@ -89,6 +89,13 @@ def lab_in_browser(notebook: str) -> Iterator[Any]:
         shutil.rmtree(labs, ignore_errors=True)
 
 
+def choose_preset(page: Any, preset: str, verdict: str) -> None:
+    """Pick a preset in the panel's crafter and wait for its predicted verdict."""
+    page.locator(".widget-dropdown", has_text="preset").locator("select").select_option(preset)
+    page.wait_for_function(f"() => document.body.innerText.includes({verdict!r})",
+                           timeout=30_000)
+
+
 def counter(page: Any, row: str, column: int) -> int:
     """A cell of the panel's counters table (columns: port, tx, rx, local, drops)."""
     cell = page.locator(f"xpath=//tr[td[1][normalize-space()='{row}']]/td[{column}]").first
@@ -113,11 +120,7 @@ def test_lab01_panel_in_a_real_browser() -> None:
             assert time.monotonic() < deadline, "the bokeh plots did not render"
             time.sleep(0.5)
         before = drops()
-        preset = page.locator(".widget-dropdown", has_text="preset").locator("select")
-        preset.select_option("spoofed source IP")
-        page.wait_for_function(
-            "() => document.body.innerText.includes('drop: spoofed-src-ip')",
-            timeout=30_000)
+        choose_preset(page, "spoofed source IP", "drop: spoofed-src-ip")
         send.click()
         deadline = time.monotonic() + 30
         while drops() <= before:
@@ -217,11 +220,7 @@ def test_kiosk_a_visitor_drives_and_it_recovers() -> None:
             send.wait_for(timeout=120_000)
             body = page.inner_text("body")
             assert "Pick a frame" in body and "from ministack" not in body  # no code
-            preset = page.locator(".widget-dropdown", has_text="preset").locator("select")
-            preset.select_option("spoofed source IP")
-            page.wait_for_function(
-                "() => document.body.innerText.includes('drop: spoofed-src-ip')",
-                timeout=30_000)
+            choose_preset(page, "spoofed source IP", "drop: spoofed-src-ip")
             send.click()
             see(page, "spoofed-src-ip: udp 10.0.0.66")  # in the drop inspector's list
             (ROOT / "artifacts").mkdir(exist_ok=True)

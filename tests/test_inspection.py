@@ -19,7 +19,7 @@ import pytest
 import ministack as ms
 from scapy.layers.inet import IP, TCP, UDP
 
-from conftest import NOBODY, eth, holding_as_user, need, need_root, serving, udp4
+from conftest import NOBODY, as_user, eth, holding_as_user, need, need_root, serving, udp4
 from ministack.bench import udp_frame
 from ministack.switch import REASON_CODES, frame_summary
 
@@ -202,8 +202,6 @@ def test_an_ordinary_user_sees_only_their_own_ports(daemon: object) -> None:
 
 
 def as_nobody_and_root(fn: object) -> tuple[dict, dict]:
-    from conftest import as_user
-
     got = as_user(NOBODY, fn)  # type: ignore[arg-type]
     assert "ok" in got, got
     return got["ok"], fn()  # type: ignore[operator]
