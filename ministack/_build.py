@@ -16,7 +16,7 @@ from cffi import FFI
 ROOT = Path(__file__).resolve().parent.parent
 NATIVE = ROOT / "native"
 SOURCES = ["reasons.c", "parse.c", "table.c", "filter.c", "frag.c", "neigh.c", "answer.c",
-           "offload.c", "port_shm.c", "app.c", "framefd.c", "droplog.c",
+           "offload.c", "port_shm.c", "app.c", "framefd.c", "framelog.c",
            "nic_virtual.c", "nic_afpacket.c", "switch.c", "bench.c",
            "bench_veth.c"]
 FLAGS = ["-std=c11", "-O2", "-Wall", "-Wextra", "-Werror", "-Wshadow", "-Wstrict-prototypes",

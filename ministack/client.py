@@ -174,6 +174,12 @@ class Client:
         return [{**d, "frame": bytes.fromhex(d["frame"])}
                 for d in self._call("drops", limit=limit, since=since)["drops"]]
 
+    def tap(self, ports: str | list[str] | None = None) -> "ClientTap":
+        """As Switch.tap(), for your ports (by default all you hold now); root may tap any
+        port, the NIC, or everything (None)."""
+        names = [ports] if isinstance(ports, str) else ports
+        return ClientTap(self, self._call("tap", ports=names)["tap"])
+
     def status(self) -> dict[str, Any]:
         """The switch, your ports (every port, for root) with the user and process holding
         each, and the counters: what `ministack status` prints."""
@@ -214,3 +220,29 @@ def connect(path: str = DEFAULT_SOCKET, timeout: float = 10.0) -> Client:
 
 
 __all__ = ["connect", "Client", "ClientPort"]
+
+
+class ClientTap:
+    """A tap on the daemon's switch (Client.tap()): read() as Tap.read(), with the
+    nearest binding of each dropped frame (as drops())."""
+
+    def __init__(self, client: Client, tap: int) -> None:
+        self.lost = 0
+        self._client, self._tap = client, tap
+
+    def read(self, limit: int = 1024) -> list[dict[str, Any]]:
+        r = self._client._call("tap_read", tap=self._tap, limit=limit)
+        self.lost = r["lost"]
+        return [{**f, "frame": bytes.fromhex(f["frame"])} for f in r["frames"]]
+
+    def close(self) -> None:
+        """Stop recording (the daemon also stops when the connection ends). Idempotent."""
+        if self._tap is not None and not self._client._closed:
+            self._client._call("tap_close", tap=self._tap)
+        self._tap = None
+
+    def __enter__(self) -> "ClientTap":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -21,7 +21,7 @@ from ministack._native import ffi, lib
 from ministack.credentials import Caller, user_name
 from ministack.errors import BindError, MiniStackError, PortError
 from ministack.protocol import ProtocolError
-from ministack.switch import Binding, Port, Switch
+from ministack.switch import REASON_KINDS, Binding, Port, Switch, Tap
 
 DEFAULT_SOCKET = "/run/ministack.sock"
 MAX_CONNECTIONS = 256
@@ -82,6 +82,8 @@ class Daemon:
         self._conn_uid: dict[int, int] = {}
         self._conn_pid: dict[int, int] = {}
         self._next_conn = 1
+        self._taps: dict[int, tuple[int, Tap]] = {}     # tap id -> (connection, tap)
+        self._next_tap = 1
         self._stopping = False
 
     # --- the socket -----------------------------------------------------------------
@@ -227,7 +229,11 @@ class Daemon:
             caller.close()
 
     def _release(self, cid: int) -> None:
-        """Every port of a connection that ended goes, with its bindings."""
+        """Every port of a connection that ended goes, with its bindings, and its taps."""
+        with self._lock:
+            taps = [self._taps.pop(t)[1] for t, (c, _tap) in list(self._taps.items()) if c == cid]
+        for tap in taps:
+            tap.close()
         with self._lock:
             names = [n for n, (_u, c) in self._owners.items() if c == cid]
             ports = [self._ports.pop(n) for n in names]
@@ -359,9 +365,11 @@ class Daemon:
             ports = {n: p for n, p in self._ports.items() if n in owners}
             hidden = len(self._ports) - len(ports)
             nbind = dict(self._nbind)
+            taps = len(self._taps)
         st = sw.stats()
         return {"switch": {"nic": sw.nic, "backend": sw.backend, "mac": sw.mac,
-                           "addresses": sw.addresses, "socket": self.socket_path},
+                           "addresses": sw.addresses, "socket": self.socket_path,
+                           "captures": taps},
                 "ports": [{"name": n, "mtu": p.mtu, **owners[n], "bindings": nbind.get(n, 0),
                            "stats": st["ports"].get(n)} for n, p in sorted(ports.items())],
                 "other_ports": hidden, "nic": st["nic"]}, []
@@ -393,6 +401,54 @@ class Daemon:
                  if d["seq"] > since and (mine is None or d["port"] in mine)]
         return {"drops": [{**d, "frame": d["frame"].hex(),
                            "nearest": self.switch.drop_nearest(d)} for d in drops]}, []
+
+    def _op_tap(self, msg: dict[str, Any], caller: Caller, cid: int) -> tuple[dict, list]:
+        """Start recording the frames of some ports for `ministack capture`: the caller's
+        ports (by default all of them), or any port and the NIC, for root."""
+        ports, mine = msg.get("ports"), self._visible(caller.uid)
+        if ports is not None and (not isinstance(ports, list) or
+                                  not all(isinstance(n, str) for n in ports)):
+            raise ValueError(f"ports must be a list of port names, not {ports!r}")
+        if mine is not None:
+            if not ports:
+                ports = sorted(mine)
+            if not ports:
+                raise PortError("you hold no port on this switch: there is nothing of yours "
+                                "to capture")
+            for n in ports:
+                if n == "nic":
+                    raise PortError("only root may capture the NIC: it carries every user's "
+                                    "traffic; capture one of your ports instead")
+                if n not in mine:
+                    self._own(n, caller.uid, cid)  # says whose it is, or that there is none
+        tap = self.switch.tap(ports or None)
+        with self._lock:
+            tid, self._next_tap = self._next_tap, self._next_tap + 1
+            self._taps[tid] = (cid, tap)
+        return {"tap": tid}, []
+
+    def _tap_of(self, msg: dict[str, Any], cid: int) -> tuple[int, Tap]:
+        with self._lock:
+            held = self._taps.get(msg["tap"])
+        if held is None or held[0] != cid:
+            raise MiniStackError(f"no tap {msg['tap']!r} on this connection")
+        return msg["tap"], held[1]
+
+    def _op_tap_read(self, msg: dict[str, Any], caller: Caller, cid: int) -> tuple[dict, list]:
+        _tid, tap = self._tap_of(msg, cid)
+        frames = tap.read(int(msg.get("limit", 1024)))
+        for f in frames:
+            if REASON_KINDS[f["code"]] == "drop":
+                f["nearest"] = self.switch.drop_nearest(f)
+        return {"frames": [{**f, "frame": f["frame"].hex()} for f in frames],
+                "lost": tap.lost}, []
+
+    def _op_tap_close(self, msg: dict[str, Any], caller: Caller, cid: int) -> tuple[dict, list]:
+        tid, tap = self._tap_of(msg, cid)
+        with self._lock:
+            self._taps.pop(tid, None)
+        tap.close()
+        return {}, []
 
     def _op_resolve(self, msg: dict[str, Any], caller: Caller, cid: int) -> tuple[dict, list]:
         return {"mac": self.switch.resolve(msg["ip"], float(msg.get("timeout", 1.0)))}, []

@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 from ministack.client import DEFAULT_SOCKET, Client, connect
 from ministack.errors import MiniStackError
-from ministack.switch import PORT_DROP_REASONS, REASON_CODES, frame_summary
+from ministack.switch import LOG_FRAMES, PORT_DROP_REASONS, REASON_CODES, frame_summary
 
 
 def _table(rows: list[list[str]], head: list[str]) -> str:
@@ -58,6 +58,8 @@ def status(c: Client, args: argparse.Namespace) -> int:
     nd = ", ".join(f"{r} {n}" for r, n in nic["drops"].items())
     print(f"nic: rx {nic['rx']['frames']}, tx {nic['tx']['frames']}, to-host "
           f"{nic['to-host']['frames']}; drops: {nd}")
+    if sw["captures"]:  # each costs the switch a copy of every frame it sees
+        print(f"{sw['captures']} capture(s) running (ministack capture)")
     return 0
 
 
@@ -153,35 +155,41 @@ def explain(c: Client, args: argparse.Namespace) -> int:
 
 
 def capture(c: Client, args: argparse.Namespace) -> int:
-    if not args.drops:
-        print("ministack capture: only dropped frames can be captured (--drops): the switch "
-              "keeps no copy of the frames it forwards; capture those on the interface "
-              "with tcpdump", file=sys.stderr)
-        return 2
-    from ministack.pcapng import PcapngWriter, drop_comment
+    from ministack.pcapng import PcapngWriter, packet_of
 
-    last = c.drops(1)
-    since, written = (last[-1]["seq"] if last else 0), 0
-    print(f"ministack capture: writing drops{' of ' + args.target if args.target else ''} "
-          f"to {args.write}; ^C stops", file=sys.stderr, flush=True)
+    what = "dropped frames" if args.drops else "frames"
+    where = f" of {args.target}" if args.target else ""
+    if args.drops:
+        last = c.drops(1)
+        since = last[-1]["seq"] if last else 0
+        tap = None
+    else:
+        tap = c.tap([args.target] if args.target else None)
+    print(f"ministack capture: writing {what}{where} to {args.write}; ^C stops",
+          file=sys.stderr, flush=True)
+    written = 0
     with open(args.write, "wb") as f:
         out = PcapngWriter(f)
         try:
             while not args.count or written < args.count:
-                for d in c.drops(1024, since=since):
-                    since = max(since, d["seq"])
-                    if args.target and d["port"] != args.target:
-                        continue
-                    out.packet(d["port"], d["frame"], d["time"], drop_comment(d),
-                               d["direction"], d["len"])
-                    written += 1
-                    if args.count and written >= args.count:
-                        break
+                if tap is None:
+                    got = c.drops(1024, since=since)
+                    since = max([since] + [d["seq"] for d in got])
+                    got = [d for d in got if not args.target or d["port"] == args.target]
                 else:
-                    time.sleep(0.1)
+                    got = tap.read()
+                for frame in got[:args.count - written if args.count else None]:
+                    packet_of(out, frame, args.target)
+                    written += 1
+                if not got:
+                    time.sleep(0.05)
         except KeyboardInterrupt:
             pass
-    print(f"ministack capture: {written} dropped frame(s) written", file=sys.stderr)
+    lost = tap.lost if tap is not None else 0
+    print(f"ministack capture: {written} {what} written"
+          + (f"; {lost} lost: the switch keeps the last {LOG_FRAMES} frames of "
+             f"every capture, and this one read too slowly (capture fewer ports)"
+             if lost else ""), file=sys.stderr)
     return 0
 
 
@@ -241,7 +249,7 @@ COMMANDS: dict[str, tuple[Callable[[Client, argparse.Namespace], int], str]] = {
     "drops": (drops, "recent drops, one line each (like dropwatch); -f follows"),
     "explain": (explain, "what the switch does with a frame, and why"),
     "stats": (stats, "counters per port and reason; --watch: rates, refreshed in place"),
-    "capture": (capture, "dropped frames with their reasons into a pcapng file (Wireshark)"),
+    "capture": (capture, "a port's frames with their verdicts into a pcapng file (Wireshark)"),
 }
 
 
@@ -272,8 +280,11 @@ def add_parsers(sub: Any) -> None:
             p.add_argument("-c", "--count", type=int, default=0, help="stop after N refreshes")
         if name == "capture":
             p.add_argument("target", nargs="?", metavar="PORT|nic",
-                           help="only this port's drops, or the NIC's (default: all)")
-            p.add_argument("--drops", action="store_true", help="the dropped frames")
+                           help="this port's frames, or the NIC's (default: every port you "
+                                "hold; as root, everything)")
+            p.add_argument("--drops", action="store_true",
+                           help="only the dropped frames (from the drop log: nothing is "
+                                "tapped)")
             p.add_argument("-w", "--write", required=True, metavar="FILE.pcapng",
                            help="the file to write")
             p.add_argument("-c", "--count", type=int, default=0,

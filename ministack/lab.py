@@ -29,6 +29,7 @@ PEER_MAC = "02:00:00:00:00:09"
 #: The counters table's reason columns: what a port can drop, in the filter's order, then
 #: what only the NIC counts.
 COUNTER_REASONS = list(dict.fromkeys(PORT_DROP_REASONS + NIC_DROP_REASONS))
+COUNTER_COLUMNS = ["port", "tx", "rx", "local", "drops", *COUNTER_REASONS]
 PALETTE = ["#264653", "#2a9d8f", "#e9c46a", "#f4a261", "#e76f51", "#6a4c93", "#1982c4",
            "#8ac926"]
 MAX_POINTS = 300
@@ -176,10 +177,11 @@ class Panel(w.VBox):
         self.export_drops_btn.on_click(lambda _b: self.export_drops())
         self.export_rx_btn.on_click(lambda _b: self.export_rx())
         self.counters = w.HTML()
-        # The counters table, one column per reason; sorted by the column picked here.
-        self.sort_by = w.Dropdown(options=["port", "tx", "rx", "local", "drops",
-                                           *COUNTER_REASONS], value="port",
-                                  description="sort by")
+        # The counters table, one column per reason; sorted by the column picked here, or
+        # by a click on the column's heading (which picks it here: see _counters_html).
+        self.sort_by = w.Dropdown(options=COUNTER_COLUMNS, value="port", description="sort by")
+        self._sort_class = f"ms-sort-{id(self):x}"
+        self.sort_by.add_class(self._sort_class)
         self.sort_by.observe(lambda _c: self.refresh(), names="value")
 
         self.plot_widget: Any = None
@@ -469,15 +471,14 @@ class Panel(w.VBox):
         """Write the drop log's frames to a pcapng file for Wireshark, each with its reason,
         direction, port and the binding it was checked against as its comment (what
         `ministack capture --drops` writes); returns the path."""
-        from ministack.pcapng import PcapngWriter, drop_comment
+        from ministack.pcapng import PcapngWriter, packet_of
 
         drops = self.sw.drops(limit=1024)
         with open(path, "wb") as f:
             out = PcapngWriter(f)
             for d in drops:
                 d["nearest"] = self.sw.drop_nearest(d)
-                out.packet(d["port"], d["frame"], d["time"], drop_comment(d), d["direction"],
-                           d["len"])
+                packet_of(out, d)
         self._say(f"{len(drops)} dropped frames written to {os.path.abspath(path)}")
         return os.path.abspath(path)
 
@@ -579,8 +580,16 @@ class Panel(w.VBox):
         return rows
 
     def _counters_html(self, st: dict[str, Any]) -> str:
-        cols = ["port", "tx", "rx", "local", "drops", *COUNTER_REASONS]
-        head = "".join(f"<th style='padding:0 6px'>{html.escape(c)}</th>" for c in cols)
+        cols, key = COUNTER_COLUMNS, self.sort_by.value
+        # A click on a heading picks its column in the "sort by" dropdown, as a person
+        # would: the widget then tells the kernel, which redraws the table sorted.
+        pick = ("var s=document.querySelector('.{cls} select');"
+                "for(var o of s.options)if(o.text==='{col}')s.selectedIndex=o.index;"
+                "s.dispatchEvent(new Event('change',{{bubbles:true}}))")
+        head = "".join(
+            f"<th style='padding:0 6px;cursor:pointer' title='sort by {c}' "
+            f"onclick=\"{pick.format(cls=self._sort_class, col=c)}\">"
+            f"{html.escape(c)}{' ▾' if c == key else ''}</th>" for c in cols)
         body = "".join(
             "<tr>" + "".join(f"<td style='padding:0 6px'>{html.escape(str(r[c]))}</td>"
                              if r[c] or c in ("port", "tx", "rx", "drops") else "<td></td>"

@@ -6,6 +6,7 @@ turns return codes into exceptions with useful messages, and formats results.
 """
 from __future__ import annotations
 
+import errno
 import functools
 import ipaddress
 import logging
@@ -13,7 +14,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Self, Sequence
 
 from ministack._native import ffi, lib
 from ministack.credentials import SYSCTL, Caller, unprivileged_port_start
@@ -31,6 +32,11 @@ DEFAULT_MAC = "02:4d:53:00:00:02"
 REASONS = [ffi.string(lib.ms_reason_name(i)).decode() for i in range(lib.MS_R_COUNT)]
 #: Name -> number.
 REASON_CODES = {name: i for i, name in enumerate(REASONS)}
+#: Frames each of the switch's two logs keeps (its drops; the frames of tapped ports).
+LOG_FRAMES = lib.MS_FRAMELOG_LEN
+#: What each verdict is, by number: "forward", "drop", "local" or "to-host".
+REASON_KINDS = [("forward", "drop", "local", "to-host")[lib.ms_reason_kind(i)]
+                for i in range(lib.MS_R_COUNT)]
 
 
 def reason_sentence(reason: str | int) -> str:
@@ -258,6 +264,106 @@ class Wire(PortRings):
         return out
 
 
+def _frame_record(r: Any) -> dict[str, Any]:
+    """A struct ms_frame_record (a drop, or a tapped frame) as drops() and Tap.read()
+    return it."""
+    return {
+        "seq": r.seq,
+        "port": ffi.string(r.port_name).decode(),
+        "direction": "rx" if r.direction else "tx",
+        "reason": REASONS[r.reason],
+        "code": r.reason,
+        "peer": ffi.string(r.peer_name).decode() or None,
+        "time": r.time_ns / 1e9,
+        "len": r.len,
+        "frame": bytes(ffi.buffer(r.frame, r.caplen)),
+    }
+
+
+class Closing:
+    """Something close() releases: a context manager, also closed when it is collected."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - at interpreter exit anything may be gone
+            pass
+
+
+class Tap(Closing):
+    """Frames recorded for some ports since the tap opened (Switch.tap()). The switch keeps
+    the last 1,024 recorded frames of all taps: read often, or count ``lost``.
+
+    Each frame is a dict as in Switch.drops(), with reason "ok" for a forwarded frame,
+    "local", "to-host" or a drop's reason, and ``peer``: where a port's frame went ("nic"
+    for the wire, or the port it was delivered to) or where a frame for a port came from
+    ("nic", the sending port, or "switch" for the switch's own answer); "host" for one the
+    host stack took; None for one that went nowhere.
+
+    >>> import ministack as ms
+    >>> with ms.Switch() as sw, sw.tap("nic") as t:
+    ...     _ = sw.wire.send(b"\\x00" * 60)
+    ...     _ = sw.sync()
+    ...     [f["reason"] for f in t.read()], t.lost
+    (['no-binding'], 0)
+    """
+
+    def __init__(self, sw: "Switch", ports: list[str] | None, targets: list[int]) -> None:
+        self.ports = ports
+        self.lost = 0  # frames recorded (for any tap) that were overwritten before read()
+        self._sw = sw
+        self._buf: Any = None
+        self._ids: list[int] = []
+        self._since = 0
+        seq = ffi.new("uint64_t *")
+        try:
+            for i, t in enumerate(targets):
+                tid = sw._tap_call(lib.ms_tap_open, t, seq)
+                if tid < 0:
+                    raise MiniStackError(f"cannot open a tap: {_strerror(tid)}" +
+                                         (f" ({lib.MS_MAX_TAPS} are open on this switch; "
+                                          f"close one)" if tid == -errno.ENOSPC else ""))
+                self._ids.append(tid)
+                if i == 0:
+                    self._since = seq[0]
+        except BaseException:
+            self.close()
+            raise
+
+    def read(self, limit: int = 1024) -> list[dict[str, Any]]:
+        """The frames recorded for this tap's ports since the last read (at most
+        ``limit`` of the log's records are looked at), oldest first."""
+        limit = max(1, min(int(limit), lib.MS_FRAMELOG_LEN))
+        if self._buf is None or len(self._buf) < limit:
+            self._buf = ffi.new("struct ms_frame_record[]", limit)
+        if not self._ids:
+            return []
+        n = self._sw._tap_call(lib.ms_tapped, self._since, self._buf, limit)
+        recs = self._buf[0:n]
+        if n:
+            self.lost += recs[0].seq - self._since - 1
+            self._since = recs[n - 1].seq
+        out = [_frame_record(r) for r in recs]
+        if self.ports is None:
+            return out
+        return [f for f in out if f["port"] in self.ports or f["peer"] in self.ports]
+
+    def close(self) -> None:
+        """Stop recording. Idempotent."""
+        ids, self._ids = self._ids, []
+        for tid in ids:
+            self._sw._tap_call(lib.ms_tap_close, tid)
+
+
 def _locked(method: Any) -> Any:
     """Run a Switch method under the switch's lock, on an open switch."""
     @functools.wraps(method)
@@ -413,7 +519,7 @@ class Port(PortRings):
         self.close()
 
 
-class Switch:
+class Switch(Closing):
     """A MiniStack switch between a NIC and application ports.
 
     ``nic="virtual"`` (the default) is an in-memory wire that needs no privileges: reach
@@ -568,18 +674,6 @@ class Switch:
                 self._steering.close()
             if self._reservations is not None:
                 self._reservations.close()
-
-    def __enter__(self) -> "Switch":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:
-            pass
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"{len(self._ports)} ports"
@@ -944,21 +1038,48 @@ class Switch:
         dicts with seq (1, 2, ... in the order they happened), port, direction ("tx" |
         "rx"), reason and its code (docs/reasons.md), time (seconds since the epoch), len
         and frame (bytes)."""
-        limit = max(0, min(int(limit), lib.MS_DROPLOG_LEN))
+        limit = max(0, min(int(limit), lib.MS_FRAMELOG_LEN))
         if limit == 0:
             return []
-        recs = ffi.new("struct ms_drop_record[]", limit)
+        recs = ffi.new("struct ms_frame_record[]", limit)
         n = lib.ms_drops(self._sw, recs, limit)
-        return [{
-            "seq": r.seq,
-            "port": ffi.string(r.port_name).decode(),
-            "direction": "rx" if r.direction else "tx",
-            "reason": REASONS[r.reason],
-            "code": r.reason,
-            "time": r.time_ns / 1e9,
-            "len": r.len,
-            "frame": bytes(ffi.buffer(r.frame, r.caplen)),
-        } for r in recs[0:n]]
+        return [_frame_record(r) for r in recs[0:n]]
+
+    def tap(self, ports: str | Sequence[str] | None = None) -> "Tap":
+        """Start recording every frame the switch handles for ``ports`` (a port's name,
+        "nic", or a list of them; None: every port and the NIC) with its verdict: what
+        `ministack capture` writes. Read with Tap.read(); close it when done (while a tap
+        is open the switch copies each of those frames once more).
+
+        >>> import ministack as ms
+        >>> with ms.Switch() as sw:
+        ...     a = sw.port("app1")
+        ...     with sw.tap("app1") as t:
+        ...         a.send(b"\\x00" * 10)
+        ...         _ = sw.sync()
+        ...         [(f["port"], f["reason"]) for f in t.read()]
+        [('app1', 'malformed')]
+        """
+        names = [ports] if isinstance(ports, str) else list(ports or [])
+        with self._lock:
+            self._check_open()
+            targets = []
+            for name in names or [None]:
+                if name is None:
+                    targets.append(lib.MS_TAP_ALL)
+                elif name == "nic":
+                    targets.append(lib.MS_TAP_NIC)
+                elif name in self._ports:
+                    targets.append(self._ports[name]._id)
+                else:
+                    raise PortError(f"no port {name!r} on this switch (ports: "
+                                    f"{', '.join(self._ports) or 'none'}; 'nic' for the NIC)")
+            return Tap(self, names or None, targets)
+
+    def _tap_call(self, fn: Any, *args: Any) -> int:
+        """A tap's call into the C switch, under the lock (0 after close)."""
+        with self._lock:
+            return 0 if self._closed else fn(self._sw, *args)
 
     def drop_nearest(self, drop: dict[str, Any]) -> str | None:
         """The binding a drop of drops() came closest to (Verdict.nearest), against the

@@ -21,8 +21,8 @@
 #include <unistd.h>
 
 #include "answer.h"
-#include "droplog.h"
 #include "filter.h"
+#include "framelog.h"
 #include "neigh.h"
 #include "nic.h"
 #include "offload.h"
@@ -43,6 +43,9 @@ _Static_assert(MS_R_COUNT == 15, "ministack.h sizes counter arrays with 15 reaso
 #define PREFETCH 8           /* frames ahead: enough to cover a cross-core cache miss */
 
 enum { DIR_TX = 0, DIR_RX = 1 };
+/* The other end of a recorded frame (struct ms_frame_record.peer_name), beside port ids. */
+enum { PEER_NIC = -1, PEER_HOST = -2, PEER_SWITCH = -3, PEER_NONE = -4 };
+enum { TAP_GONE = -3 };  /* a tap whose port has closed */
 
 struct ms_swport {
     int active;
@@ -57,6 +60,7 @@ struct ms_swport {
     /* RX slots filled this batch and not yet published */
     uint32_t rx_first, rx_space, rx_pending;
     int rx_touched;
+    int taps;                       /* open taps on this port */
 };
 
 struct ms_switch {
@@ -78,7 +82,7 @@ struct ms_switch {
     int nports;               /* highest port id in use + 1 */
     struct ms_swport *ports[MS_MAX_PORTS];
     struct ms_nic_stats nic_ctr;
-    struct ms_droplog log;
+    struct ms_framelog log;       /* every drop */
     int touched[MS_MAX_PORTS];
     int ntouched;
     uint8_t *scratch;         /* a frame's copy when the wire has no free buffer */
@@ -86,6 +90,12 @@ struct ms_switch {
     struct ms_frags *frags;
     struct ms_neigh *neigh;
     int64_t now;              /* CLOCK_MONOTONIC at the start of the round */
+    int ntaps;                /* open taps whose target is still there: 0 on the fast path */
+    int nic_taps, all_taps;
+    /* The taps themselves, cold: only control calls and recording touch them. */
+    struct ms_framelog taplog;    /* every frame of a tapped port */
+    int tap_target[MS_MAX_TAPS];  /* a port id, MS_TAP_NIC, MS_TAP_ALL or TAP_GONE */
+    uint8_t tap_open[MS_MAX_TAPS];
 };
 
 /* --- the control lock --------------------------------------------------------------- */
@@ -115,6 +125,34 @@ static struct ms_swport *port_get(ms_switch *sw, int id)
 
 /* --- the datapath ------------------------------------------------------------------- */
 
+static const char *end_name(const ms_switch *sw, int id)
+{
+    static const char *const special[] = {"", "switch", "host", "nic"}; /* PEER_NONE.. */
+    return id >= 0 ? sw->ports[id]->name : special[id - PEER_NONE];
+}
+
+static int tapped(const ms_switch *sw, int id)
+{
+    return id >= 0 ? sw->ports[id]->taps : id == PEER_NIC ? sw->nic_taps : 0;
+}
+
+/* Record a frame for `ministack capture` when either of its ends is tapped. Out of line:
+ * the loops pay one test of sw->ntaps per frame while nobody captures. */
+static __attribute__((noinline, cold)) void tap(ms_switch *sw, int port, int peer, int dir,
+                                                int reason, const uint8_t *f, uint32_t len)
+{
+    if (sw->all_taps || tapped(sw, port) || tapped(sw, peer))
+        ms_framelog_add(&sw->taplog, port, end_name(sw, port), dir, reason,
+                        end_name(sw, peer), f, len);
+}
+
+static inline void maybe_tap(ms_switch *sw, int port, int peer, int dir, int reason,
+                             const uint8_t *f, uint32_t len)
+{
+    if (__builtin_expect(sw->ntaps != 0, 0))
+        tap(sw, port, peer, dir, reason, f, len);
+}
+
 static void drop(ms_switch *sw, int port, int dir, int reason, const uint8_t *f, uint32_t len)
 {
     struct ms_swport *p = port >= 0 ? sw->ports[port] : NULL;
@@ -122,11 +160,13 @@ static void drop(ms_switch *sw, int port, int dir, int reason, const uint8_t *f,
         p->ctr.drops[reason]++;
     else
         sw->nic_ctr.drops[reason]++;
-    ms_droplog_add(&sw->log, port, p ? p->name : "nic", dir, reason, f, len);
+    ms_framelog_add(&sw->log, port, end_name(sw, port), dir, reason, "", f, len);
+    maybe_tap(sw, port, PEER_NONE, dir, reason, f, len);
 }
 
-/* Copy a frame into port `to`'s RX ring; published at the end of the batch. */
-static void deliver(ms_switch *sw, int to, const uint8_t *f, uint32_t len)
+/* Copy a frame from `from` (a port id or a PEER_) into port `to`'s RX ring; published at
+ * the end of the batch. */
+static void deliver(ms_switch *sw, int from, int to, const uint8_t *f, uint32_t len)
 {
     struct ms_swport *p = sw->ports[to];
     const struct ms_ring_geom *g = &p->rxg;
@@ -145,6 +185,7 @@ static void deliver(ms_switch *sw, int to, const uint8_t *f, uint32_t len)
     ms_ring_slot(p->shm, g, idx)->len = len;
     p->ctr.rx.frames++;
     p->ctr.rx.bytes += len;
+    maybe_tap(sw, to, from, DIR_RX, MS_OK, f, len);
 }
 
 static void flush_deliveries(ms_switch *sw)
@@ -222,7 +263,7 @@ static void handle_local(ms_switch *sw, int id, uint32_t len, const struct ms_pa
     uint8_t mac[6], ans[MS_ANSWER_MAX];
     if (!ms_answer_wanted(pp) || !neighbour_mac(sw, pp, 1, mac))
         return;
-    deliver(sw, id, ans, ms_answer(pp, mac, ans));
+    deliver(sw, PEER_SWITCH, id, ans, ms_answer(pp, mac, ans));
     p->ctr.answers++;
 }
 
@@ -256,7 +297,7 @@ static void deliver_offloaded(ms_switch *sw, int to, const struct ms_nic_frame *
             return;
         }
         for (uint32_t n; (n = ms_seg_next(&s, sw->scratch));)
-            deliver(sw, to, sw->scratch, n);
+            deliver(sw, PEER_NIC, to, sw->scratch, n);
         sw->nic_ctr.segmented++;
         return;
     }
@@ -265,7 +306,7 @@ static void deliver_offloaded(ms_switch *sw, int to, const struct ms_nic_frame *
                    ? ms_csum_finish(sw->scratch, fr->len, fr->csum_start, fr->csum_offset)
                    : ms_csum_repair(sw->scratch, fr->len, pp) == 1;
     sw->nic_ctr.csum_completed += (uint64_t)done;
-    deliver(sw, to, sw->scratch, fr->len);
+    deliver(sw, PEER_NIC, to, sw->scratch, fr->len);
 }
 
 static uint32_t port_tx(ms_switch *sw, int id)
@@ -309,9 +350,10 @@ static uint32_t port_tx(ms_switch *sw, int id)
         int to;
         int reason = classify_tx(sw, id, f, len, &pp, &to, sw->now);
         if (reason != MS_OK) {
-            if (reason == MS_R_LOCAL)
+            if (reason == MS_R_LOCAL) {
+                maybe_tap(sw, id, PEER_NONE, DIR_TX, MS_R_LOCAL, f, len);
                 handle_local(sw, id, len, &pp);
-            else
+            } else
                 drop(sw, id, DIR_TX, reason, f, len);
             continue;
         }
@@ -320,11 +362,14 @@ static uint32_t port_tx(ms_switch *sw, int id)
         p->ctr.tx.frames++;
         p->ctr.tx.bytes += len;
         if (to >= 0) {
-            deliver(sw, to, f, len);
+            deliver(sw, id, to, f, len);
         } else if (w < nw) {
             wb[w++].len = len;
             sw->nic_ctr.tx.frames++;
             sw->nic_ctr.tx.bytes += len;
+            /* If the interface refuses it at commit, the capture shows it twice: passed
+             * by the switch, then dropped ring-full. */
+            maybe_tap(sw, id, PEER_NIC, DIR_TX, MS_OK, f, len);
         } else {
             drop(sw, -1, DIR_TX, MS_R_RING_FULL, f, len);
         }
@@ -366,10 +411,11 @@ static uint32_t nic_rx(ms_switch *sw)
                                      fr[i].len > sw->ports[to]->mtu + 14, 0))
                 deliver_offloaded(sw, to, &fr[i], &pp);
             else
-                deliver(sw, to, fr[i].data, fr[i].len);
+                deliver(sw, PEER_NIC, to, fr[i].data, fr[i].len);
         } else if (sw->nic->has_host) {
             sw->nic_ctr.to_host.frames++;
             sw->nic_ctr.to_host.bytes += fr[i].len;
+            maybe_tap(sw, PEER_NIC, PEER_HOST, DIR_RX, MS_R_TO_HOST, fr[i].data, fr[i].len);
         } else {
             drop(sw, -1, DIR_RX, MS_R_NO_BINDING, fr[i].data, fr[i].len);
         }
@@ -473,7 +519,7 @@ int ms_switch_create(const struct ms_config *cfg, ms_switch **out)
     sw->frags = ms_frags_new();
     sw->wire_memfd = sw->wire_wake_fd = -1;
     if (sw->doorbell < 0 || !sw->table || !sw->scratch || !sw->frags ||
-        ms_droplog_init(&sw->log) < 0) {
+        ms_framelog_init(&sw->log) < 0 || ms_framelog_init(&sw->taplog) < 0) {
         ms_switch_destroy(sw);
         return -ENOMEM;
     }
@@ -615,7 +661,8 @@ void ms_switch_destroy(ms_switch *sw)
     ms_table_free(sw->table);
     ms_frags_free(sw->frags);
     ms_neigh_free(sw->neigh);
-    ms_droplog_free(&sw->log);
+    ms_framelog_free(&sw->log);
+    ms_framelog_free(&sw->taplog);
     free(sw->scratch);
     if (sw->doorbell >= 0)
         close(sw->doorbell);
@@ -710,6 +757,11 @@ int ms_port_destroy(ms_switch *sw, int id)
                 break;
         unbind_all_locked(sw, id);
         ms_frags_forget_port(sw->frags, id);
+        for (int t = 0; t < MS_MAX_TAPS; t++)
+            if (sw->tap_open[t] && sw->tap_target[t] == id)
+                sw->tap_target[t] = TAP_GONE;
+        sw->ntaps -= p->taps;
+        p->taps = 0;
         p->active = 0;
         /* Keep the record until the id is reused so that late stats calls stay safe;
          * the memory goes now. */
@@ -980,10 +1032,62 @@ int ms_nic_stats(ms_switch *sw, struct ms_nic_stats *out)
     return 0;
 }
 
-int ms_drops(ms_switch *sw, struct ms_drop_record *out, int max)
+int ms_drops(ms_switch *sw, struct ms_frame_record *out, int max)
 {
     ctl_lock(sw);
-    int n = ms_droplog_read(&sw->log, out, max);
+    int n = ms_framelog_read(&sw->log, out, max);
+    ctl_unlock(sw);
+    return n;
+}
+
+static int *tap_counter(ms_switch *sw, int target)
+{
+    return target >= 0 ? &sw->ports[target]->taps
+                       : target == MS_TAP_NIC ? &sw->nic_taps : &sw->all_taps;
+}
+
+int ms_tap_open(ms_switch *sw, int target, uint64_t *seq)
+{
+    if (target < MS_TAP_ALL)
+        return -EINVAL;
+    ctl_lock(sw);
+    int t = 0;
+    while (t < MS_MAX_TAPS && sw->tap_open[t])
+        t++;
+    if (target >= 0 && !port_get(sw, target))
+        t = -ENOENT;
+    else if (t == MS_MAX_TAPS)
+        t = -ENOSPC;
+    else {
+        sw->tap_open[t] = 1;
+        sw->tap_target[t] = target;
+        (*tap_counter(sw, target))++;
+        sw->ntaps++;
+        *seq = sw->taplog.seq;
+    }
+    ctl_unlock(sw);
+    return t;
+}
+
+int ms_tap_close(ms_switch *sw, int t)
+{
+    if (t < 0 || t >= MS_MAX_TAPS)
+        return -EINVAL;
+    ctl_lock(sw);
+    int r = sw->tap_open[t] ? 0 : -ENOENT;
+    if (!r && sw->tap_target[t] != TAP_GONE) {
+        (*tap_counter(sw, sw->tap_target[t]))--;
+        sw->ntaps--;
+    }
+    sw->tap_open[t] = 0;
+    ctl_unlock(sw);
+    return r;
+}
+
+int ms_tapped(ms_switch *sw, uint64_t since, struct ms_frame_record *out, int max)
+{
+    ctl_lock(sw);
+    int n = ms_framelog_read_since(&sw->taplog, since, out, max);
     ctl_unlock(sw);
     return n;
 }

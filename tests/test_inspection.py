@@ -18,6 +18,7 @@ import pytest
 
 import ministack as ms
 from scapy.layers.inet import IP, TCP, UDP
+from scapy.layers.l2 import ARP
 
 from conftest import NOBODY, as_user, eth, holding_as_user, need, need_root, serving, udp4
 from ministack.bench import udp_frame
@@ -168,6 +169,13 @@ def test_an_ordinary_user_sees_only_their_own_ports(daemon: object) -> None:
         with contextlib.redirect_stderr(err):  # another user's port: not theirs to explain
             out["explain"] = main(["explain", "roots-port", "00" * 60, "--socket", sock])
         out["explain_error"] = err.getvalue()
+        with ms.connect(sock) as c:  # capture: the NIC and others' ports are not theirs
+            for target in ("nic", "roots-port"):
+                try:
+                    c.tap(target).close()
+                    out[f"tap {target}"] = "allowed"
+                except ms.PortError as e:
+                    out[f"tap {target}"] = str(e)
         return out
 
     with ms.connect(sock) as c:
@@ -190,6 +198,9 @@ def test_an_ordinary_user_sees_only_their_own_ports(daemon: object) -> None:
     assert [json.loads(x)["port"] for x in nobody["drops"].splitlines()] == ["student-port"]
     assert nobody["explain"] == 1 and "belongs to another user" in nobody["explain_error"]
     assert root["explain"] == 0  # root may inspect any port
+    assert "only root may capture the NIC" in nobody["tap nic"], nobody
+    assert "belongs to another user" in nobody["tap roots-port"], nobody
+    assert root["tap nic"] == root["tap roots-port"] == "allowed", root
     # An application, even root's, asks only about its own connection's ports; asking as
     # an inspector is what the commands do.
     with ms.connect(sock) as holder, ms.connect(sock) as other:
@@ -274,21 +285,27 @@ def test_drops_name_the_nearest_binding(daemon: object) -> None:
             'fix: app1.bind("10.0.0.2", "udp", 5001)']
 
 
+def capturing(sock: str, out: Path, says: str, *args: str) -> subprocess.Popen:
+    """`ministack capture ARGS -w OUT` started, once it says ``says`` (it is then ready:
+    what is sent from now on is captured)."""
+    need(shutil.which("tshark"), "tshark (./setup.sh installs it)")
+    proc = subprocess.Popen([sys.executable, "-m", "ministack", "capture", *args, "-w",
+                             str(out), "--socket", sock], stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None and says in proc.stderr.readline()
+    return proc
+
+
 def test_capture_of_drops_opens_in_tshark_with_every_reason(daemon: object,
                                                             tmp_path: Path) -> None:
     """`ministack capture --drops -w FILE.pcapng`, read back by Debian's tshark: one
     interface per port, and every provoked reason in the packets' comments."""
-    need(shutil.which("tshark"), "tshark (./setup.sh installs it)")
     sock = daemon.socket_path  # type: ignore[attr-defined]
     out = tmp_path / "drops.pcapng"
     with ms.connect(sock) as c:
         a, b = c.port("app1"), c.port("app2")
         a.bind("10.0.0.2", "udp", 5000)
         b.bind("fd00::2", "udp", 6000)
-        proc = subprocess.Popen([sys.executable, "-m", "ministack", "capture", "--drops",
-                                 "-w", str(out), "-c", "3", "--socket", sock],
-                                stderr=subprocess.PIPE, text=True)
-        assert "writing drops" in proc.stderr.readline()
+        proc = capturing(sock, out, "writing dropped frames", "--drops", "-c", "3")
         f = frames(c.mac)
         a.send_batch([f["ok"], f["spoofed-src-ip"], f["spoofed-src-port"]])
         b.send(f["spoofed-src-mac"])
@@ -308,3 +325,51 @@ def test_capture_of_drops_opens_in_tshark_with_every_reason(daemon: object,
     flags = subprocess.run(["tshark", "-r", str(out), "-T", "fields", "-e",
                             "frame.packet_flags_direction"], capture_output=True, text=True)
     assert {int(x, 16) for x in flags.stdout.split()} == {2}, flags.stdout  # outbound
+
+
+def test_capture_of_a_port_keeps_every_frame_with_its_verdict(daemon: object,
+                                                             tmp_path: Path) -> None:
+    """`ministack capture app1 -w FILE.pcapng`, read by tshark: the frames app1 sent
+    (forwarded to the wire, to another port, dropped, handled by the switch) and those it
+    received, each with its verdict, direction and XDP-style verdict option; none of
+    another port's traffic; and the tap ends with the command."""
+    sock = daemon.socket_path  # type: ignore[attr-defined]
+    out = tmp_path / "app1.pcapng"
+    with ms.connect(sock) as c:
+        a, b = c.port("app1"), c.port("app2")
+        a.bind("10.0.0.2", "udp", 5000)
+        b.bind("10.0.0.2", "udp", 6000)
+        proc = capturing(sock, out, "writing frames of app1", "app1", "-c", "5")
+        assert json.loads(cmd(sock, "status", "--json"))["switch"]["captures"] == 1
+        f, m = frames(c.mac), c.mac
+        arp = eth(m, "ff:ff:ff:ff:ff:ff") / ARP(hwsrc=m, psrc="10.0.0.2", pdst="10.0.0.1")
+        a.send_batch([f["ok"], udp_frame(m, "10.0.0.2", "10.0.0.2", 5000, 6000),
+                      f["spoofed-src-port"], bytes(arp)])
+        wire = daemon.switch.wire  # type: ignore[attr-defined]
+        wire.send_batch([udp_frame(m, "10.0.0.9", "10.0.0.2", 53, 6000),  # app2's only
+                         udp_frame(m, "10.0.0.9", "10.0.0.2", 53, 5000)])
+        proc.wait(timeout=30)
+        assert proc.returncode == 0, proc.stderr.read()
+        assert "5 frames written" in proc.stderr.read()
+        assert b.recv(timeout=1) and a.recv(timeout=1)  # the capture took nothing away
+    fields = ["frame.interface_name", "frame.packet_flags_direction", "frame.verdict.ebpf_xdp",
+              "frame.comment"]
+    r = subprocess.run(["tshark", "-r", str(out), "-T", "fields"] +
+                       [x for field in fields for x in ("-e", field)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    rows = [line.split("\t") for line in r.stdout.splitlines()]
+    assert {iface for iface, *_ in rows} == {"app1"}, rows
+    assert {iface for iface, *_ in rows} == {"app1"}, rows
+    # direction (1 inbound, 2 outbound) and XDP action (1 drop, 4 redirect; none: local)
+    assert [(int(d, 16), xdp, comment) for _, d, xdp, comment in rows] == [
+        (2, "4", "forwarded: ok(0), tx, sent by app1 to the wire"),
+        (2, "4", "forwarded: ok(0), rx, from app1 for app2"),
+        (2, "1", "dropped: spoofed-src-port(10), tx, sent by app1; checked against udp "
+                 "10.0.0.2:5000 held by app1: source port 5001 ≠ 5000"),
+        (2, "", "local: local(13), tx, sent by app1, handled by the switch"),
+        (1, "4", "forwarded: ok(0), rx, from the network for app1")], rows
+    deadline = time.monotonic() + 5  # the command's connection ended, and its tap with it
+    while json.loads(cmd(sock, "status", "--json"))["switch"]["captures"]:
+        assert time.monotonic() < deadline, "the capture's tap outlived it"
+        time.sleep(0.05)

@@ -14,7 +14,7 @@
 #define MS_MAX_PORTS 256
 #define MS_MAX_ADDRS 64
 #define MS_BATCH 256
-#define MS_DROPLOG_LEN 1024
+#define MS_FRAMELOG_LEN 1024
 
 /* Verdict reasons. The TX filter returns the first failing one in this order (DESIGN.md);
  * RING_FULL and NO_BINDING are delivery outcomes, not filter checks. */
@@ -188,13 +188,19 @@ struct ms_nic_stats {
     struct ms_frag_stats frags;
 };
 
-struct ms_drop_record {
-    uint64_t seq;           /* 1, 2, ... in the order the drops happened */
+/* A frame the switch recorded: a drop (ms_drops), or any frame of a tapped port (ms_tapped). */
+struct ms_frame_record {
+    uint64_t seq;           /* 1, 2, ... in the order they were recorded */
     int64_t time_ns;        /* CLOCK_REALTIME */
     int32_t port;           /* port id, -1 for the NIC */
     char port_name[32];
+    /* Where a frame the port sent went ("nic": the wire, or the port it was delivered to),
+     * or where a frame for the port came from ("nic", the sending port, "switch": an answer
+     * the switch made); "host" for a frame from the network the host stack took; "" for a
+     * frame that went nowhere (dropped, or handled by the switch: local). */
+    char peer_name[32];
     uint8_t direction;      /* 0 tx (from a port), 1 rx (towards a port) */
-    uint8_t reason;
+    uint8_t reason;         /* MS_OK for a forwarded frame */
     uint32_t len;           /* frame length */
     uint32_t caplen;        /* bytes of the frame kept in `frame` */
     uint8_t frame[2048];
@@ -258,7 +264,20 @@ int ms_reason_kind(int reason);
 
 int ms_port_stats(ms_switch *sw, int port, struct ms_port_stats *out);
 int ms_nic_stats(ms_switch *sw, struct ms_nic_stats *out);
-int ms_drops(ms_switch *sw, struct ms_drop_record *out, int max);
+int ms_drops(ms_switch *sw, struct ms_frame_record *out, int max);
+
+/* Taps (`ministack capture`): while a port, the NIC (MS_TAP_NIC) or every port and the NIC
+ * (MS_TAP_ALL) is tapped, the switch also records every frame it handles for it, with its
+ * verdict, in a second log of MS_FRAMELOG_LEN frames. ms_tap_open returns a tap id (or
+ * -ENOENT for no such port, -ENOSPC when MS_MAX_TAPS are open) and sets *seq to the seq of
+ * the last frame recorded before it (read from there); a port's taps end with it.
+ * ms_tapped reads the records after seq `since`, oldest first: a reader that finds the
+ * first one's seq above since + 1 was too slow and lost the frames between. */
+#define MS_MAX_TAPS 64
+enum { MS_TAP_NIC = -1, MS_TAP_ALL = -2 };
+int ms_tap_open(ms_switch *sw, int target, uint64_t *seq);
+int ms_tap_close(ms_switch *sw, int tap);
+int ms_tapped(ms_switch *sw, uint64_t since, struct ms_frame_record *out, int max);
 
 /* --- application side of a port (or of the virtual wire's far end) --- */
 ms_app *ms_app_open(int memfd, int doorbell_fd, int wake_fd);
