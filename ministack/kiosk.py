@@ -3,7 +3,8 @@ their bindings on the virtual NIC, a preset to pick, Send, and the verdict, coun
 plots, topology and drop inspector of the lab's panel, with no code shown (Voilà serves
 ``ministack/kiosk.ipynb``). It looks after itself: whatever a visitor breaks (a field
 typed wrong, a port or binding gone, the switch in trouble) is put back within seconds,
-and after a while without visitors it starts over clean.
+and after a while without visitors it starts over clean. Should its kernel die, the page
+notices that the kiosk's heartbeat stopped and reloads itself, which starts a new one.
 
 >>> k = Kiosk(watch=False, plots=False)
 >>> sorted(p.name for p in k.sw.ports())
@@ -26,6 +27,37 @@ from ministack.lab import Panel
 DEMO_PORTS = {"app1": ("10.0.0.2", "udp", 5000), "app2": ("10.0.0.2", "tcp", 8080)}
 #: Seconds an error stays on screen before the kiosk puts things back.
 RECOVER_AFTER = 3.0
+#: Seconds without a heartbeat after which the page reloads (MINISTACK_KIOSK_RELOAD).
+RELOAD_AFTER = 20.0
+
+
+def page_watchdog(seconds: float | None = None) -> Any:
+    """The page's half of the watchdog, for the notebook to display before the Kiosk: a
+    script that reloads the page when the kiosk's heartbeat (`.ms-kiosk-beat`, which the
+    kernel's watchdog advances twice a second) has not moved for ``seconds``. Nothing in
+    the kernel can mend a dead kernel; a reload makes Voilà start a new one.
+
+    >>> "location.reload()" in page_watchdog(5).data
+    True
+    """
+    from IPython.display import Javascript
+
+    seconds = float(seconds if seconds is not None
+                    else os.environ.get("MINISTACK_KIOSK_RELOAD", RELOAD_AFTER))
+    # Before the first beat the notebook may still be building the demo: wait longer.
+    return Javascript(f"""
+(function () {{
+  let last = null, since = Date.now();
+  setInterval(function () {{
+    const beat = document.querySelector('.ms-kiosk-beat');
+    const now = beat ? beat.textContent : null;
+    if (now !== null && now !== last) {{ last = now; since = Date.now(); }}
+    else if (Date.now() - since > 1000 * (last === null ? 3 * {seconds} : {seconds})) {{
+      location.reload();
+    }}
+  }}, 1000);
+}})();
+""")
 
 
 class Kiosk(w.VBox):
@@ -43,6 +75,8 @@ class Kiosk(w.VBox):
         self.sw: Any = None
         self.panel: Any = None
         self.notice = w.HTML()
+        self.beat = w.HTML(layout=w.Layout(display="none"))  # page_watchdog() watches it
+        self._beats = 0
         self.reset_btn = w.Button(description="Start over", icon="refresh")
         self.reset_btn.on_click(lambda _b: self.reset("started over"))
         super().__init__()
@@ -63,6 +97,7 @@ class Kiosk(w.VBox):
         panel.count.max = 10_000  # a visitor's xN stays a demo, not a load test
         panel.port_select.value = "app1"
         panel.apply_preset()
+        panel.sort_by.layout.display = "none"
         for widget in [panel.preset, panel.port_select, *panel.f.values(), panel.count]:
             widget.observe(lambda _c: self._touched(), names="value")
         for button in (panel.send_btn, panel.sendn_btn):
@@ -81,9 +116,10 @@ class Kiosk(w.VBox):
             panel.explain_line, w.HBox([panel.send_btn, panel.sendn_btn, panel.count]),
             panel.status, self.notice,
             *([panel.plot_widget] if panel.plot_widget is not None else []),
-            w.HTML("<b>Counters</b>"), panel.counters,
+            w.HTML("<b>Counters</b> (click a heading to sort)"), panel.counters,
+            panel.sort_by,  # hidden: the headings' clicks set it
             w.HTML("<b>Why was it dropped?</b> Pick a drop:"), panel.drop_pick,
-            panel.drop_detail, self.reset_btn,
+            panel.drop_detail, self.reset_btn, self.beat,
         ]
         if old[0] is not None:
             old[0].close()
@@ -95,7 +131,8 @@ class Kiosk(w.VBox):
     # --- looking after itself ------------------------------------------------------------
 
     def broken(self) -> str | None:
-        """What a visitor broke, or None: a port or binding gone, an error on screen."""
+        """What a visitor broke, or None: a port or binding gone, an error on screen, a
+        field no frame can be built from."""
         sw, panel = self.sw, self.panel
         try:
             have = {b.port: (b.ip, b.protocol, b.local_port) for b in sw.bindings()}
@@ -105,6 +142,8 @@ class Kiosk(w.VBox):
             return "a port or a binding went missing"
         if "#e76f51" in panel.status.value:  # the panel's colour for what went wrong
             return "a frame could not be sent"
+        if "cannot build the frame" in panel.explain_line.value:
+            return "a field holds what no header can"
         return None
 
     def reset(self, why: str) -> None:
@@ -117,6 +156,8 @@ class Kiosk(w.VBox):
     def _watch(self) -> None:
         broken_since: float | None = None
         while not self._stop.wait(0.5):
+            self._beats += 1
+            self.beat.value = f'<span class="ms-kiosk-beat">{self._beats}</span>'
             try:
                 problem = self.broken()
                 now = time.monotonic()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 from collections.abc import Iterator
 
 import pytest
@@ -241,9 +242,27 @@ def test_topology_edges_carry_rates_and_turn_red_with_drops(panel: Panel) -> Non
     rows = panel.counter_rows()
     assert [r["port"] for r in rows] == ["app1", "app2", "nic"]
     assert rows[0]["tx"] == 200 and rows[1]["spoofed-src-ip"] == 50 and rows[1]["drops"] == 50
-    assert "<th style='padding:0 6px'>no-binding</th>" in panel.counters.value
+    assert ">no-binding</th>" in panel.counters.value and ">port ▾</th>" in panel.counters.value
     panel.sort_by.value = "spoofed-src-ip"
     assert [r["port"] for r in panel.counter_rows()][0] == "app2"
     assert panel.counters.value.index(">app2<") < panel.counters.value.index(">app1<")
     panel.sort_by.value = "tx"
     assert [r["port"] for r in panel.counter_rows()][:2] == ["app1", "nic"]  # ties keep order
+
+
+def test_the_kiosk_finds_what_a_visitor_broke_and_puts_it_back() -> None:
+    from ministack.kiosk import Kiosk
+
+    k = Kiosk(watch=False, plots=False)
+    try:
+        assert k.broken() is None
+        k.panel.f["sport"].value = 70000
+        assert k.broken() == "a field holds what no header can"
+        k.reset(k.broken())
+        assert k.broken() is None and k.panel.f["sport"].value == 5000 and k.resets == 1
+        k.sw.ports()[0].close()
+        assert k.broken() == "a port or a binding went missing"
+        page = Path(__file__).resolve().parents[1] / "ministack" / "kiosk.ipynb"
+        assert "display(page_watchdog())" in page.read_text()  # the page's half
+    finally:
+        k.close()
