@@ -26,8 +26,20 @@ FLAGS = ["-std=c11", "-O2", "-Wall", "-Wextra", "-Werror", "-Wshadow", "-Wstrict
 LINK_FLAGS = ["-flto", "-O2"]
 
 
-def cdef_from_header(text: str) -> str:
-    """Keep declarations and integer #defines; drop guards, includes and comments."""
+def reason_rows(text: str) -> list[tuple[int, str]]:
+    """(number, ID) of each row of ms_reasons.h's table."""
+    return [(int(n), ident) for n, ident in re.findall(r"^\s*R\((\d+), (\w+),", text, re.M)]
+
+
+def cdef_from_header(text: str, reasons: str) -> str:
+    """Keep declarations and integer #defines; drop guards, includes and comments. The
+    enum that ms_reasons.h's table generates is written out from its rows (cdef() takes
+    no macros)."""
+    rows = reason_rows(reasons)
+    enum = "enum ms_reason {\n" + "".join(f"    MS_R_{ident} = {n},\n" for n, ident in rows)
+    text = re.sub(r"enum ms_reason \{.*?\};", enum + f"    MS_R_COUNT = {len(rows)}\n}};",
+                  text, flags=re.S)
+    text = text.replace("[MS_R_COUNT]", f"[{len(rows)}]")
     text = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
     keep = []
     for line in text.splitlines():
@@ -113,7 +125,8 @@ else:  # a plugin of an earlier build with AF_XDP must not outlive it
 SOURCES.append("nic_afxdp_plugin.c")
 
 ffibuilder = FFI()
-ffibuilder.cdef(cdef_from_header((NATIVE / "include" / "ministack.h").read_text()) + """
+ffibuilder.cdef(cdef_from_header((NATIVE / "include" / "ministack.h").read_text(),
+                                 (NATIVE / "include" / "ms_reasons.h").read_text()) + """
 int ms_proto_has_ports(int family, int proto);
 int ms_ipv6_is_ext_header(int proto);
 void ms_parse(const uint8_t *frame, uint32_t len, struct ms_parsed *p);

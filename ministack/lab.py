@@ -595,7 +595,9 @@ class Panel(w.VBox):
                              if r[c] or c in ("port", "tx", "rx", "drops") else "<td></td>"
                              for c in cols) + "</tr>"
             for r in self.counter_rows(st))
-        return f"<table style='font-size:12px'><tr>{head}</tr>{body}</table>"
+        # Seventeen columns outgrow a notebook cell: scroll sideways rather than cut off.
+        return (f"<div style='overflow-x:auto'><table style='font-size:12px'><tr>{head}</tr>"
+                f"{body}</table></div>")
 
     def inspect_drop(self, seq: int | None) -> str:
         """Show drop number ``seq`` of the drop log: the frame dissected by scapy, its

@@ -35,7 +35,7 @@ REASON_CODES = {name: i for i, name in enumerate(REASONS)}
 #: Frames each of the switch's two logs keeps (its drops; the frames of tapped ports).
 LOG_FRAMES = lib.MS_FRAMELOG_LEN
 #: What each verdict is, by number: "forward", "drop", "local" or "to-host".
-REASON_KINDS = [("forward", "drop", "local", "to-host")[lib.ms_reason_kind(i)]
+REASON_KINDS = [ffi.string(lib.ms_reason_kind_name(lib.ms_reason_kind(i))).decode()
                 for i in range(lib.MS_R_COUNT)]
 
 
@@ -51,9 +51,14 @@ def reason_sentence(reason: str | int) -> str:
     return ffi.string(lib.ms_reason_sentence(code)).decode()
 
 
-#: Reasons a port's counters can show, in the filter's order, then delivery outcomes.
-PORT_DROP_REASONS = REASONS[lib.MS_R_MALFORMED:lib.MS_R_SPOOFED_SRC_PORT + 1] + ["ring-full"]
-NIC_DROP_REASONS = ["ring-full", "no-binding"]
+_COUNTED = [lib.ms_reason_counted(i) for i in range(lib.MS_R_COUNT)]
+#: Reasons a port's counters can show: the TX filter's checks in their order, then the
+#: delivery outcomes; and the NIC's.
+PORT_DROP_REASONS = ([r for r, c in zip(REASONS, _COUNTED) if c == lib.MS_COUNTED_CHECK] +
+                     [r for r, c in zip(REASONS, _COUNTED)
+                      if c in (lib.MS_COUNTED_PORT, lib.MS_COUNTED_BOTH)])
+NIC_DROP_REASONS = [r for r, c in zip(REASONS, _COUNTED)
+                    if c in (lib.MS_COUNTED_NIC, lib.MS_COUNTED_BOTH)]
 BIND_REASONS = {
     lib.MS_BIND_ADDRESS_NOT_LOCAL: "address-not-local",
     lib.MS_BIND_IN_USE: "in-use",
@@ -843,12 +848,12 @@ class Switch(Closing):
         rc = lib.ms_explain(self._sw, pid, data, len(data), v)
         if rc < 0:
             raise PortError(f"port {port!r} is closed")
-        reason = None if v.reason in (lib.MS_OK, lib.MS_R_LOCAL) else REASONS[v.reason]
+        reason = None if v.reason in (lib.MS_R_OK, lib.MS_R_LOCAL) else REASONS[v.reason]
         to = {lib.MS_TO_WIRE: "wire", lib.MS_TO_HOST: "host",
               lib.MS_TO_PORT: self._port_name(v.to_port)}.get(v.dest)
         action = ("drop", "forward", "local")[v.action]
         code = (v.reason if action != "forward" else
-                lib.MS_R_TO_HOST if to == "host" else lib.MS_OK)
+                lib.MS_R_TO_HOST if to == "host" else lib.MS_R_OK)
         return Verdict(action, reason, to, self._detail(port, v, reason, to), code,
                        self._nearest(port, v), self._fix(port, v, reason))
 

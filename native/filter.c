@@ -62,14 +62,14 @@ static __attribute__((noinline)) int filter_tx_in_order(
         return nd_verdict(p, port, mac, t);
     if (p->problems & MS_PROB(MS_R_FRAGMENT)) {
         if (fr && ms_frags_find(fr, port, p, now_ns, frag_to))
-            return MS_OK;
+            return MS_R_OK;
         return MS_R_FRAGMENT;
     }
     if (p->problems & MS_PROB(MS_R_UNSUPPORTED_HEADER))
         return MS_R_UNSUPPORTED_HEADER;
     uint16_t sport = p->has_ports ? p->sport : 0;
     if (ms_table_lookup(t, p->family, p->proto, p->src_ip, sport) == port)
-        return MS_OK;
+        return MS_R_OK;
     if (!ms_table_has_addr(t, port, p->family, p->src_ip))
         return MS_R_SPOOFED_SRC_IP;
     if (!ms_table_has_proto(t, port, p->family, p->src_ip, p->proto))
@@ -91,7 +91,7 @@ int ms_filter_tx(const struct ms_parsed *p, int port, uint32_t mtu, const uint8_
         uint16_t sport = p->has_ports ? p->sport : 0;
         if (__builtin_expect(ms_table_lookup(t, p->family, p->proto, p->src_ip, sport) == port,
                              1))
-            return MS_OK;
+            return MS_R_OK;
     }
     return filter_tx_in_order(p, port, mtu, mac, t, fr, now_ns, frag_to);
 }

@@ -10,8 +10,8 @@
 
 /* The verdict on a frame port `port` (MTU mtu) sends on a NIC whose MAC is mac: the first
  * failing check in DESIGN.md's order, MS_R_LOCAL for neighbour resolution the switch
- * handles itself, or MS_OK when it may leave. A later fragment of a datagram whose first
- * fragment this port sent is MS_OK with *frag_to where that one went (a port id, or -1 for
+ * handles itself, or MS_R_OK when it may leave. A later fragment of a datagram whose first
+ * fragment this port sent is MS_R_OK with *frag_to where that one went (a port id, or -1 for
  * the wire); *frag_to is -2 otherwise. fr may be NULL (no fragment follows). */
 int ms_filter_tx(const struct ms_parsed *p, int port, uint32_t mtu, const uint8_t *mac,
                  const struct ms_table *t, const struct ms_frags *fr, int64_t now_ns,

@@ -29,8 +29,6 @@
 #include "ring.h"
 #include "switch_internal.h"
 
-_Static_assert(MS_R_COUNT == 15, "ministack.h sizes counter arrays with 15 reasons");
-
 #define DEFAULT_SLOTS 1024
 #define DEFAULT_BUF 2048
 #define DEFAULT_WIRE_SLOTS 4096
@@ -185,7 +183,7 @@ static void deliver(ms_switch *sw, int from, int to, const uint8_t *f, uint32_t 
     ms_ring_slot(p->shm, g, idx)->len = len;
     p->ctr.rx.frames++;
     p->ctr.rx.bytes += len;
-    maybe_tap(sw, to, from, DIR_RX, MS_OK, f, len);
+    maybe_tap(sw, to, from, DIR_RX, MS_R_OK, f, len);
 }
 
 static void flush_deliveries(ms_switch *sw)
@@ -220,7 +218,7 @@ static int classify_tx(ms_switch *sw, int port, const uint8_t *f, uint32_t len,
     int frag_to;
     int reason = ms_filter_tx(pp, port, sw->ports[port]->mtu, sw->cfg.mac, sw->table,
                               sw->frags, now, &frag_to);
-    if (reason == MS_OK) {
+    if (reason == MS_R_OK) {
         if (frag_to != -2)
             *to = frag_to;
         else if (is_local(sw, pp))
@@ -349,7 +347,7 @@ static uint32_t port_tx(ms_switch *sw, int id)
         memcpy(f, src, len);
         int to;
         int reason = classify_tx(sw, id, f, len, &pp, &to, sw->now);
-        if (reason != MS_OK) {
+        if (reason != MS_R_OK) {
             if (reason == MS_R_LOCAL) {
                 maybe_tap(sw, id, PEER_NONE, DIR_TX, MS_R_LOCAL, f, len);
                 handle_local(sw, id, len, &pp);
@@ -369,7 +367,7 @@ static uint32_t port_tx(ms_switch *sw, int id)
             sw->nic_ctr.tx.bytes += len;
             /* If the interface refuses it at commit, the capture shows it twice: passed
              * by the switch, then dropped ring-full. */
-            maybe_tap(sw, id, PEER_NIC, DIR_TX, MS_OK, f, len);
+            maybe_tap(sw, id, PEER_NIC, DIR_TX, MS_R_OK, f, len);
         } else {
             drop(sw, -1, DIR_TX, MS_R_RING_FULL, f, len);
         }
@@ -915,7 +913,7 @@ int ms_explain(ms_switch *sw, int port, const uint8_t *f, uint32_t len, struct m
         } else {
             int to;
             v->reason = classify_tx(sw, port, f, len, &v->parsed, &to, now_ns());
-            v->action = v->reason == MS_OK;
+            v->action = v->reason == MS_R_OK;
             v->dest = !v->action ? MS_TO_NONE : to >= 0 ? MS_TO_PORT : MS_TO_WIRE;
             v->to_port = to;
             if (v->reason >= MS_R_SPOOFED_SRC_IP && v->reason <= MS_R_SPOOFED_SRC_PORT)

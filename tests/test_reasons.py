@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 from ministack._native import lib
-from ministack.switch import REASON_CODES, REASONS, reason_sentence
+from ministack.switch import REASON_CODES, REASON_KINDS, REASONS, reason_sentence
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "reasons.md"
 
@@ -17,8 +17,6 @@ PUBLISHED = {0: "ok", 1: "malformed", 2: "oversize", 3: "spoofed-src-mac", 4: "v
              5: "not-allowed", 6: "fragment", 7: "unsupported-header", 8: "spoofed-src-ip",
              9: "spoofed-protocol", 10: "spoofed-src-port", 11: "ring-full",
              12: "no-binding", 13: "local", 14: "to-host"}
-KINDS = {lib.MS_KIND_FORWARD: "forward", lib.MS_KIND_DROP: "drop",
-         lib.MS_KIND_LOCAL: "local", lib.MS_KIND_TO_HOST: "to-host"}
 
 
 def doc_rows() -> dict[int, tuple[str, str, str]]:
@@ -38,6 +36,26 @@ def test_the_page_is_the_c_table() -> None:
     assert sorted(rows) == list(range(lib.MS_R_COUNT)), "every number has its row"
     for number, (name, kind, sentence) in rows.items():
         assert name == REASONS[number], number
-        assert kind == KINDS[lib.ms_reason_kind(number)], (number, kind)
+        assert kind == REASON_KINDS[number], (number, kind)
         assert sentence == reason_sentence(number), (number, sentence)
     assert lib.ms_reason_kind(lib.MS_R_COUNT) == -1
+
+
+def test_everything_is_derived_from_the_one_table() -> None:
+    """The rows of ms_reasons.h are the enum (as cffi declares it, checked against C by
+    the compiler), and decide which counters show each drop."""
+    from ministack._build import NATIVE, reason_rows
+    from ministack.switch import NIC_DROP_REASONS, PORT_DROP_REASONS, Switch
+
+    rows = reason_rows((NATIVE / "include" / "ms_reasons.h").read_text())
+    assert [n for n, _ in rows] == list(range(lib.MS_R_COUNT))
+    for n, ident in rows:
+        assert getattr(lib, f"MS_R_{ident}") == n
+    checks = [r for r in PORT_DROP_REASONS if lib.ms_reason_counted(REASON_CODES[r]) ==
+              lib.MS_COUNTED_CHECK]
+    assert checks == REASONS[1:11]  # DESIGN.md's order, numbered as published
+    with Switch() as sw:
+        sw.port("p")
+        st = sw.stats()
+    assert list(st["ports"]["p"]["drops"]) == PORT_DROP_REASONS
+    assert list(st["nic"]["drops"]) == NIC_DROP_REASONS

@@ -194,7 +194,7 @@ static void check_justified(const struct ms_parsed *p, int r, int port, uint32_t
     int arp = p->nd == MS_ND_ARP_REQUEST || p->nd == MS_ND_ARP_OTHER;
     int fam = arp ? 4 : p->family;
     switch (r) {
-    case MS_OK:
+    case MS_R_OK:
         CHECK(followed || sh_owner(p->family, p->proto, p->src_ip, sport) == port);
         CHECK(!p->nd);
         break;
@@ -427,18 +427,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         int port = pi < NPORTS ? ports[pi] : unbound_port;
         int frag_to;
         int r = ms_filter_tx(&p, port, mtu, mac, t, fr, now, &frag_to);
-        CHECK((r >= MS_OK && r <= MS_R_SPOOFED_SRC_PORT) || r == MS_R_LOCAL);
+        CHECK(r == MS_R_OK || r == MS_R_LOCAL || ms_reason_counted(r) == MS_COUNTED_CHECK);
         int followed = live && port == tx_port;
         check_justified(&p, r, port, mtu, mac, followed);
-        CHECK(frag_to == (r == MS_OK && p.frag == MS_FRAG_LATER ? -1 : -2));
-        if (r == MS_OK && p.frag != MS_FRAG_LATER) {
+        CHECK(frag_to == (r == MS_R_OK && p.frag == MS_FRAG_LATER ? -1 : -2));
+        if (r == MS_R_OK && p.frag != MS_FRAG_LATER) {
             uint16_t sport = p.has_ports ? p.sport : 0;
             CHECK(ms_table_lookup(t, p.family, p.proto, p.src_ip, sport) == port);
             CHECK(p.problems == 0);
             CHECK(p.family == 4 || p.family == 6);
             oks++;
         }
-        if (r == MS_OK) {
+        if (r == MS_R_OK) {
             CHECK(memcmp(p.src_mac, mac, 6) == 0 && len >= 14 && memcmp(frame + 6, mac, 6) == 0);
             CHECK((uint64_t)len <= (uint64_t)mtu + 14);
             CHECK(port != unbound_port || followed);
@@ -460,7 +460,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             const uint8_t *other = macs[mac == macs[0]];
             int r2 = ms_filter_tx(&p, port, mtu, other, t, fr, now, &frag_to);
             check_justified(&p, r2, port, mtu, other, followed);
-            if (r2 == MS_OK || r2 == MS_R_LOCAL)
+            if (r2 == MS_R_OK || r2 == MS_R_LOCAL)
                 CHECK(memcmp(p.src_mac, other, 6) == 0);
         }
     }

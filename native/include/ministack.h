@@ -1,8 +1,9 @@
 /* MiniStack public C API: the switch (control side) and a port's application side.
  *
  * This header is also the cffi declaration of the Python binding: ministack/_build.py
- * feeds it to cdef() after dropping preprocessor lines other than integer #defines, so it
- * must stay plain C declarations (no macros with expressions, no inline code).
+ * feeds it to cdef() after dropping preprocessor lines other than integer #defines and
+ * writing out enum ms_reason from ms_reasons.h's rows, so it must stay plain C
+ * declarations (no other macros with expressions, no inline code).
  */
 #ifndef MINISTACK_H
 #define MINISTACK_H
@@ -10,34 +11,21 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ms_reasons.h"
+
 #define MS_NAME_MAX 32
 #define MS_MAX_PORTS 256
 #define MS_MAX_ADDRS 64
 #define MS_BATCH 256
 #define MS_FRAMELOG_LEN 1024
 
-/* Verdict reasons. The TX filter returns the first failing one in this order (DESIGN.md);
- * RING_FULL and NO_BINDING are delivery outcomes, not filter checks. */
+/* Verdict reasons, one per row of ms_reasons.h: MS_R_OK, MS_R_MALFORMED, ... The TX
+ * filter returns the first failing check in number order (DESIGN.md). */
 enum ms_reason {
-    MS_OK = 0,
-    MS_R_MALFORMED = 1,
-    MS_R_OVERSIZE = 2,
-    MS_R_SPOOFED_SRC_MAC = 3,
-    MS_R_VLAN = 4,
-    MS_R_NOT_ALLOWED = 5,
-    MS_R_FRAGMENT = 6,
-    MS_R_UNSUPPORTED_HEADER = 7,
-    MS_R_SPOOFED_SRC_IP = 8,
-    MS_R_SPOOFED_PROTOCOL = 9,
-    MS_R_SPOOFED_SRC_PORT = 10,
-    MS_R_RING_FULL = 11,
-    MS_R_NO_BINDING = 12,
-    /* Not a drop: the switch handled the frame itself (a port's ARP or neighbour
-     * discovery) and answered the port when there was an answer to give. */
-    MS_R_LOCAL = 13,
-    /* Not a drop: a frame from the network no port bound, left to the host's stack. */
-    MS_R_TO_HOST = 14,
-    MS_R_COUNT = 15
+#define MS_REASON_ENUM(number, id, name, kind, counted, sentence) MS_R_##id = number,
+    MS_REASONS(MS_REASON_ENUM)
+#undef MS_REASON_ENUM
+    MS_R_COUNT
 };
 
 /* What a verdict is (ms_reason_kind). */
@@ -45,7 +33,17 @@ enum ms_reason_kind {
     MS_KIND_FORWARD = 0,
     MS_KIND_DROP = 1,
     MS_KIND_LOCAL = 2,
-    MS_KIND_TO_HOST = 3
+    MS_KIND_TO_HOST = 3,
+    MS_KIND_RETIRED = 4
+};
+
+/* Where a drop is counted (ms_reason_counted); CHECK: a port's, by the TX filter. */
+enum ms_reason_counted {
+    MS_COUNTED_NONE = 0,
+    MS_COUNTED_CHECK = 1,
+    MS_COUNTED_PORT = 2,
+    MS_COUNTED_NIC = 3,
+    MS_COUNTED_BOTH = 4
 };
 
 /* What a neighbour-resolution frame is (struct ms_parsed.nd). */
@@ -143,7 +141,7 @@ struct ms_binding_info {
 
 struct ms_verdict {
     int action;             /* 1 forward, 0 drop, 2 local (the switch handled it) */
-    int reason;             /* enum ms_reason; MS_OK when forwarded */
+    int reason;             /* enum ms_reason; MS_R_OK when forwarded */
     int dest;               /* enum ms_dest */
     int to_port;            /* port id when dest == MS_TO_PORT */
     uint8_t answer_mac[6];  /* local with an answer: the MAC the answer gives */
@@ -165,7 +163,7 @@ struct ms_port_stats {
     struct ms_counter rx;
     struct ms_counter local;    /* frames the switch handled itself (verdict local) */
     uint64_t answers;           /* ARP replies and neighbour advertisements it sent back */
-    uint64_t drops[15];         /* indexed by enum ms_reason */
+    uint64_t drops[MS_R_COUNT]; /* indexed by enum ms_reason */
 };
 
 /* Fragments followed (both directions together). */
@@ -182,7 +180,7 @@ struct ms_nic_stats {
     struct ms_counter rx;
     struct ms_counter tx;
     struct ms_counter to_host;
-    uint64_t drops[15];
+    uint64_t drops[MS_R_COUNT];
     uint64_t csum_completed;    /* partial checksums (NIC offload) completed before delivery */
     uint64_t segmented;         /* super-frames (GSO/GRO) cut to the port's MTU */
     struct ms_frag_stats frags;
@@ -200,7 +198,7 @@ struct ms_frame_record {
      * frame that went nowhere (dropped, or handled by the switch: local). */
     char peer_name[32];
     uint8_t direction;      /* 0 tx (from a port), 1 rx (towards a port) */
-    uint8_t reason;         /* MS_OK for a forwarded frame */
+    uint8_t reason;         /* MS_R_OK for a forwarded frame */
     uint32_t len;           /* frame length */
     uint32_t caplen;        /* bytes of the frame kept in `frame` */
     uint8_t frame[2048];
@@ -256,11 +254,14 @@ int ms_unbind(ms_switch *sw, int port, int family, const uint8_t *ip, int proto,
 int ms_bindings(ms_switch *sw, struct ms_binding_info *out, int max);
 
 int ms_explain(ms_switch *sw, int port, const uint8_t *frame, uint32_t len, struct ms_verdict *v);
-/* A verdict number's name, its sentence (docs/reasons.md) and its kind (enum
- * ms_reason_kind, -1 for a number that is none). */
+/* A verdict number's name, its sentence (docs/reasons.md), its kind (enum
+ * ms_reason_kind) and where it is counted (enum ms_reason_counted); -1 for a number that
+ * is none. */
 const char *ms_reason_name(int reason);
 const char *ms_reason_sentence(int reason);
 int ms_reason_kind(int reason);
+const char *ms_reason_kind_name(int kind);   /* "forward", "drop", ... */
+int ms_reason_counted(int reason);
 
 int ms_port_stats(ms_switch *sw, int port, struct ms_port_stats *out);
 int ms_nic_stats(ms_switch *sw, struct ms_nic_stats *out);
