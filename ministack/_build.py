@@ -62,7 +62,8 @@ def compile_xdp_program(out: Path, clang: str = "clang") -> None:
     """Compile native/xdp/ministack_xdp.bpf.c into `out` (the tests try every clang)."""
     arch = subprocess.run(["gcc", "-print-multiarch"], capture_output=True,
                           text=True).stdout.strip()
-    cmd = [clang, "-O2", "-g", "-target", "bpf", "-Wall", "-Wextra", "-Werror"]
+    cmd = [clang, "-O2", "-g", "-target", "bpf", "-Wall", "-Wextra", "-Werror",
+           "-I", str(NATIVE / "include")]
     if arch:
         cmd.append(f"-I/usr/include/{arch}")
     subprocess.run(cmd + ["-c", str(NATIVE / "xdp" / "ministack_xdp.bpf.c"), "-o", str(out)],

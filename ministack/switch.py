@@ -1086,6 +1086,27 @@ class Switch(Closing):
         with self._lock:
             return 0 if self._closed else fn(self._sw, *args)
 
+    @_locked
+    def kernel_steers(self, frame: Frame) -> bool | None:
+        """Whether a frame arriving from the network would reach the switch at all: on
+        AF_XDP the kernel's XDP program decides first, and this runs it on ``frame``
+        (BPF_PROG_TEST_RUN; nothing is sent, though a first fragment's datagram is then
+        remembered as if it had arrived). True: it reaches the switch; False: the host
+        stack keeps it. None where the switch sees every frame (virtual NIC, AF_PACKET).
+
+        >>> import ministack as ms
+        >>> with ms.Switch() as sw:
+        ...     sw.kernel_steers(b"\\x00" * 60) is None
+        True
+        """
+        data = frame_bytes(frame)
+        r = lib.ms_switch_kernel_steers(self._sw, data, len(data))
+        if r == -errno.ENOTSUP:
+            return None
+        if r < 0:
+            raise MiniStackError(f"could not run the XDP program on the frame: {_strerror(r)}")
+        return bool(r)
+
     def drop_nearest(self, drop: dict[str, Any]) -> str | None:
         """The binding a drop of drops() came closest to (Verdict.nearest), against the
         bindings as they are now: they may have changed since the drop."""

@@ -58,6 +58,12 @@ struct ms_nic_ops {
     /* The XDP mode a program attached in, "native" or "generic"; NULL when the backend
      * uses no XDP program. */
     const char *(*xdp_mode)(struct ms_nic *nic);
+    /* What the kernel side does with a frame from the network before the switch can see
+     * it: 1 it hands the frame to the switch, 0 it keeps it for the host stack, or
+     * -errno. Runs the attached XDP program on a copy (BPF_PROG_TEST_RUN): the frame goes
+     * nowhere, but a first fragment's datagram is remembered as if it had arrived. NULL
+     * when the switch sees every frame. */
+    int (*kernel_steers)(struct ms_nic *nic, const uint8_t *frame, uint32_t len);
     void (*destroy)(struct ms_nic *nic);
 };
 

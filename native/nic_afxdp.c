@@ -70,6 +70,7 @@ struct nic_afxdp {
     unsigned ifindex;
     const char *mode;            /* "native" or "generic" */
     struct bpf_object *obj;
+    int prog_fd;
     int link_fd;
     int bindings_fd;
     int to_host_fd;              /* per-CPU counts of frames the program passed */
@@ -297,6 +298,20 @@ static const char *x_xdp_mode(struct ms_nic *n)
     return nx(n)->mode;
 }
 
+static int x_kernel_steers(struct ms_nic *n, const uint8_t *frame, uint32_t len)
+{
+    struct nic_afxdp *x = nx(n);
+    if (len < 14) /* no interface hands on less than an Ethernet header */
+        return 0;
+    /* No context: the run sees receive queue 0, the one our socket is on. (Naming the
+     * interface in a context makes Linux 6.1 run it where the XSK map lookup fails.) */
+    LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = frame, .data_size_in = len, .repeat = 1);
+    int rc = bpf_prog_test_run_opts(x->prog_fd, &opts);
+    if (rc < 0)
+        return rc; /* libbpf: -errno */
+    return opts.retval == XDP_REDIRECT ? 1 : opts.retval == XDP_PASS ? 0 : -EPROTO;
+}
+
 static const struct ms_nic_ops afxdp_ops = {
     .name = "afxdp",
     .rx_burst = x_rx_burst,
@@ -310,6 +325,7 @@ static const struct ms_nic_ops afxdp_ops = {
     .binding = x_binding,
     .destroy = x_destroy,
     .xdp_mode = x_xdp_mode,
+    .kernel_steers = x_kernel_steers,
 };
 
 static void fail(char *err, size_t errlen, const char *fmt, ...)
@@ -484,7 +500,7 @@ static int create_socket(struct nic_afxdp *x, char *err, size_t errlen)
  * or =generic allows only that one (for tests of either path). */
 static int attach(struct nic_afxdp *x, struct bpf_program *prog, char *err, size_t errlen)
 {
-    int prog_fd = bpf_program__fd(prog);
+    int prog_fd = x->prog_fd = bpf_program__fd(prog);
     static const struct {
         uint32_t flags;
         const char *mode;
@@ -579,7 +595,7 @@ struct ms_nic *ms_afxdp_plugin_new(const char *ifname, uint32_t buf_size, char *
     x->nic.has_host = 1;
     snprintf(x->ifname, sizeof(x->ifname), "%s", ifname);
     x->ifindex = ifindex;
-    x->link_fd = x->bindings_fd = x->to_host_fd = x->fd = -1;
+    x->prog_fd = x->link_fd = x->bindings_fd = x->to_host_fd = x->fd = -1;
     x->frame_size = frame_size;
 
     /* The socket is in the map before the program runs, so the first bound frame already

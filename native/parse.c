@@ -4,6 +4,7 @@
 #include <stddef.h>
 #include <string.h>
 
+#include "ms_header_rules.h"
 #include "parse.h"
 
 static inline uint16_t rd16(const uint8_t *b) { return (uint16_t)((b[0] << 8) | b[1]); }
@@ -35,16 +36,7 @@ int ms_proto_has_ports(int family, int proto)
     }
 }
 
-int ms_ipv6_is_ext_header(int proto)
-{
-    switch (proto) {
-    case 0: case 43: case 44: case 50: case 51: case 60: case 135: case 139: case 140:
-    case 253: case 254:
-        return 1;
-    default:
-        return 0;
-    }
-}
+int ms_ipv6_is_ext_header(int proto) { return ms_rule_ipv6_ext_header((unsigned)proto); }
 
 /* ICMPv6 neighbour discovery and MLD (RFC 4861, 2710, 3810): what it is, and for a
  * solicitation its target and source link-layer address option. */
@@ -170,19 +162,9 @@ static void parse_l4(const uint8_t *l4, uint32_t l, struct ms_parsed *p)
 /* IPv4 options: each is EOL, NOP, or type-length-value with 2 <= length <= what is left. */
 static int ipv4_options_ok(const uint8_t *o, uint32_t l)
 {
-    uint32_t i = 0;
-    while (i < l) {
-        uint8_t t = o[i];
-        if (t == 0)
-            return 1;
-        if (t == 1) {
-            i++;
-            continue;
-        }
-        if (i + 1 >= l || o[i + 1] < 2 || o[i + 1] > l - i)
+    for (uint32_t i = 0; i < l;)
+        if (!(i = ms_rule_ipv4_option_next(o[i], i + 1 < l ? o[i + 1] : 0, i, l)))
             return 0;
-        i += o[i + 1];
-    }
     return 1;
 }
 
@@ -242,21 +224,11 @@ static void parse_ipv4(const uint8_t *b, uint32_t l, struct ms_parsed *p)
 /* Hop-by-Hop and Destination Options hold TLV options: Pad1, or type, length, value. */
 static int ipv6_options_ok(const uint8_t *o, uint32_t l)
 {
-    uint32_t i = 0;
-    while (i < l) {
-        if (o[i] == 0) {
-            i++;
-            continue;
-        }
-        if (i + 1 >= l || (uint32_t)o[i + 1] + 2 > l - i)
+    for (uint32_t i = 0; i < l;)
+        if (!(i = ms_rule_ipv6_option_next(o[i], i + 1 < l ? o[i + 1] : 0, i, l)))
             return 0;
-        i += (uint32_t)o[i + 1] + 2;
-    }
     return 1;
 }
-
-#define MS_IPV6_MAX_EXT 8
-#define MS_IPV6_MAX_EXT_BYTES 256
 
 static void parse_ipv6(const uint8_t *b, uint32_t l, struct ms_parsed *p)
 {
@@ -343,7 +315,7 @@ static void parse_ipv6(const uint8_t *b, uint32_t l, struct ms_parsed *p)
             bytes += 8;
             continue;
         }
-        if (ms_ipv6_is_ext_header(nh)) {
+        if (ms_rule_ipv6_ext_header(nh)) {
             problem(p, MS_R_UNSUPPORTED_HEADER,
                     "it has an IPv6 extension header other than Hop-by-Hop, Routing or "
                     "Destination Options");

@@ -609,6 +609,16 @@ int ms_switch_pin(ms_switch *sw, int cpu)
 
 const char *ms_switch_backend(ms_switch *sw) { return sw->nic ? sw->nic->ops->name : ""; }
 
+int ms_switch_kernel_steers(ms_switch *sw, const uint8_t *frame, uint32_t len)
+{
+    ctl_lock(sw);
+    int r = sw->nic && sw->nic->ops->kernel_steers
+                ? sw->nic->ops->kernel_steers(sw->nic, frame, len)
+                : -ENOTSUP;
+    ctl_unlock(sw);
+    return r;
+}
+
 const char *ms_switch_xdp_mode(ms_switch *sw)
 {
     const char *m = sw->nic && sw->nic->ops->xdp_mode ? sw->nic->ops->xdp_mode(sw->nic) : NULL;

@@ -230,6 +230,10 @@ int ms_switch_pin(ms_switch *sw, int cpu);
 int ms_afxdp_available(char *why, size_t whylen);
 /* "native" or "generic" when attached with AF_XDP, else "". */
 const char *ms_switch_xdp_mode(ms_switch *sw);
+/* Whether the NIC's kernel side would hand this frame from the network to the switch (1)
+ * or keep it for the host stack (0), asked of the attached XDP program (AF_XDP); -ENOTSUP
+ * when the switch sees every frame (virtual NIC, AF_PACKET), or -errno. */
+int ms_switch_kernel_steers(ms_switch *sw, const uint8_t *frame, uint32_t len);
 int ms_switch_start(ms_switch *sw);
 void ms_switch_destroy(ms_switch *sw);
 /* Wait until every frame queued so far by ports and the wire has been handled (timeout_ms

@@ -1,8 +1,7 @@
 /* The XDP program of the AF_XDP backend (nic_afxdp.c). It steers to the switch's AF_XDP
  * socket exactly the received frames a port bound, and passes everything else to the
  * kernel stack untouched: ARP, NDP and other ICMP, VLAN-tagged frames, frames whose
- * headers do not add up, IPv6 with extension headers other than a Fragment header right
- * after the IPv6 header, fragments of datagrams whose first fragment it did not steer,
+ * headers do not add up, fragments of datagrams whose first fragment it did not steer,
  * and every unbound flow.
  *
  * Fragments follow their first fragment (DESIGN.md): a steered first fragment's datagram
@@ -10,10 +9,10 @@
  * 30 s, as long as Linux keeps a fragment queue, and its later fragments are steered too.
  *
  * A frame is steered when (family, protocol, destination IP, destination port) is a key of
- * ms_bindings. The checks mirror what the switch's parser requires before it demultiplexes
- * (native/parse.c): a frame the switch would hand to the host is never taken from the
- * kernel here. The one deliberate difference: IPv6 extension headers are not walked, such
- * frames go to the kernel.
+ * ms_bindings. The checks are those the switch's parser makes before it demultiplexes
+ * (native/parse.c), their rules shared in ms_header_rules.h: every frame taken from the
+ * kernel here is one the switch delivers, and every frame the switch would deliver is
+ * taken (tests/test_steering.py runs both on the tests' frames).
  *
  * Build: clang -O2 -g -target bpf -c ministack_xdp.bpf.c (see native/Makefile). */
 #include <linux/bpf.h>
@@ -23,6 +22,8 @@
 #include <linux/ipv6.h>
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
+
+#include "ms_header_rules.h"
 
 /* The binding key, shared with nic_afxdp.c (struct afxdp_key there):
  *   family  4 or 6
@@ -78,20 +79,17 @@ static __always_inline int ipv4_option_at(const __u8 *o, __u32 k, __u32 olen, __
         return 0;
     if ((const void *)(o + k + 1) > end)
         return -1;
-    __u8 t = o[k];
-    if (t == 0)
-        return 1;
-    if (t == 1) {
-        *next = k + 1;
-        return 0;
+    __u8 after = 0;
+    if (k + 1 < olen) {
+        if ((const void *)(o + k + 2) > end)
+            return -1;
+        after = o[k + 1];
     }
-    if (k + 1 >= olen || (const void *)(o + k + 2) > end)
+    __u32 n = ms_rule_ipv4_option_next(o[k], after, k, olen);
+    if (!n)
         return -1;
-    __u8 l = o[k + 1];
-    if (l < 2 || l > olen - k)
-        return -1;
-    *next = k + l;
-    return 0;
+    *next = n;
+    return n >= olen;
 }
 
 #define OPT(k)                                                                             \
@@ -112,15 +110,42 @@ static __always_inline int ipv4_options_ok(const __u8 *o, __u32 olen, const void
     return 1;
 }
 
-static __always_inline int is_ipv6_ext_header(__u8 nh)
+/* IPv6 options (Hop-by-Hop, Destination Options) are walked on a copy on the stack, one
+ * option per bpf_loop() step: the verifier checks the step once, not once per position. */
+struct opt_walk {
+    __u32 i, len;
+    int ok;
+    __u8 buf[MS_IPV6_MAX_EXT_BYTES];
+};
+
+static long ipv6_option_step(__u64 n, void *arg)
 {
-    switch (nh) {
-    case 0: case 43: case 44: case 50: case 51: case 60: case 135: case 139: case 140:
-    case 253: case 254:
+    struct opt_walk *w = arg;
+    (void)n;
+    __u32 i = w->i;
+    if (i >= w->len) {
+        w->ok = 1;
         return 1;
-    default:
-        return 0;
     }
+    __u8 after = i + 1 < w->len ? w->buf[(i + 1) & (MS_IPV6_MAX_EXT_BYTES - 1)] : 0;
+    w->i = ms_rule_ipv6_option_next(w->buf[i & (MS_IPV6_MAX_EXT_BYTES - 1)], after, i,
+                                    w->len);
+    return w->i == 0; /* broken: stop, not ok */
+}
+
+/* The option area of len bytes at offset `at` of the frame is sound. (len is 64 bits
+ * wide and hidden so that the bound the verifier checks is on the very register the
+ * helper gets, not on a zero-extended copy of it.) */
+static __always_inline int ipv6_options_ok(struct xdp_md *ctx, __u32 at, __u64 len)
+{
+    struct opt_walk w = {.i = 0, .len = (__u32)len, .ok = 0};
+    HIDE(len);
+    if (len == 0)
+        return 1;
+    if (len > sizeof(w.buf) || bpf_xdp_load_bytes(ctx, at, w.buf, len) < 0)
+        return 0;
+    bpf_loop(MS_IPV6_MAX_EXT_BYTES, ipv6_option_step, &w, 0);
+    return w.ok;
 }
 
 /* Frames and bytes passed to the host stack: the switch never sees them, so it reads this
@@ -237,28 +262,58 @@ static __always_inline int steer(struct xdp_md *ctx)
         if ((void *)(ip6 + 1) + plen > end)
             return XDP_PASS;
         __u8 nh = ip6->nexthdr;
-        l4 = (const __u8 *)(ip6 + 1);
-        l4len = plen;
-        if (nh == 44) {   /* a Fragment header first: 8 bytes */
-            const __u8 *fh = l4;
+        const __u8 *base = (const __u8 *)(ip6 + 1);
+        __u32 off = 0;   /* bytes of extension headers read: parse.c's `bytes` */
+        /* The extension headers, as parse_ipv6() walks them (and in its order of checks):
+         * any frame it would not demultiplex stays with the kernel. */
+        for (__u32 count = 0; count <= MS_IPV6_MAX_EXT; count++) {
+            if (nh != 0 && nh != 43 && nh != 60 && nh != 44)
+                break;
+            if (nh != 44 && ((nh == 0 && count) || count == MS_IPV6_MAX_EXT))
+                return XDP_PASS;   /* unsupported-header */
+            /* Never true of a frame parse.c accepts (at most 256 + 8 Fragment headers'
+             * bytes), but it bounds the offset for the verifier. */
+            if (off > 2 * MS_IPV6_MAX_EXT_BYTES || plen - off < 8)
+                return XDP_PASS;   /* malformed */
+            const __u8 *h = base + off;
             HIDE(end);
-            if (plen < 8 || (const void *)(fh + 8) > end)
+            if ((const void *)(h + 8) > end)
                 return XDP_PASS;
-            fk.family = 6;
-            fk.proto = fh[0];
-            __builtin_memcpy(&fk.id, fh + 4, 4);
-            __builtin_memcpy(fk.src, &ip6->saddr, 16);
-            __builtin_memcpy(fk.dst, &ip6->daddr, 16);
-            __u16 off = (__u16)(fh[2] << 8 | fh[3]);
-            if (off >> 3)
-                return follow(ctx, &fk);
-            first = off & 1;
-            nh = fh[0];
-            l4 = fh + 8;
-            l4len = plen - 8;
+            if (nh == 44) {
+                __u16 fo = (__u16)(h[2] << 8 | h[3]);
+                if (fo & 0xfff9) {   /* an offset, or M: a fragment, not an atomic one */
+                    fk.family = 6;
+                    fk.proto = h[0];
+                    __builtin_memcpy(&fk.id, h + 4, 4);
+                    __builtin_memcpy(fk.src, &ip6->saddr, 16);
+                    __builtin_memcpy(fk.dst, &ip6->daddr, 16);
+                    if (fo >> 3)
+                        return follow(ctx, &fk);
+                    first = 1;
+                }
+                if (count == MS_IPV6_MAX_EXT)
+                    return XDP_PASS;
+                nh = h[0];
+                off += 8;
+                continue;
+            }
+            __u32 hl = ((__u32)h[1] + 1) * 8;
+            if (hl > plen - off)
+                return XDP_PASS;   /* malformed */
+            if (off + hl > MS_IPV6_MAX_EXT_BYTES)
+                return XDP_PASS;   /* unsupported-header */
+            if (nh != 43 &&
+                !ipv6_options_ok(ctx, ETH_HLEN + sizeof(*ip6) + off + 2, hl - 2))
+                return XDP_PASS;   /* malformed */
+            nh = h[0];
+            off += hl;
         }
-        if (is_ipv6_ext_header(nh))
+        if (ms_rule_ipv6_ext_header(nh))
+            return XDP_PASS;   /* an extension header the switch does not accept */
+        if (off > 2 * MS_IPV6_MAX_EXT_BYTES)
             return XDP_PASS;
+        l4 = base + off;
+        l4len = plen - off;
         key.family = 6;
         key.proto = nh;
         __builtin_memcpy(key.ip, &ip6->daddr, 16);

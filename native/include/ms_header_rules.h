@@ -1,0 +1,61 @@
+/* The header rules both the switch's parser (parse.c) and the XDP program
+ * (xdp/ministack_xdp.bpf.c) apply, so that the kernel's half of an AF_XDP NIC takes from
+ * the kernel exactly the frames the switch would deliver (tests/test_steering.py). In the
+ * spirit of xdp-tools' parsing_helpers.h: one header that gcc and clang -target bpf both
+ * build. So it is plain C with no library and no pointers: each rule is a step over bytes
+ * the caller has already read within bounds, because only the caller knows how to prove
+ * that to its compiler (a length check in parse.c, a check against data_end in BPF).
+ */
+#ifndef MS_HEADER_RULES_H
+#define MS_HEADER_RULES_H
+
+/* IPv6 extension headers: at most this many, and this many bytes of them (a Fragment
+ * header counts 8), before the upper-layer header. */
+#define MS_IPV6_MAX_EXT 8
+#define MS_IPV6_MAX_EXT_BYTES 256
+
+/* An IPv6 next-header value that is an extension header (RFC 8200, 4303, 4302, 6275,
+ * 7401, 5533, 3692). */
+static inline int ms_rule_ipv6_ext_header(unsigned nh)
+{
+    switch (nh) {
+    case 0: case 43: case 44: case 50: case 51: case 60: case 135: case 139: case 140:
+    case 253: case 254:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* Options: one step of the walk over an option area of `len` bytes, at position i < len
+ * where `type` is the byte at i and `next` the byte at i + 1 (0 when i + 1 == len). The
+ * position of the next option, len when the list ended soundly, or 0 when it is broken.
+ *
+ * IPv4 (RFC 791): EOL (0) ends the list, NOP (1) is one byte, any other option is type,
+ * length (2 or more, counting those two bytes) and value within the area. */
+static inline unsigned ms_rule_ipv4_option_next(unsigned char type, unsigned char next,
+                                                unsigned i, unsigned len)
+{
+    if (type == 0)
+        return len;
+    if (type == 1)
+        return i + 1;
+    if (i + 1 >= len || next < 2 || next > len - i)
+        return 0;
+    return i + next;
+}
+
+/* IPv6 Hop-by-Hop and Destination Options (RFC 8200 4.2): Pad1 (0) is one byte, any
+ * other option is type, length (of the value, after those two bytes) and value within
+ * the area. */
+static inline unsigned ms_rule_ipv6_option_next(unsigned char type, unsigned char next,
+                                                unsigned i, unsigned len)
+{
+    if (type == 0)
+        return i + 1;
+    if (i + 1 >= len || (unsigned)next + 2 > len - i)
+        return 0;
+    return i + next + 2;
+}
+
+#endif
