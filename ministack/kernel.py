@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import json
 import re
 import shutil
 import socket
@@ -121,22 +122,48 @@ def _try_socket(af: int, kind: int, proto: int) -> socket.socket | None:
         return None
 
 
-def nft_rule(ip: str, proto: int, port: int) -> str:
+def nft_match(ip: str, proto: int, port: int) -> str:
     """The nftables match for frames addressed to a binding.
 
-    >>> nft_rule("10.0.0.2", 17, 5000)
-    'ip daddr 10.0.0.2 udp dport 5000 drop'
-    >>> nft_rule("fd00::2", 58, 7)
-    'ip6 daddr fd00::2 icmpv6 type { echo-request, echo-reply } icmpv6 id 7 drop'
+    >>> nft_match("10.0.0.2", 17, 5000)
+    'ether type ip ip daddr 10.0.0.2 udp dport 5000'
+    >>> nft_match("fd00::2", 58, 7)
+    'ether type ip6 ip6 daddr fd00::2 icmpv6 type { echo-request, echo-reply } icmpv6 id 7'
     """
     family = ipaddress.ip_address(ip).version
-    dst = f"ip daddr {ip}" if family == 4 else f"ip6 daddr {ip}"
+    # `ether type` reads the frame as it came, VLAN tag included (nft rebuilds it when the
+    # driver has stripped it): a tagged frame is not a port's (DESIGN.md) but the host's.
+    dst = f"ether type ip ip daddr {ip}" if family == 4 else f"ether type ip6 ip6 daddr {ip}"
     if proto in PORT_MATCH:
-        return f"{dst} {PORT_MATCH[proto]} dport {port} drop"
+        return f"{dst} {PORT_MATCH[proto]} dport {port}"
     if proto == ECHO[family]:
         icmp = "icmp" if family == 4 else "icmpv6"
-        return f"{dst} {icmp} type {{ echo-request, echo-reply }} {icmp} id {port} drop"
-    return f"{dst} meta l4proto {proto} drop"
+        return f"{dst} {icmp} type {{ echo-request, echo-reply }} {icmp} id {port}"
+    return f"{dst} meta l4proto {proto}"
+
+
+#: A datagram, as nftables names its fragments: source, destination, protocol, id.
+_DATAGRAM = {4: "ip saddr . ip daddr . ip protocol . ip id",
+             6: "ip6 saddr . ip6 daddr . frag nexthdr . frag id"}
+#: A first fragment: more fragments follow, and it is at offset 0 (the match above reads
+#: its ports, which only a first fragment has).
+_FIRST = {4: "ip frag-off & 0x2000 != 0", 6: "frag more-fragments 1"}
+#: A later fragment (offset above 0).
+_LATER = {4: "ether type ip ip frag-off & 0x1fff != 0", 6: "ether type ip6 frag frag-off != 0"}
+
+
+def nft_rules(ip: str, proto: int, port: int) -> list[str]:
+    """The rules for a binding: frames addressed to it are dropped (and counted: `nft list
+    table netdev ministack_IFNAME`; the tests read the counts), and a first fragment's
+    datagram is remembered so that its later fragments, which carry no ports, are dropped
+    too (the switch sends them where the first went, DESIGN.md).
+
+    >>> nft_rules("10.0.0.2", 17, 5000)[1]
+    'ether type ip ip daddr 10.0.0.2 udp dport 5000 counter drop'
+    """
+    family, match = ipaddress.ip_address(ip).version, nft_match(ip, proto, port)
+    return [f"{match} {_FIRST[family]} update @frags{family} {{ {_DATAGRAM[family]} }}",
+            f"{match} counter drop"]
 
 
 class NftSteering:
@@ -150,12 +177,12 @@ class NftSteering:
             raise MiniStackError("the AF_PACKET backend needs nftables to keep bound flows "
                                  "from the kernel: apt-get install nftables")
         self.ifname = ifname
-        self.table = "ministack_" + re.sub(r"[^A-Za-z0-9_]", "_", ifname)
-        self._rules: dict[tuple[str, int, int], str] = {}
+        self.table = nft_table(ifname)
+        self._rules: dict[tuple[str, int, int], list[str]] = {}
         self._apply()
 
     def add(self, ip: str, proto: int, port: int) -> None:
-        self._rules[(ip, proto, port)] = nft_rule(ip, proto, port)
+        self._rules[(ip, proto, port)] = nft_rules(ip, proto, port)
         self._apply()
 
     def remove(self, ip: str, proto: int, port: int) -> None:
@@ -163,9 +190,19 @@ class NftSteering:
             self._apply()
 
     def _apply(self) -> None:
-        rules = "\n".join(f"    {r}" for r in self._rules.values())
+        # Later fragments first: they carry no ports, only their datagram, which the rule
+        # of the binding their first fragment matched has remembered (for 30 s, as the
+        # switch and Linux's reassembly do). The sets go with the table, which every
+        # change of the bindings rewrites: datagrams in flight across a bind or an unbind
+        # are forgotten, and the kernel then sees (and in time discards) their later
+        # fragments while the switch still delivers them.
+        sets = "".join(f"  set frags{f} {{ typeof {_DATAGRAM[f]}; flags dynamic,timeout; "
+                       f"timeout 30s; size 4096; }}\n" for f in (4, 6))
+        later = [f"{_LATER[f]} {_DATAGRAM[f]} @frags{f} counter drop" for f in (4, 6)]
+        rules = "\n".join(f"    {r}" for r in later + [r for rs in self._rules.values()
+                                                      for r in rs])
         text = (f"table netdev {self.table}\ndelete table netdev {self.table}\n"
-                f"table netdev {self.table} {{\n  chain ingress {{\n"
+                f"table netdev {self.table} {{\n{sets}  chain ingress {{\n"
                 f"    type filter hook ingress device \"{self.ifname}\" priority -500; "
                 f"policy accept;\n{rules}\n  }}\n}}\n")
         _nft(text)
@@ -178,6 +215,26 @@ def _nft(text: str) -> None:
     r = subprocess.run(["nft", "-f", "-"], input=text, capture_output=True, text=True)
     if r.returncode != 0:
         raise MiniStackError(f"nftables refused the steering table: {r.stderr.strip()}")
+
+
+def nft_table(ifname: str) -> str:
+    """The name of the steering table of an interface.
+
+    >>> nft_table("veth-ms")
+    'ministack_veth_ms'
+    """
+    return "ministack_" + re.sub(r"[^A-Za-z0-9_]", "_", ifname)
+
+
+def nft_dropped(ifname: str) -> int:
+    """Frames the steering rules of an interface have dropped so far, all rules together."""
+    r = subprocess.run(["nft", "-j", "list", "table", "netdev", nft_table(ifname)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        raise MiniStackError(f"nftables could not list the steering table of {ifname}: "
+                             f"{r.stderr.strip()}")
+    return sum(x["counter"]["packets"] for e in json.loads(r.stdout)["nftables"]
+               if "rule" in e for x in e["rule"]["expr"] if "counter" in x)
 
 
 def nft_tables() -> list[str]:
