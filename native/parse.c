@@ -4,7 +4,6 @@
 #include <stddef.h>
 #include <string.h>
 
-#include "ms_header_rules.h"
 #include "parse.h"
 
 static inline uint16_t rd16(const uint8_t *b) { return (uint16_t)((b[0] << 8) | b[1]); }
@@ -95,47 +94,20 @@ static int is_nd_type(uint8_t t)
 /* The L4 header: l4[0..l) is what the IP header says the payload is. */
 static void parse_l4(const uint8_t *l4, uint32_t l, struct ms_parsed *p)
 {
-    uint32_t need;
-    switch (p->proto) {
-    case MS_IP_UDP:
-    case MS_IP_UDPLITE:
-        need = 8;
-        break;
-    case MS_IP_SCTP:
-        need = 12;
-        break;
-    case MS_IP_TCP:
-        need = 20;
-        break;
-    case MS_IP_DCCP:
-        need = 12;
-        break;
-    case MS_IP_ICMP:
-    case MS_IP_ICMPV6:
-        if (!ms_proto_has_ports(p->family, p->proto))
-            return;
-        need = 8;
-        break;
-    default:
+    uint32_t need = ms_rule_l4_min(p->family, p->proto);
+    if (!need)
         return; /* a port-less protocol: nothing to read */
-    }
     if (l < need) {
         problem(p, MS_R_MALFORMED, "the L4 header is shorter than its protocol's minimum");
         return;
     }
-    if (p->proto == MS_IP_TCP) {
-        uint32_t doff = (uint32_t)(l4[12] >> 4) * 4;
-        if (doff < 20 || doff > l) {
-            problem(p, MS_R_MALFORMED, "the TCP data offset is below 5 or beyond the packet");
-            return;
-        }
-    } else if (p->proto == MS_IP_DCCP) {
-        uint32_t hdr = (l4[8] & 1) ? 16 : 12;  /* X bit: extended sequence numbers */
-        uint32_t doff = (uint32_t)l4[4] * 4;
-        if (l < hdr || doff < hdr || doff > l) {
-            problem(p, MS_R_MALFORMED, "the DCCP data offset is too small or beyond the packet");
-            return;
-        }
+    if (p->proto == MS_IP_TCP && !ms_rule_tcp_ok(l4[12], l)) {
+        problem(p, MS_R_MALFORMED, "the TCP data offset is below 5 or beyond the packet");
+        return;
+    }
+    if (p->proto == MS_IP_DCCP && !ms_rule_dccp_ok(l4[4], l4[8], l)) {
+        problem(p, MS_R_MALFORMED, "the DCCP data offset is too small or beyond the packet");
+        return;
     }
     if (p->proto == MS_IP_ICMP || p->proto == MS_IP_ICMPV6) {
         uint8_t t = l4[0];
@@ -144,8 +116,7 @@ static void parse_l4(const uint8_t *l4, uint32_t l, struct ms_parsed *p)
             parse_nd(l4, l, p);
             return;
         }
-        int echo = p->proto == MS_IP_ICMP ? (t == 8 || t == 0) : (t == 128 || t == 129);
-        if (!echo) {
+        if (!ms_rule_icmp_echo(p->family, t)) {
             problem(p, MS_R_NOT_ALLOWED,
                     "ICMP other than echo request and reply (errors, redirects) belongs to "
                     "the host");

@@ -5,6 +5,7 @@
 #include <stdint.h>
 
 #include "ministack.h"
+#include "ms_header_rules.h"
 
 #define MS_PROB(r) (1u << (r))
 
@@ -12,13 +13,6 @@ enum {
     MS_ETH_IPV4 = 0x0800,
     MS_ETH_IPV6 = 0x86DD,
     MS_ETH_ARP = 0x0806,
-    MS_IP_ICMP = 1,
-    MS_IP_TCP = 6,
-    MS_IP_UDP = 17,
-    MS_IP_DCCP = 33,
-    MS_IP_ICMPV6 = 58,
-    MS_IP_SCTP = 132,
-    MS_IP_UDPLITE = 136,
 };
 
 #include <string.h>

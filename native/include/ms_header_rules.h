@@ -9,6 +9,61 @@
 #ifndef MS_HEADER_RULES_H
 #define MS_HEADER_RULES_H
 
+/* The upper-layer protocols whose headers a rule reads. */
+enum {
+    MS_IP_ICMP = 1,
+    MS_IP_TCP = 6,
+    MS_IP_UDP = 17,
+    MS_IP_DCCP = 33,
+    MS_IP_ICMPV6 = 58,
+    MS_IP_SCTP = 132,
+    MS_IP_UDPLITE = 136,
+};
+
+/* The bytes an upper-layer header must have before its ports (or an ICMP echo's
+ * identifier) can be read; 0 for a protocol that has none (port-less, or the ICMP of the
+ * other family). */
+static inline unsigned ms_rule_l4_min(unsigned family, unsigned proto)
+{
+    switch (proto) {
+    case MS_IP_UDP: case MS_IP_UDPLITE:
+        return 8;
+    case MS_IP_SCTP: case MS_IP_DCCP:
+        return 12;
+    case MS_IP_TCP:
+        return 20;
+    case MS_IP_ICMP:
+        return family == 4 ? 8 : 0;
+    case MS_IP_ICMPV6:
+        return family == 6 ? 8 : 0;
+    default:
+        return 0;
+    }
+}
+
+/* TCP (RFC 9293): the data offset (the high nibble of byte 12) ends the header at 20
+ * bytes or more, and within the len bytes there are. */
+static inline int ms_rule_tcp_ok(unsigned char byte12, unsigned len)
+{
+    unsigned doff = (unsigned)(byte12 >> 4) * 4;
+    return doff >= 20 && doff <= len;
+}
+
+/* DCCP (RFC 4340): the X bit (byte 8) makes the generic header 16 bytes instead of 12,
+ * and the data offset (byte 4, in words) ends the header after that, within len. */
+static inline int ms_rule_dccp_ok(unsigned char byte4, unsigned char byte8, unsigned len)
+{
+    unsigned hdr = (byte8 & 1) ? 16 : 12, doff = (unsigned)byte4 * 4;
+    return len >= hdr && doff >= hdr && doff <= len;
+}
+
+/* An echo request or reply of the family's own ICMP: the only ICMP a port may own (by its
+ * identifier); errors, redirects and neighbour discovery are the host's. */
+static inline int ms_rule_icmp_echo(unsigned family, unsigned char type)
+{
+    return family == 4 ? (type == 8 || type == 0) : (type == 128 || type == 129);
+}
+
 /* IPv6 extension headers: at most this many, and this many bytes of them (a Fragment
  * header counts 8), before the upper-layer header. */
 #define MS_IPV6_MAX_EXT 8

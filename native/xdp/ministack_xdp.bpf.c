@@ -60,10 +60,6 @@ struct {
  * compares against a hidden `end`, so it stays in the program. */
 #define HIDE(x) asm volatile("" : "+r"(x))
 
-#define IPPROTO_ICMPV6_ 58
-#define IPPROTO_DCCP_ 33
-#define IPPROTO_SCTP_ 132
-#define IPPROTO_UDPLITE_ 136
 
 /* IPv4 options: each is EOL (ends the list), NOP, or type-length-value with
  * 2 <= length <= what is left of the header; at most 40 bytes. The walk is unrolled over
@@ -322,51 +318,37 @@ static __always_inline int steer(struct xdp_md *ctx)
     }
     HIDE(end);
 
-    switch (key.proto) {
-    case IPPROTO_UDP:
-    case IPPROTO_UDPLITE_:
-        if (l4len < 8 || (const void *)(l4 + 8) > end)
+    /* The upper-layer header, by parse_l4()'s rules: enough of it for its ports, a sound
+     * TCP or DCCP data offset, and of ICMP only an echo of the frame's own family. */
+    __u32 need = ms_rule_l4_min(key.family, key.proto);
+    if (l4len < need)
+        return XDP_PASS;
+    switch (need) { /* the same bound, as a constant the verifier can follow */
+    case 8:
+        if ((const void *)(l4 + 8) > end)
             return XDP_PASS;
-        __builtin_memcpy(&key.port, l4 + 2, 2);
         break;
-    case IPPROTO_SCTP_:
-        if (l4len < 12 || (const void *)(l4 + 12) > end)
+    case 12:
+        if ((const void *)(l4 + 12) > end)
             return XDP_PASS;
-        __builtin_memcpy(&key.port, l4 + 2, 2);
         break;
-    case IPPROTO_TCP: {
-        if (l4len < 20 || (const void *)(l4 + 20) > end)
+    case 20:
+        if ((const void *)(l4 + 20) > end)
             return XDP_PASS;
-        __u32 doff = (__u32)(l4[12] >> 4) * 4;
-        if (doff < 20 || doff > l4len)
-            return XDP_PASS;
-        __builtin_memcpy(&key.port, l4 + 2, 2);
-        break;
-    }
-    case IPPROTO_DCCP_: {
-        if (l4len < 12 || (const void *)(l4 + 12) > end)
-            return XDP_PASS;
-        __u32 hdr = (l4[8] & 1) ? 16 : 12;   /* X bit: extended sequence numbers */
-        __u32 doff = (__u32)l4[4] * 4;
-        if (l4len < hdr || doff < hdr || doff > l4len)
-            return XDP_PASS;
-        __builtin_memcpy(&key.port, l4 + 2, 2);
-        break;
-    }
-    case IPPROTO_ICMP:
-    case IPPROTO_ICMPV6_:
-        /* ICMP carries an identifier only in its own family; across families it is just
-         * another port-less protocol number. */
-        if ((key.proto == IPPROTO_ICMP) != (key.family == 4))
-            break;
-        if (l4len < 8 || (const void *)(l4 + 8) > end)
-            return XDP_PASS;
-        if (key.family == 4 ? (l4[0] != 8 && l4[0] != 0) : (l4[0] != 128 && l4[0] != 129))
-            return XDP_PASS;   /* errors, redirects, neighbour discovery: the host's */
-        __builtin_memcpy(&key.port, l4 + 4, 2);
         break;
     default:
         break;   /* a port-less protocol: port 0 */
+    }
+    if (need == 20 && key.proto == MS_IP_TCP && !ms_rule_tcp_ok(l4[12], l4len))
+        return XDP_PASS;
+    if (need == 12 && key.proto == MS_IP_DCCP && !ms_rule_dccp_ok(l4[4], l4[8], l4len))
+        return XDP_PASS;
+    if (need == 8 && (key.proto == MS_IP_ICMP || key.proto == MS_IP_ICMPV6)) {
+        if (!ms_rule_icmp_echo(key.family, l4[0]))
+            return XDP_PASS;   /* errors, redirects, neighbour discovery: the host's */
+        __builtin_memcpy(&key.port, l4 + 4, 2);
+    } else if (need >= 8) {
+        __builtin_memcpy(&key.port, l4 + 2, 2);
     }
 
     if (!bpf_map_lookup_elem(&ms_bindings, &key))
