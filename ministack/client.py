@@ -9,10 +9,9 @@ import socket
 import threading
 from typing import Any
 
-from ministack import protocol
-from ministack._native import ffi, lib
+from ministack import control
 from ministack.errors import BindError, MiniStackError, PortError
-from ministack.rings import Frame, PortRings, frame_bytes
+from ministack.rings import Frame, PortRings, frame_bytes, open_app
 from ministack.switch import Binding, Verdict
 
 DEFAULT_SOCKET = "/run/ministack.sock"
@@ -114,14 +113,14 @@ class Client:
             self._next_id += 1
             try:
                 try:
-                    protocol.send(self._sock, {"v": protocol.VERSION, "id": rid, "op": op,
+                    control.send(self._sock, {"v": control.VERSION, "id": rid, "op": op,
                                                **args})
                 except OSError:
                     # A daemon that does not admit us says why, then hangs up before our
                     # request arrives: its reply may still be waiting to be read.
                     pass
-                reply, fds = protocol.recv(self._sock)
-            except (OSError, ConnectionError, protocol.ProtocolError) as e:
+                reply, fds = control.recv(self._sock)
+            except (OSError, ConnectionError, control.ProtocolError) as e:
                 raise MiniStackError(f"lost the ministack daemon: {e}") from None
         if not reply.get("ok"):
             for fd in fds:
@@ -144,9 +143,10 @@ class Client:
             if len(fds) != 3:
                 raise MiniStackError(f"the daemon sent {len(fds)} descriptors for port "
                                      f"{name!r}, not 3")
-            app = lib.ms_app_open(fds[0], fds[1], fds[2])  # duplicates what it keeps
-            if app == ffi.NULL:
-                raise MiniStackError(f"could not map the memory of port {name!r}")
+            try:
+                app = open_app(fds[0], fds[1], fds[2])  # duplicates what it keeps
+            except OSError:
+                raise MiniStackError(f"could not map the memory of port {name!r}") from None
         finally:
             for fd in fds:
                 os.close(fd)

@@ -16,12 +16,11 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from ministack import protocol
-from ministack._native import ffi, lib
+from ministack import control
 from ministack.credentials import Caller, user_name
 from ministack.errors import BindError, MiniStackError, PortError
-from ministack.protocol import ProtocolError
-from ministack.switch import REASON_KINDS, Binding, Port, Switch, Tap
+from ministack.control import ProtocolError
+from ministack.switch import MAX_PORTS, REASON_KINDS, Binding, Port, Switch, Tap
 
 DEFAULT_SOCKET = "/run/ministack.sock"
 MAX_CONNECTIONS = 256
@@ -155,7 +154,7 @@ class Daemon:
         with self._lock:
             owners = [u for u, _c in self._owners.values()]
         return self._share(uid, "ports", owners.count(uid), len(owners) - owners.count(0),
-                           self.limits.ports, lib.MS_MAX_PORTS, ROOT_RESERVE.ports,
+                           self.limits.ports, MAX_PORTS, ROOT_RESERVE.ports,
                            "close one")
 
     def _binding_refusal(self, uid: int) -> str | None:
@@ -208,15 +207,15 @@ class Daemon:
         try:
             while True:
                 try:
-                    msg, fds = protocol.recv(conn)
+                    msg, fds = control.recv(conn)
                 except ProtocolError as e:
                     # The framing can no longer be trusted: say why, then hang up.
-                    protocol.send(conn, _error(None, "ProtocolError", str(e)))
+                    control.send(conn, _error(None, "ProtocolError", str(e)))
                     return
                 for fd in fds:  # requests never carry descriptors
                     os.close(fd)
                 reply, out_fds = self._dispatch(msg, caller, cid)
-                protocol.send(conn, reply, out_fds)
+                control.send(conn, reply, out_fds)
         except (ConnectionError, OSError):
             pass
         finally:
@@ -248,9 +247,9 @@ class Daemon:
     def _dispatch(self, msg: dict[str, Any], caller: Caller, cid: int
                   ) -> tuple[dict[str, Any], list[int]]:
         rid = msg.get("id")
-        if msg.get("v") != protocol.VERSION:
+        if msg.get("v") != control.VERSION:
             return _error(rid, "ProtocolError", f"protocol version {msg.get('v')!r} is not "
-                          f"supported (this daemon speaks {protocol.VERSION})"), []
+                          f"supported (this daemon speaks {control.VERSION})"), []
         op = msg.get("op")
         handler = getattr(self, f"_op_{op}", None) if isinstance(op, str) else None
         if handler is None:
@@ -265,7 +264,7 @@ class Daemon:
             return _error(rid, "MiniStackError", str(e)), []
         except (ValueError, TypeError, KeyError) as e:
             return _error(rid, "ValueError", f"bad {op} request: {e}"), []
-        return {"v": protocol.VERSION, "id": rid, "ok": True, **result}, fds
+        return {"v": control.VERSION, "id": rid, "ok": True, **result}, fds
 
     def _own(self, name: Any, uid: int, cid: int, bind: bool = False) -> Port:
         """The caller's port `name`, or an error that says whose it is not."""
@@ -298,13 +297,12 @@ class Daemon:
             if refusal is not None:
                 raise PortError(refusal)
             port = self.switch.port(name, mtu)
-            fds = [ffi.new("int *") for _ in range(3)]
-            lib.ms_port_fds(self.switch._sw, port._id, fds[0], fds[1], fds[2])
+            fds = list(port.descriptors())
             with self._lock:
                 self._ports[name] = port
                 self._owners[name] = (caller.uid, cid)
                 self._nbind[name] = 0
-        return {"port": name, "mtu": port.mtu}, [f[0] for f in fds]
+        return {"port": name, "mtu": port.mtu}, fds
 
     def _op_close_port(self, msg: dict[str, Any], caller: Caller, cid: int) -> tuple[dict, list]:
         port = self._own(msg["port"], caller.uid, cid)
@@ -463,7 +461,7 @@ def _refuse(conn: socket.socket, why: str) -> None:
     when it sends one, stays unread: the client reads this reply instead)."""
     try:
         conn.settimeout(1.0)
-        protocol.send(conn, _error(None, "MiniStackError", why))
+        control.send(conn, _error(None, "MiniStackError", why))
     except OSError:
         pass
     finally:
@@ -471,5 +469,5 @@ def _refuse(conn: socket.socket, why: str) -> None:
 
 
 def _error(rid: Any, kind: str, message: str, reason: str | None = None) -> dict[str, Any]:
-    return {"v": protocol.VERSION, "id": rid, "ok": False,
+    return {"v": control.VERSION, "id": rid, "ok": False,
             "error": {"type": kind, "message": message, "reason": reason}}

@@ -182,11 +182,11 @@ AFXDP_PLUGIN = Path(os.environ.get("MINISTACK_AFXDP_PLUGIN")
 
 def afxdp_status() -> tuple[bool, str]:
     """Whether this install's AF_XDP backend can be used here, and if not, why."""
-    from ministack._native import ffi, lib
+    from ministack.rings import afxdp_available
 
-    why = ffi.new("char[]", 512)
-    if not lib.ms_afxdp_available(why, 512):
-        return False, ffi.string(why).decode()
+    ok, why = afxdp_available()
+    if not ok:
+        return False, why
     try:
         XDP_OBJ.stat()
     except FileNotFoundError:

@@ -78,7 +78,7 @@ def craft(fields: dict[str, Any]) -> bytes:
         return bytes(eth / l3 / payload)
     if fields.get("fragment"):
         # Offset 1: the L4 header's bytes are only data here, as in a datagram's middle.
-        from ministack.protocols import protocol_number
+        from ministack.ipproto import protocol_number
         num = protocol_number(proto)
         if v6:
             from scapy.layers.inet6 import IPv6ExtHdrFragment

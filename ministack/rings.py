@@ -67,6 +67,24 @@ def _strerror(rc: int) -> str:
 
 
 
+def open_app(memfd: int, doorbell: int, wake_fd: int) -> Any:
+    """Map a port's memory from its three descriptors (Port.descriptors(), or what the
+    daemon sent) into this process: the handle PortRings works on. The descriptors are
+    duplicated; the caller still owns and closes its own."""
+    app = lib.ms_app_open(memfd, doorbell, wake_fd)
+    if app == ffi.NULL:
+        raise OSError("could not map the port's memory from its descriptors")
+    return app
+
+
+def afxdp_available() -> tuple[bool, str]:
+    """Whether the AF_XDP backend was built into this install and loads here; if not, why."""
+    why = ffi.new("char[]", 512)
+    if lib.ms_afxdp_available(why, 512):
+        return True, ""
+    return False, ffi.string(why).decode()
+
+
 class PortRings:
     """send/send_batch/recv/recv_batch over a port's shared memory (an ms_app handle).
 

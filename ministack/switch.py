@@ -19,7 +19,7 @@ from typing import Any, Self, Sequence
 from ministack._native import ffi, lib
 from ministack.credentials import SYSCTL, Caller, unprivileged_port_start
 from ministack.errors import BindError, MiniStackError, PortError
-from ministack.protocols import protocol_name, protocol_number
+from ministack.ipproto import protocol_name, protocol_number
 from ministack.rings import Frame, PortRings, _strerror, _timeout_ms, frame_bytes
 
 log = logging.getLogger("ministack")
@@ -32,6 +32,8 @@ DEFAULT_MAC = "02:4d:53:00:00:02"
 REASONS = [ffi.string(lib.ms_reason_name(i)).decode() for i in range(lib.MS_R_COUNT)]
 #: Name -> number.
 REASON_CODES = {name: i for i, name in enumerate(REASONS)}
+#: Ports one switch can have.
+MAX_PORTS = lib.MS_MAX_PORTS
 #: Frames each of the switch's two logs keeps (its drops; the frames of tapped ports).
 LOG_FRAMES = lib.MS_FRAMELOG_LEN
 #: What each verdict is, by number: "forward", "drop", "local" or "to-host".
@@ -496,6 +498,17 @@ class Port(PortRings):
         """This port's bindings."""
         return [b for b in self._switch.bindings() if b.port == self.name]
 
+
+    def descriptors(self) -> tuple[int, int, int]:
+        """The port's memory (a sealed memfd), the switch's doorbell and the port's wake-up
+        eventfd: what an application in another process needs to attach (the daemon
+        passes them over its socket). The switch keeps owning them: duplicate, never close.
+        """
+        with self._switch._lock:
+            self._check_open()
+            fds = [ffi.new("int *") for _ in range(3)]
+            lib.ms_port_fds(self._switch._sw, self._id, fds[0], fds[1], fds[2])
+            return fds[0][0], fds[1][0], fds[2][0]
 
     def stats(self) -> dict[str, Any]:
         """This port's counters (the same dict as in Switch.stats()["ports"])."""
