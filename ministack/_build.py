@@ -1,7 +1,8 @@
 """cffi build script (API mode): compiles native/ into the extension ministack._native.
 
 setup.py names this file in ``cffi_modules``, so ``pip install .`` and ``pip install -e .``
-build the datapath. The declarations come from native/include/ministack.h itself, so the C
+build the datapath and its helper programs; importing it (the tests read its declarations)
+builds nothing. The declarations come from native/include/ministack.h itself, so the C
 header stays the single description of the interface.
 """
 from __future__ import annotations
@@ -115,15 +116,26 @@ def build_afxdp_plugin() -> None:
 
 XDP_OBJ = "ministack_xdp.bpf.o"
 AFXDP_PLUGIN = "libms_afxdp.so"
-build_pktgen()
-if lwip_available():
-    build_lwip_echo()
-if afxdp_available():
-    build_xdp_program()
-    build_afxdp_plugin()
-else:  # a plugin of an earlier build with AF_XDP must not outlive it
-    (ROOT / "ministack" / AFXDP_PLUGIN).unlink(missing_ok=True)
 SOURCES.append("nic_afxdp_plugin.c")
+
+
+def build_helpers() -> None:
+    """The programs and objects installed beside the extension: ms-pktgen, ms-lwip-echo
+    (with liblwip-dev), the XDP program and the AF_XDP plugin (with libxdp)."""
+    build_pktgen()
+    if lwip_available():
+        build_lwip_echo()
+    if afxdp_available():
+        build_xdp_program()
+        build_afxdp_plugin()
+    else:  # a plugin of an earlier build with AF_XDP must not outlive it
+        (ROOT / "ministack" / AFXDP_PLUGIN).unlink(missing_ok=True)
+
+
+# cffi runs this file as "__cffi__" when setuptools builds the package (setup.py names it
+# in cffi_modules): only then are the helpers compiled, never when a test imports it.
+if __name__ in ("__cffi__", "__main__"):
+    build_helpers()
 
 ffibuilder = FFI()
 ffibuilder.cdef(cdef_from_header((NATIVE / "include" / "ministack.h").read_text(),
