@@ -18,8 +18,8 @@ ROOT = Path(__file__).resolve().parent.parent
 NATIVE = ROOT / "native"
 SOURCES = ["reasons.c", "parse.c", "table.c", "filter.c", "frag.c", "neigh.c", "answer.c",
            "offload.c", "port_shm.c", "app.c", "framefd.c", "framelog.c",
-           "nic_virtual.c", "nic_afpacket.c", "switch.c", "bench.c",
-           "bench_veth.c"]
+           "nic_virtual.c", "nic_afpacket.c", "switch.c", "tools/bench.c",
+           "tools/bench_veth.c"]
 FLAGS = ["-std=c11", "-O2", "-Wall", "-Wextra", "-Werror", "-Wshadow", "-Wstrict-prototypes",
          # One shared object: internal calls need no PLT, and link-time optimisation
          # inlines the parser, filter and table into the switch loop.
@@ -32,7 +32,7 @@ def reason_rows(text: str) -> list[tuple[int, str]]:
     return [(int(n), ident) for n, ident in re.findall(r"^\s*R\((\d+), (\w+),", text, re.M)]
 
 
-def cdef_from_header(text: str, reasons: str) -> str:
+def cdef_from_header(text: str, reasons: str = "") -> str:
     """Keep declarations and integer #defines; drop guards, includes and comments. The
     enum that ms_reasons.h's table generates is written out from its rows (cdef() takes
     no macros)."""
@@ -78,7 +78,7 @@ def build_xdp_program() -> None:
 
 def build_pktgen() -> None:
     """Compile ms-pktgen, a C application on the port library, into the package."""
-    srcs = [str(NATIVE / f) for f in ("pktgen.c", "client.c", "app.c", "framefd.c",
+    srcs = [str(NATIVE / f) for f in ("tools/pktgen.c", "client.c", "app.c", "framefd.c",
                                       "port_shm.c")]
     subprocess.run(["cc", *FLAGS[:-2], "-I", str(NATIVE / "include"), "-I", str(NATIVE),
                     *srcs, "-o", str(ROOT / "ministack" / "ms-pktgen"), "-lpthread"],
@@ -139,17 +139,18 @@ if __name__ in ("__cffi__", "__main__"):
 
 ffibuilder = FFI()
 ffibuilder.cdef(cdef_from_header((NATIVE / "include" / "ministack.h").read_text(),
-                                 (NATIVE / "include" / "ms_reasons.h").read_text()) + """
+                                 (NATIVE / "include" / "ms_reasons.h").read_text()) +
+                cdef_from_header((NATIVE / "tools" / "bench.h").read_text()) + """
 int ms_proto_has_ports(int family, int proto);
 int ms_ipv6_is_ext_header(int proto);
 void ms_parse(const uint8_t *frame, uint32_t len, struct ms_parsed *p);
 """)
 ffibuilder.set_source(
     "ministack._native",
-    '#include "ministack.h"\n#include "parse.h"\n',
+    '#include "ministack.h"\n#include "parse.h"\n#include "bench.h"\n',
     # Relative to the project root, where setuptools runs the build.
     sources=[f"native/{s}" for s in SOURCES],
-    include_dirs=["native/include", "native"],
+    include_dirs=["native/include", "native", "native/tools"],
     extra_compile_args=FLAGS,
     extra_link_args=LINK_FLAGS,
     libraries=["pthread", "dl"],

@@ -14,19 +14,21 @@ AF_PACKET endpoint, and lwIP's TCP echo (ministack lwip-echo) driven by the peer
 bulk and request/response, through MiniStack against the same lwIP on a bare AF_PACKET
 socket.
 
-Traffic for the first three is generated and drained by a C driver thread (bench.c), so
+Traffic for the first three is generated and drained by a C driver thread (native/tools/bench.c), so
 the figures measure the switch, not the interpreter. Targets live in the issues; a timed
 unit test never asserts them.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import socket
 import struct
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from ministack._native import ffi, lib
@@ -97,21 +99,33 @@ def port_to_port(batch: int, seconds: float) -> float:
         return _run(sw, a._id, b._id, frames, batch, seconds)
 
 
+@contextlib.contextmanager
+def wire_sink(sw: Switch, nap_ns: int) -> Iterator[None]:
+    """Drain the virtual wire from a C thread while the block runs (and stop it before
+    the switch goes)."""
+    sink = lib.ms_bench_sink_start(sw._sw, nap_ns)
+    if sink == ffi.NULL:
+        raise RuntimeError("could not start the wire's sink (no virtual wire, or no thread)")
+    try:
+        yield
+    finally:
+        lib.ms_bench_sink_stop(sink)
+
+
 def python_send_batch(batch: int, seconds: float) -> float:
     """Mpps that Port.send_batch() of precomposed frames sustains from Python."""
     with Switch(wire_slots=65536) as sw:
         a = sw.port("py")
         a.bind(SRC_IP, "udp", 5000)
         frames = [udp_frame(sw.mac, SRC_IP, DST_IP, 5000, 9)] * batch
-        lib.ms_bench_sink_start(sw._sw, 20000)  # leave Python a core
-        sent = 0
-        t0 = time.perf_counter()
-        end = t0 + seconds
-        while time.perf_counter() < end:
-            sent += a.send_batch(frames)
-        t = time.perf_counter() - t0
-        sw.sync(2.0)
-        lib.ms_bench_sink_stop(sw._sw)
+        with wire_sink(sw, 20000):  # leave Python a core
+            sent = 0
+            t0 = time.perf_counter()
+            end = t0 + seconds
+            while time.perf_counter() < end:
+                sent += a.send_batch(frames)
+            t = time.perf_counter() - t0
+            sw.sync(2.0)
         return sent / t / 1e6
 
 
@@ -132,17 +146,16 @@ def pktgen_to_wire(seconds: float) -> float:
         threading.Thread(target=dm.serve_forever, daemon=True).start()
         # Three busy threads on two cores: the switch gets CPU 1 to itself, the sender and
         # the wire's sink (which stand in for the in-process row's one driver) share CPU 0.
-        lib.ms_bench_sink_start(dm.switch._sw, 0)
         lib.ms_switch_pin(dm.switch._sw, 1)
         try:
-            r = subprocess.run(["taskset", "-c", "0", exe, "-s", path, "-m", "tx", "-d",
-                                str(seconds), "-j"],
-                               capture_output=True, text=True, timeout=seconds + 30)
+            with wire_sink(dm.switch, 0):
+                r = subprocess.run(["taskset", "-c", "0", exe, "-s", path, "-m", "tx", "-d",
+                                    str(seconds), "-j"],
+                                   capture_output=True, text=True, timeout=seconds + 30)
             if r.returncode != 0:
                 raise RuntimeError(f"ms-pktgen failed: {r.stderr.strip()}")
             return float(json.loads(r.stdout)["mpps"])
         finally:
-            lib.ms_bench_sink_stop(dm.switch._sw)
             dm.close()
 
 

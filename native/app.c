@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "ministack.h"
+#include "app_internal.h"
 #include "ring.h"
 
 struct ms_app {

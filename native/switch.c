@@ -27,7 +27,6 @@
 #include "nic.h"
 #include "offload.h"
 #include "ring.h"
-#include "switch_internal.h"
 
 #define DEFAULT_SLOTS 1024
 #define DEFAULT_BUF 2048
@@ -84,7 +83,6 @@ struct ms_switch {
     int touched[MS_MAX_PORTS];
     int ntouched;
     uint8_t *scratch;         /* a frame's copy when the wire has no free buffer */
-    struct ms_bench_sink *sink;
     struct ms_frags *frags;
     struct ms_neigh *neigh;
     int64_t now;              /* CLOCK_MONOTONIC at the start of the round */
@@ -655,7 +653,6 @@ void ms_switch_destroy(ms_switch *sw)
 {
     if (!sw)
         return;
-    ms_bench_sink_stop(sw);
     if (sw->started) {
         atomic_store(&sw->running, 0);
         ring_doorbell(sw->doorbell);
@@ -1116,4 +1113,3 @@ ms_app *ms_switch_wire(ms_switch *sw)
     return ms_app_open(sw->wire_memfd, sw->doorbell, sw->wire_wake_fd);
 }
 
-struct ms_bench_sink **ms_switch_sink_slot(ms_switch *sw) { return &sw->sink; }

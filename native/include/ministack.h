@@ -318,40 +318,5 @@ ms_framefd *ms_framefd_open(ms_app *a);
 int ms_framefd_fd(ms_framefd *f);
 void ms_framefd_close(ms_framefd *f);
 
-/* --- benchmark drivers: traffic generated and drained from C --- */
-struct ms_bench_result {
-    uint64_t frames;        /* frames that arrived at the far end */
-    uint64_t sent;
-    double seconds;
-    double mpps;
-};
-int ms_bench_baseline(uint32_t frame_len, uint32_t batch, double seconds, struct ms_bench_result *r);
-/* Drive traffic into `src` (a port id, or -1 for the wire) and drain `dst` (port id or -1)
- * with the given precomposed frames, cycled. */
-int ms_bench_run(ms_switch *sw, int src, int dst, const uint8_t *frames, const uint32_t *lens,
-                 uint32_t nframes, uint32_t batch, double seconds, struct ms_bench_result *r);
-/* Over a veth pair into namespace ns: a bare AF_PACKET sender at one end and receiver at
- * the other (to_host: the peer sends), or the peer end against switch port `port`
- * (to_port: the peer sends and the port is drained; else the port sends). */
-int ms_bench_veth_baseline(const char *host_if, const char *ns, const char *peer_if,
-                           int to_host, const uint8_t *frames, const uint32_t *lens,
-                           uint32_t nframes, double seconds, struct ms_bench_result *r,
-                           char *err, size_t errlen);
-int ms_bench_veth_switch(ms_switch *sw, int port, const char *ns, const char *peer_if,
-                         int to_port, const uint8_t *frames, const uint32_t *lens,
-                         uint32_t nframes, double seconds, struct ms_bench_result *r,
-                         char *err, size_t errlen);
-/* Through port's frame descriptor (ms_framefd), one write() or read() per frame:
- * to_port 0 writes and drains the wire, 1 injects at the wire and reads. */
-int ms_bench_framefd(ms_switch *sw, int port, int to_port, const uint8_t *frames,
-                     const uint32_t *lens, uint32_t nframes, double seconds,
-                     struct ms_bench_result *r);
-/* The same driver on a bare SOCK_SEQPACKET pair served by a thread in batches, as the
- * pump serves a port's: the cost of one syscall per frame, without the switch. */
-int ms_bench_framefd_bare(int to_port, const uint8_t *frame, uint32_t len, double seconds,
-                          struct ms_bench_result *r);
-/* Drain the wire on a background thread, napping nap_ns when it is empty (0: yield). */
-int ms_bench_sink_start(ms_switch *sw, int nap_ns);
-uint64_t ms_bench_sink_stop(ms_switch *sw);
 
 #endif

@@ -15,7 +15,8 @@
 #include <unistd.h>
 
 #include "ring.h"
-#include "switch_internal.h"
+#include "app_internal.h"
+#include "bench.h"
 
 static double now_s(void)
 {
@@ -301,29 +302,23 @@ static void *sink_loop(void *arg)
     return NULL;
 }
 
-int ms_bench_sink_start(ms_switch *sw, int nap_ns)
+struct ms_bench_sink *ms_bench_sink_start(ms_switch *sw, int nap_ns)
 {
-    struct ms_bench_sink **slot = ms_switch_sink_slot(sw);
-    if (*slot)
-        return -EBUSY;
     struct ms_bench_sink *s = calloc(1, sizeof(*s));
     if (!s)
-        return -ENOMEM;
+        return NULL;
     s->wire = ms_switch_wire(sw);
     s->nap_ns = nap_ns;
     if (!s->wire || pthread_create(&s->thread, NULL, sink_loop, s) != 0) {
         ms_app_close(s->wire);
         free(s);
-        return -EINVAL;
+        return NULL;
     }
-    *slot = s;
-    return 0;
+    return s;
 }
 
-uint64_t ms_bench_sink_stop(ms_switch *sw)
+uint64_t ms_bench_sink_stop(struct ms_bench_sink *s)
 {
-    struct ms_bench_sink **slot = ms_switch_sink_slot(sw);
-    struct ms_bench_sink *s = *slot;
     if (!s)
         return 0;
     atomic_store(&s->stop, 1);
@@ -331,7 +326,6 @@ uint64_t ms_bench_sink_stop(ms_switch *sw)
     uint64_t n = atomic_load(&s->frames);
     ms_app_close(s->wire);
     free(s);
-    *slot = NULL;
     return n;
 }
 

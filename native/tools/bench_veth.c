@@ -14,7 +14,8 @@
 #include <unistd.h>
 
 #include "nic.h"
-#include "switch_internal.h"
+#include "app_internal.h"
+#include "bench.h"
 
 struct endpoint {
     int cpu;              /* the CPU this end runs on */

@@ -13,7 +13,7 @@
 
 #include "ministack_app.h"
 #include "ring.h"
-#include "switch_internal.h"
+#include "app_internal.h"
 
 static const char *usage =
     "usage: ms-pktgen [-s SOCKET] [-p PORT] [-m tx|rx] [-S SRCIP:SPORT] [-D DSTIP:DPORT]\n"
