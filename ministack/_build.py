@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 NATIVE = ROOT / "native"
 SOURCES = ["reasons.c", "parse.c", "table.c", "filter.c", "frag.c", "neigh.c", "answer.c",
            "offload.c", "port_shm.c", "app.c", "framefd.c", "framelog.c",
-           "nic_virtual.c", "nic_afpacket.c", "switch.c", "tools/bench.c",
+           "nic_virtual.c", "nic_afpacket.c", "switch.c", "forward.c", "tools/bench.c",
            "tools/bench_veth.c"]
 FLAGS = ["-std=c11", "-O2", "-Wall", "-Wextra", "-Werror", "-Wshadow", "-Wstrict-prototypes",
          # One shared object: internal calls need no PLT, and link-time optimisation

@@ -1,98 +1,28 @@
-/* The switch: control operations and the switch loop.
- *
- * One native thread runs the loop. Each round it takes up to MS_BATCH frames from every
- * port's TX ring (filter, then wire or hairpin) and up to MS_BATCH frames from the NIC
- * (demux to a port, else host or no-binding). A round runs under the control lock, so
- * bind/unbind/port changes, explain() and counter reads never see a half-done round and the
- * loop never sees a half-done change; a control call waits at most one round. The loop
- * spins briefly when idle, then sleeps on an eventfd doorbell that applications ring.
+/* The switch's control operations: create and destroy, ports, bindings, explain, counters,
+ * taps. They take the control lock that the forwarding loop (forward.c) holds for each
+ * round, so the loop never sees a half-done change and a call waits at most one round.
  */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <poll.h>
 #include <stdio.h>
 #include <pthread.h>
-#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "answer.h"
 #include "filter.h"
-#include "framelog.h"
 #include "neigh.h"
 #include "nic.h"
 #include "offload.h"
-#include "ring.h"
+#include "switch_state.h"
 
 #define DEFAULT_SLOTS 1024
 #define DEFAULT_BUF 2048
 #define DEFAULT_WIRE_SLOTS 4096
 #define DEFAULT_MAX_BINDINGS 16384
-#define SPIN_NS 50000        /* keep polling this long after the last frame */
-/* A real NIC hands frames over in bursts (an AF_PACKET block retires every millisecond):
- * sleeping between bursts would add a wake-up to each, so poll across the gap. */
-#define SPIN_NS_REAL 2000000
-#define SLEEP_MS 1000        /* idle wake-up, for nothing but liveness */
-#define PREFETCH 8           /* frames ahead: enough to cover a cross-core cache miss */
-
-enum { DIR_TX = 0, DIR_RX = 1 };
-/* The other end of a recorded frame (struct ms_frame_record.peer_name), beside port ids. */
-enum { PEER_NIC = -1, PEER_HOST = -2, PEER_SWITCH = -3, PEER_NONE = -4 };
-enum { TAP_GONE = -3 };  /* a tap whose port has closed */
-
-struct ms_swport {
-    int active;
-    char name[MS_NAME_MAX];
-    uint32_t mtu;
-    int memfd;
-    int wake_fd;
-    struct ms_port_shm *shm;
-    size_t shm_size;
-    struct ms_ring_geom txg, rxg;   /* ours: the owner can rewrite the region's copy */
-    struct ms_port_stats ctr;
-    /* RX slots filled this batch and not yet published */
-    uint32_t rx_first, rx_space, rx_pending;
-    int rx_touched;
-    int taps;                       /* open taps on this port */
-};
-
-struct ms_switch {
-    struct ms_config cfg;
-    pthread_mutex_t mu;
-    _Atomic int ctl_waiting;
-    _Atomic int running;
-    int started;
-    pthread_t thread;
-    int doorbell;
-    struct ms_table *table;
-    struct ms_nic *nic;
-    int wire_memfd, wire_wake_fd;
-    uint32_t naddrs;
-    struct {
-        uint8_t family;
-        uint8_t ip[16];
-    } addrs[MS_MAX_ADDRS];
-    int nports;               /* highest port id in use + 1 */
-    struct ms_swport *ports[MS_MAX_PORTS];
-    struct ms_nic_stats nic_ctr;
-    struct ms_framelog log;       /* every drop */
-    int touched[MS_MAX_PORTS];
-    int ntouched;
-    uint8_t *scratch;         /* a frame's copy when the wire has no free buffer */
-    struct ms_frags *frags;
-    struct ms_neigh *neigh;
-    int64_t now;              /* CLOCK_MONOTONIC at the start of the round */
-    int ntaps;                /* open taps whose target is still there: 0 on the fast path */
-    int nic_taps, all_taps;
-    /* The taps themselves, cold: only control calls and recording touch them. */
-    struct ms_framelog taplog;    /* every frame of a tapped port */
-    int tap_target[MS_MAX_TAPS];  /* a port id, MS_TAP_NIC, MS_TAP_ALL or TAP_GONE */
-    uint8_t tap_open[MS_MAX_TAPS];
-};
 
 /* --- the control lock --------------------------------------------------------------- */
 
@@ -104,389 +34,12 @@ static void ctl_lock(ms_switch *sw)
 }
 
 static void ctl_unlock(ms_switch *sw) { pthread_mutex_unlock(&sw->mu); }
-
-static void ring_doorbell(int fd)
-{
-    uint64_t one = 1;
-    ssize_t w = write(fd, &one, sizeof(one));
-    (void)w; /* EAGAIN: the counter is saturated, a wake-up is pending anyway */
-}
-
 static struct ms_swport *port_get(ms_switch *sw, int id)
 {
     if (id < 0 || id >= sw->nports || !sw->ports[id] || !sw->ports[id]->active)
         return NULL;
     return sw->ports[id];
 }
-
-/* --- the datapath ------------------------------------------------------------------- */
-
-static const char *end_name(const ms_switch *sw, int id)
-{
-    static const char *const special[] = {"", "switch", "host", "nic"}; /* PEER_NONE.. */
-    return id >= 0 ? sw->ports[id]->name : special[id - PEER_NONE];
-}
-
-static int tapped(const ms_switch *sw, int id)
-{
-    return id >= 0 ? sw->ports[id]->taps : id == PEER_NIC ? sw->nic_taps : 0;
-}
-
-/* Record a frame for `ministack capture` when either of its ends is tapped. Out of line:
- * the loops pay one test of sw->ntaps per frame while nobody captures. */
-static __attribute__((noinline, cold)) void tap(ms_switch *sw, int port, int peer, int dir,
-                                                int reason, const uint8_t *f, uint32_t len)
-{
-    if (sw->all_taps || tapped(sw, port) || tapped(sw, peer))
-        ms_framelog_add(&sw->taplog, port, end_name(sw, port), dir, reason,
-                        end_name(sw, peer), f, len);
-}
-
-static inline void maybe_tap(ms_switch *sw, int port, int peer, int dir, int reason,
-                             const uint8_t *f, uint32_t len)
-{
-    if (__builtin_expect(sw->ntaps != 0, 0))
-        tap(sw, port, peer, dir, reason, f, len);
-}
-
-static void drop(ms_switch *sw, int port, int dir, int reason, const uint8_t *f, uint32_t len)
-{
-    struct ms_swport *p = port >= 0 ? sw->ports[port] : NULL;
-    if (p)
-        p->ctr.drops[reason]++;
-    else
-        sw->nic_ctr.drops[reason]++;
-    ms_framelog_add(&sw->log, port, end_name(sw, port), dir, reason, "", f, len);
-    maybe_tap(sw, port, PEER_NONE, dir, reason, f, len);
-}
-
-/* Copy a frame from `from` (a port id or a PEER_) into port `to`'s RX ring; published at
- * the end of the batch. */
-static void deliver(ms_switch *sw, int from, int to, const uint8_t *f, uint32_t len)
-{
-    struct ms_swport *p = sw->ports[to];
-    const struct ms_ring_geom *g = &p->rxg;
-    if (!p->rx_touched) {
-        p->rx_touched = 1;
-        p->rx_pending = 0;
-        p->rx_space = ms_rx_space(&p->shm->rx, g, &p->rx_first);
-        sw->touched[sw->ntouched++] = to;
-    }
-    if (p->rx_pending == p->rx_space || len > g->buf_size) {
-        drop(sw, to, DIR_RX, MS_R_RING_FULL, f, len);
-        return;
-    }
-    uint32_t idx = p->rx_first + p->rx_pending++;
-    memcpy(ms_ring_buf(p->shm, g, idx), f, len);
-    ms_ring_slot(p->shm, g, idx)->len = len;
-    p->ctr.rx.frames++;
-    p->ctr.rx.bytes += len;
-    maybe_tap(sw, to, from, DIR_RX, MS_R_OK, f, len);
-}
-
-static void flush_deliveries(ms_switch *sw)
-{
-    for (int i = 0; i < sw->ntouched; i++) {
-        struct ms_swport *p = sw->ports[sw->touched[i]];
-        p->rx_touched = 0;
-        if (!p->rx_pending)
-            continue;
-        ms_rx_publish(&p->shm->rx, p->rx_pending);
-        if (ms_ring_wants_wakeup(&p->shm->rx))
-            ring_doorbell(p->wake_fd);
-    }
-    sw->ntouched = 0;
-}
-
-static int is_local(const ms_switch *sw, const struct ms_parsed *pp)
-{
-    for (uint32_t i = 0; i < sw->naddrs; i++)
-        if (sw->addrs[i].family == pp->family && ms_ip_eq(pp->family, sw->addrs[i].ip, pp->dst_ip))
-            return 1;
-    return 0;
-}
-
-/* Verdict on a frame port `port` sends: its reason, and where a forwarded frame goes
- * (*to: a port id for hairpin delivery, -1 for the wire). */
-static int classify_tx(ms_switch *sw, int port, const uint8_t *f, uint32_t len,
-                       struct ms_parsed *pp, int *to, int64_t now)
-{
-    ms_parse(f, len, pp);
-    *to = -1;
-    int frag_to;
-    int reason = ms_filter_tx(pp, port, sw->ports[port]->mtu, sw->cfg.mac, sw->table,
-                              sw->frags, now, &frag_to);
-    if (reason == MS_R_OK) {
-        if (frag_to != -2)
-            *to = frag_to;
-        else if (is_local(sw, pp))
-            *to = ms_demux(pp, sw->table, NULL, 0);
-    }
-    return reason;
-}
-
-/* Port a frame from the NIC goes to, or -1 for the host / no-binding. */
-static int classify_rx(ms_switch *sw, const uint8_t *f, uint32_t len, struct ms_parsed *pp,
-                       int64_t now)
-{
-    ms_parse(f, len, pp);
-    return ms_demux(pp, sw->table, sw->frags, now);
-}
-
-/* Where the neighbour a port solicited is: the host's own addresses are the NIC's MAC
- * (a port reaches them through the switch), the rest the neighbour table's. */
-static int neighbour_mac(ms_switch *sw, const struct ms_parsed *pp, int resolve, uint8_t mac[6])
-{
-    int family = pp->nd == MS_ND_NS ? 6 : 4;
-    struct ms_parsed probe;
-    probe.family = (uint8_t)family;
-    memcpy(probe.dst_ip, pp->nd_target, 16);
-    if (is_local(sw, &probe)) {
-        memcpy(mac, sw->cfg.mac, 6);
-        return 1;
-    }
-    /* explain() does not start a resolution (resolve 0): it only reads the table. */
-    return sw->neigh && ms_neigh_lookup(sw->neigh, family, pp->nd_target, mac, resolve);
-}
-
-/* A frame the switch handles itself (verdict local): answer a solicitation for a known
- * neighbour; probes, announcements, router solicitations and MLD reports stop here. */
-static void handle_local(ms_switch *sw, int id, uint32_t len, const struct ms_parsed *pp)
-{
-    struct ms_swport *p = sw->ports[id];
-    p->ctr.local.frames++;
-    p->ctr.local.bytes += len;
-    uint8_t mac[6], ans[MS_ANSWER_MAX];
-    if (!ms_answer_wanted(pp) || !neighbour_mac(sw, pp, 1, mac))
-        return;
-    deliver(sw, PEER_SWITCH, id, ans, ms_answer(pp, mac, ans));
-    p->ctr.answers++;
-}
-
-/* A fragment the switch let through: remember its datagram (a first fragment), or count
- * one that followed. Kept out of the loops, which rarely see a fragment. */
-static __attribute__((noinline)) void follow_tx(ms_switch *sw, int from,
-                                                const struct ms_parsed *pp, int to)
-{
-    if (pp->frag == MS_FRAG_FIRST)
-        ms_frags_add(sw->frags, from, pp, to, sw->now);
-    else
-        ms_frags_followed(sw->frags);
-}
-
-static __attribute__((noinline)) void follow_rx(ms_switch *sw, const struct ms_parsed *pp,
-                                                int to)
-{
-    follow_tx(sw, MS_FRAG_FROM_NIC, pp, to);
-}
-
-/* A frame from the NIC for port `to` that the NIC marked (partial checksum) or that is
- * larger than the port's MTU (a super-frame): completed, or cut, then delivered. */
-static void deliver_offloaded(ms_switch *sw, int to, const struct ms_nic_frame *fr,
-                              const struct ms_parsed *pp)
-{
-    struct ms_swport *p = sw->ports[to];
-    if (fr->len > p->mtu + 14) {
-        struct ms_segmenter s;
-        if (ms_seg_init(&s, fr->data, pp, p->mtu, fr->gso_size) < 0) {
-            drop(sw, to, DIR_RX, MS_R_OVERSIZE, fr->data, fr->len);
-            return;
-        }
-        for (uint32_t n; (n = ms_seg_next(&s, sw->scratch));)
-            deliver(sw, PEER_NIC, to, sw->scratch, n);
-        sw->nic_ctr.segmented++;
-        return;
-    }
-    memcpy(sw->scratch, fr->data, fr->len);
-    int done = fr->flags & MS_NIC_F_CSUM_PARTIAL
-                   ? ms_csum_finish(sw->scratch, fr->len, fr->csum_start, fr->csum_offset)
-                   : ms_csum_repair(sw->scratch, fr->len, pp) == 1;
-    sw->nic_ctr.csum_completed += (uint64_t)done;
-    deliver(sw, PEER_NIC, to, sw->scratch, fr->len);
-}
-
-static uint32_t port_tx(ms_switch *sw, int id)
-{
-    struct ms_swport *p = sw->ports[id];
-    struct ms_ring *r = &p->shm->tx;
-    const struct ms_ring_geom *g = &p->txg;
-    uint32_t first, n = ms_tx_pending(r, g, &first);
-    if (!n)
-        return 0;
-    if (n > MS_BATCH)
-        n = MS_BATCH;
-    struct ms_txbuf wb[MS_BATCH];
-    uint32_t nw = sw->nic->ops->tx_reserve(sw->nic, wb, n);
-    uint32_t w = 0;
-    struct ms_parsed pp;
-    for (uint32_t i = 0; i < PREFETCH && i < n; i++) {
-        __builtin_prefetch(ms_ring_buf(p->shm, g, first + i));
-        if (i < nw)
-            __builtin_prefetch(wb[i].data, 1);
-    }
-    for (uint32_t i = 0; i < n; i++) {
-        uint32_t idx = first + i;
-        /* Read the length once: the application may rewrite the slot at any time. */
-        uint32_t len = *(volatile uint32_t *)&ms_ring_slot(p->shm, g, idx)->len;
-        const uint8_t *src = ms_ring_buf(p->shm, g, idx);
-        if (i + PREFETCH < n) {
-            /* The sender's core wrote these lines: start the transfers early. */
-            __builtin_prefetch(ms_ring_buf(p->shm, g, idx + PREFETCH));
-            if (w + PREFETCH < nw)
-                __builtin_prefetch(wb[w + PREFETCH].data, 1);
-        }
-        if (len > g->buf_size) {
-            drop(sw, id, DIR_TX, MS_R_OVERSIZE, src, g->buf_size);
-            continue;
-        }
-        /* Check a private copy, never the shared buffer (the sender could change it
-         * between the check and the copy). */
-        uint8_t *f = w < nw ? wb[w].data : sw->scratch;
-        memcpy(f, src, len);
-        int to;
-        int reason = classify_tx(sw, id, f, len, &pp, &to, sw->now);
-        if (reason != MS_R_OK) {
-            if (reason == MS_R_LOCAL) {
-                maybe_tap(sw, id, PEER_NONE, DIR_TX, MS_R_LOCAL, f, len);
-                handle_local(sw, id, len, &pp);
-            } else
-                drop(sw, id, DIR_TX, reason, f, len);
-            continue;
-        }
-        if (__builtin_expect(pp.frag != MS_FRAG_NONE, 0))
-            follow_tx(sw, id, &pp, to);
-        p->ctr.tx.frames++;
-        p->ctr.tx.bytes += len;
-        if (to >= 0) {
-            deliver(sw, id, to, f, len);
-        } else if (w < nw) {
-            wb[w++].len = len;
-            sw->nic_ctr.tx.frames++;
-            sw->nic_ctr.tx.bytes += len;
-            /* If the interface refuses it at commit, the capture shows it twice: passed
-             * by the switch, then dropped ring-full. */
-            maybe_tap(sw, id, PEER_NIC, DIR_TX, MS_R_OK, f, len);
-        } else {
-            drop(sw, -1, DIR_TX, MS_R_RING_FULL, f, len);
-        }
-    }
-    ms_tx_release(r, n);
-    if (ms_ring_wants_wakeup(r))
-        ring_doorbell(p->wake_fd);
-    /* Frames the interface refused were counted as sent above (readers hold the lock, so
-     * they never see this correction half done). */
-    for (uint32_t i = sw->nic->ops->tx_commit(sw->nic, wb, w); i < w; i++) {
-        sw->nic_ctr.tx.frames--;
-        sw->nic_ctr.tx.bytes -= wb[i].len;
-        drop(sw, -1, DIR_TX, MS_R_RING_FULL, wb[i].data, wb[i].len);
-    }
-    flush_deliveries(sw);
-    return n;
-}
-
-static uint32_t nic_rx(ms_switch *sw)
-{
-    struct ms_nic_frame fr[MS_BATCH];
-    uint32_t n = sw->nic->ops->rx_burst(sw->nic, fr, MS_BATCH);
-    if (!n)
-        return 0;
-    struct ms_parsed pp;
-    for (uint32_t i = 0; i < n; i++) {
-        if (i + PREFETCH < n)
-            __builtin_prefetch(fr[i + PREFETCH].data);
-        sw->nic_ctr.rx.frames++;
-        sw->nic_ctr.rx.bytes += fr[i].len;
-        int to = fr[i].flags & MS_NIC_F_HOST_ONLY
-                     ? -1
-                     : classify_rx(sw, fr[i].data, fr[i].len, &pp, sw->now);
-        if (to >= 0) {
-            if (__builtin_expect(pp.frag != MS_FRAG_NONE, 0))
-                follow_rx(sw, &pp, to);
-            if (__builtin_expect((fr[i].flags & (MS_NIC_F_CSUM_PARTIAL |
-                                                 MS_NIC_F_CSUM_UNVERIFIED)) ||
-                                     fr[i].len > sw->ports[to]->mtu + 14, 0))
-                deliver_offloaded(sw, to, &fr[i], &pp);
-            else
-                deliver(sw, PEER_NIC, to, fr[i].data, fr[i].len);
-        } else if (sw->nic->has_host) {
-            sw->nic_ctr.to_host.frames++;
-            sw->nic_ctr.to_host.bytes += fr[i].len;
-            maybe_tap(sw, PEER_NIC, PEER_HOST, DIR_RX, MS_R_TO_HOST, fr[i].data, fr[i].len);
-        } else {
-            drop(sw, -1, DIR_RX, MS_R_NO_BINDING, fr[i].data, fr[i].len);
-        }
-    }
-    flush_deliveries(sw);
-    sw->nic->ops->rx_done(sw->nic, n);
-    return n;
-}
-
-static int64_t now_ns(void);
-
-static uint32_t round_locked(ms_switch *sw)
-{
-    uint32_t work = 0;
-    sw->now = now_ns();
-    for (int i = 0; i < sw->nports; i++)
-        if (sw->ports[i] && sw->ports[i]->active)
-            work += port_tx(sw, i);
-    return work + nic_rx(sw);
-}
-
-static int64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static void *switch_loop(void *arg)
-{
-    ms_switch *sw = arg;
-    pthread_setname_np(pthread_self(), "ms-switch");
-    int64_t last_work = now_ns();
-    while (atomic_load_explicit(&sw->running, memory_order_relaxed)) {
-        pthread_mutex_lock(&sw->mu);
-        uint32_t work = round_locked(sw);
-        pthread_mutex_unlock(&sw->mu);
-        if (atomic_load_explicit(&sw->ctl_waiting, memory_order_relaxed))
-            sched_yield(); /* glibc mutexes are not fair: let the control call in */
-        if (work) {
-            last_work = 0;
-            continue;
-        }
-        int64_t t = now_ns();
-        if (!last_work)
-            last_work = t;
-        if (t - last_work < (sw->nic->has_host ? SPIN_NS_REAL : SPIN_NS)) {
-            sched_yield(); /* two cores: never starve the applications we wait for */
-            continue;
-        }
-        /* Ask every producer to ring the doorbell, then look once more before sleeping:
-         * a frame published before the request was seen is caught by this last round. */
-        pthread_mutex_lock(&sw->mu);
-        for (int i = 0; i < sw->nports; i++)
-            if (sw->ports[i] && sw->ports[i]->active)
-                atomic_store(&sw->ports[i]->shm->kick_wanted, 1);
-        int nic_fd = sw->nic->ops->arm(sw->nic);
-        atomic_thread_fence(memory_order_seq_cst);
-        work = round_locked(sw);
-        pthread_mutex_unlock(&sw->mu);
-        if (work) {
-            last_work = 0;
-            continue;
-        }
-        struct pollfd pfd[2] = {{.fd = sw->doorbell, .events = POLLIN},
-                                {.fd = nic_fd, .events = POLLIN}};
-        poll(pfd, nic_fd >= 0 ? 2 : 1, SLEEP_MS);
-        uint64_t v;
-        ssize_t r = read(sw->doorbell, &v, sizeof(v));
-        (void)r;
-        last_work = 0;
-    }
-    return NULL;
-}
-
 /* --- control ------------------------------------------------------------------------ */
 
 int ms_switch_create(const struct ms_config *cfg, ms_switch **out)
@@ -630,7 +183,7 @@ int ms_switch_start(ms_switch *sw)
     if (sw->started)
         return 0;
     atomic_store(&sw->running, 1);
-    if (pthread_create(&sw->thread, NULL, switch_loop, sw) != 0) {
+    if (pthread_create(&sw->thread, NULL, ms_fwd_loop, sw) != 0) {
         atomic_store(&sw->running, 0);
         return -EAGAIN;
     }
@@ -655,7 +208,7 @@ void ms_switch_destroy(ms_switch *sw)
         return;
     if (sw->started) {
         atomic_store(&sw->running, 0);
-        ring_doorbell(sw->doorbell);
+        ms_ring_doorbell(sw->doorbell);
         pthread_join(sw->thread, NULL);
     }
     for (int i = 0; i < sw->nports; i++)
@@ -758,7 +311,7 @@ int ms_port_destroy(ms_switch *sw, int id)
         /* Frames the owner queued before closing are handled, not lost: a close flushes
          * (at most one ring's worth, whatever the owner wrote into its indices). */
         for (uint32_t i = 0; i <= p->txg.num_slots / MS_BATCH; i++)
-            if (!port_tx(sw, id))
+            if (!ms_fwd_port_tx(sw, id))
                 break;
         unbind_all_locked(sw, id);
         ms_frags_forget_port(sw->frags, id);
@@ -808,7 +361,7 @@ static int address_is_local(ms_switch *sw, int family, const uint8_t *ip)
     probe.family = (uint8_t)family;
     memset(probe.dst_ip, 0, 16);
     memcpy(probe.dst_ip, ip, family == 4 ? 4 : 16);
-    return is_local(sw, &probe);
+    return ms_is_local(sw, &probe);
 }
 
 /* Which (protocol, port) pairs can be bound at all. */
@@ -919,7 +472,7 @@ int ms_explain(ms_switch *sw, int port, const uint8_t *f, uint32_t len, struct m
             rc = -ENOENT;
         } else {
             int to;
-            v->reason = classify_tx(sw, port, f, len, &v->parsed, &to, now_ns());
+            v->reason = ms_fwd_classify_tx(sw, port, f, len, &v->parsed, &to, ms_now_ns());
             v->action = v->reason == MS_R_OK;
             v->dest = !v->action ? MS_TO_NONE : to >= 0 ? MS_TO_PORT : MS_TO_WIRE;
             v->to_port = to;
@@ -929,7 +482,7 @@ int ms_explain(ms_switch *sw, int port, const uint8_t *f, uint32_t len, struct m
             if (v->reason == MS_R_LOCAL) {
                 v->action = 2;
                 /* An answer goes back to the sender; its MAC is the answer's source. */
-                if (ms_answer_wanted(&v->parsed) && neighbour_mac(sw, &v->parsed, 0, mac)) {
+                if (ms_answer_wanted(&v->parsed) && ms_fwd_neighbour_mac(sw, &v->parsed, 0, mac)) {
                     v->dest = MS_TO_PORT;
                     v->to_port = port;
                     memcpy(v->answer_mac, mac, 6);
@@ -937,7 +490,7 @@ int ms_explain(ms_switch *sw, int port, const uint8_t *f, uint32_t len, struct m
             }
         }
     } else {
-        int to = classify_rx(sw, f, len, &v->parsed, now_ns());
+        int to = ms_fwd_classify_rx(sw, f, len, &v->parsed, ms_now_ns());
         struct ms_segmenter sg;
         if (to >= 0 && len > sw->ports[to]->mtu + 14 &&
             ms_seg_init(&sg, f, &v->parsed, sw->ports[to]->mtu, 0) < 0) {
@@ -967,7 +520,7 @@ int ms_explain(ms_switch *sw, int port, const uint8_t *f, uint32_t len, struct m
  * a frame taken is a frame fully handled. Frames queued later do not delay the answer. */
 int ms_switch_sync(ms_switch *sw, int timeout_ms)
 {
-    int64_t deadline = now_ns() + (int64_t)timeout_ms * 1000000;
+    int64_t deadline = ms_now_ns() + (int64_t)timeout_ms * 1000000;
     uint32_t mark[MS_MAX_PORTS];
     struct ms_port_shm *shm[MS_MAX_PORTS];
     ctl_lock(sw);
@@ -1002,9 +555,9 @@ int ms_switch_sync(ms_switch *sw, int timeout_ms)
         ctl_unlock(sw);
         if (!busy)
             return 0;
-        if (timeout_ms >= 0 && now_ns() > deadline)
+        if (timeout_ms >= 0 && ms_now_ns() > deadline)
             return -ETIMEDOUT;
-        ring_doorbell(sw->doorbell);
+        ms_ring_doorbell(sw->doorbell);
         struct timespec d = {0, 20000};
         nanosleep(&d, NULL);
     }
