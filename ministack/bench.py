@@ -289,11 +289,12 @@ def frame_fd_rows(seconds: float, reps: int = 3) -> list[dict[str, Any]]:
                 raise RuntimeError(f"bare socket pair baseline failed: {os.strerror(-rc)}")
             runs["bare"].append(bare.mpps)
         mpps, base = statistics.median(runs["mpps"]), statistics.median(runs["bare"])
-        out.append({"path": path, "frame": FRAME, "mpps": round(mpps, 3),
-                    "bare_mpps": round(base, 3),
-                    "ratio": round(mpps / base, 3) if base else None,
-                    "runs": [round(x, 3) for x in runs["mpps"]],
-                    "bare_runs": [round(x, 3) for x in runs["bare"]], "reps": reps})
+        # Significant digits, not decimals: on a loaded machine these are hundredths.
+        out.append({"path": path, "frame": FRAME, "mpps": _sig(mpps),
+                    "bare_mpps": _sig(base),
+                    "ratio": _sig(mpps / base) if base else None,
+                    "runs": [_sig(x) for x in runs["mpps"]],
+                    "bare_runs": [_sig(x) for x in runs["bare"]], "reps": reps})
     return out
 
 

@@ -125,12 +125,10 @@ int ms_app_send(ms_app *a, const uint8_t *data, const uint32_t *lens, uint32_t n
         if (lens[i] > g->buf_size)
             return -EMSGSIZE;
     while (sent < n) {
-        uint32_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
-        uint32_t tail = atomic_load_explicit(&r->tail, memory_order_acquire);
-        uint32_t space = tail - head;
+        uint32_t head, space = ms_ring_reserve(r, g, &head);
         if (space == 0) {
             kick(a);
-            if (atomic_load(&a->closing) || wait_tail(a, r, tail, deadline) < 0)
+            if (atomic_load(&a->closing) || wait_tail(a, r, head, deadline) < 0)
                 break;
             continue;
         }
@@ -142,7 +140,7 @@ int ms_app_send(ms_app *a, const uint8_t *data, const uint32_t *lens, uint32_t n
             ms_ring_slot(a->shm, g, head + j)->len = len;
             off += len;
         }
-        atomic_store_explicit(&r->head, head + space, memory_order_release);
+        ms_ring_publish(r, space);
         kick(a);
         sent += space;
     }
@@ -154,16 +152,12 @@ int ms_app_recv(ms_app *a, uint8_t *out, uint32_t *lens, uint32_t max, int timeo
     struct ms_ring *r = &a->shm->rx;
     const struct ms_ring_geom *g = &a->rxg;
     int64_t deadline = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
-    uint32_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
-    uint32_t tail = atomic_load_explicit(&r->tail, memory_order_acquire);
-    while (tail == head && timeout_ms != 0 && !atomic_load(&a->closing)) {
-        if (wait_tail(a, r, tail, deadline) < 0)
+    uint32_t head, n = ms_ring_peek(r, g, &head);
+    while (n == 0 && timeout_ms != 0 && !atomic_load(&a->closing)) {
+        if (wait_tail(a, r, head, deadline) < 0)
             break;
-        tail = atomic_load_explicit(&r->tail, memory_order_acquire);
+        n = ms_ring_peek(r, g, &head);
     }
-    uint32_t n = tail - head;
-    if (n > g->num_slots)
-        n = g->num_slots;
     if (n > max)
         n = max;
     for (uint32_t i = 0; i < n; i++) {
@@ -173,7 +167,7 @@ int ms_app_recv(ms_app *a, uint8_t *out, uint32_t *lens, uint32_t max, int timeo
         memcpy(out + (size_t)i * g->buf_size, ms_ring_buf(a->shm, g, head + i), len);
         lens[i] = len;
     }
-    atomic_store_explicit(&r->head, head + n, memory_order_release);
+    ms_ring_release(r, n);
     return (int)n;
 }
 

@@ -118,6 +118,37 @@ static inline void ms_rx_publish(struct ms_ring *r, uint32_t n)
     atomic_store_explicit(&r->tail, tail + n, memory_order_release);
 }
 
+/* The application's side, in the manner of libxdp's xsk_ring_prod__reserve/submit and
+ * xsk_ring_cons__peek/release: every producer and consumer of a port (app.c, the drivers
+ * in tools/, the virtual wire's far end) goes through these four.
+ *
+ * TX: slots free to fill, from *first (at most num_slots, whatever the indices say). */
+static inline uint32_t ms_ring_reserve(struct ms_ring *r, const struct ms_ring_geom *g,
+                                       uint32_t *first)
+{
+    uint32_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
+    uint32_t n = atomic_load_explicit(&r->tail, memory_order_acquire) - head;
+    *first = head;
+    return n > g->num_slots ? g->num_slots : n;
+}
+
+/* TX: hand the n slots filled from the reserved first to the switch. */
+static inline void ms_ring_publish(struct ms_ring *r, uint32_t n)
+{
+    uint32_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
+    atomic_store_explicit(&r->head, head + n, memory_order_release);
+}
+
+/* RX: frames ready to read, from *first. */
+static inline uint32_t ms_ring_peek(struct ms_ring *r, const struct ms_ring_geom *g,
+                                    uint32_t *first)
+{
+    return ms_ring_reserve(r, g, first); /* the same indices: [head, tail) is ours */
+}
+
+/* RX: give the n slots read from the peeked first back to the switch. */
+static inline void ms_ring_release(struct ms_ring *r, uint32_t n) { ms_ring_publish(r, n); }
+
 /* True when the application asked to be woken and tail has passed its cur. Clears the
  * request so that one eventfd write serves one wait. */
 static inline int ms_ring_wants_wakeup(struct ms_ring *r)

@@ -14,7 +14,7 @@ def test_frame_fd_rows_measure_both_ways_against_a_bare_socket_pair() -> None:
     for r in rows:
         assert r["mpps"] > 0 and r["bare_mpps"] > 0, r
         assert len(r["runs"]) == len(r["bare_runs"]) == 2, r
-        assert abs(r["ratio"] - r["mpps"] / r["bare_mpps"]) < 0.01, r
+        assert math.isclose(r["ratio"], r["mpps"] / r["bare_mpps"], rel_tol=0.01), r
 
 
 def test_lwip_rows_compare_with_the_bare_driver(root: None) -> None:

@@ -90,8 +90,7 @@ static void *baseline_producer(void *arg)
     memset(frame, 0xab, sizeof(frame));
     uint64_t n = 0;
     while (!atomic_load_explicit(&b->stop, memory_order_relaxed)) {
-        uint32_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
-        uint32_t space = atomic_load_explicit(&r->tail, memory_order_acquire) - head;
+        uint32_t head, space = ms_ring_reserve(r, g, &head);
         if (space > b->batch)
             space = b->batch;
         if (!space) {
@@ -102,7 +101,7 @@ static void *baseline_producer(void *arg)
             memcpy(ms_ring_buf(b->shm, g, head + j), frame, b->frame_len);
             ms_ring_slot(b->shm, g, head + j)->len = b->frame_len;
         }
-        atomic_store_explicit(&r->head, head + space, memory_order_release);
+        ms_ring_publish(r, space);
         n += space;
     }
     b->produced = n;
@@ -189,8 +188,7 @@ static inline uint32_t queue_frames(ms_app *a, struct cycle *c, uint32_t max)
 {
     struct ms_port_shm *shm = ms_app_shm(a);
     const struct ms_ring_geom *g = ms_app_geom(a, 0);
-    uint32_t head = atomic_load_explicit(&shm->tx.head, memory_order_relaxed);
-    uint32_t k = atomic_load_explicit(&shm->tx.tail, memory_order_acquire) - head;
+    uint32_t head, k = ms_ring_reserve(&shm->tx, g, &head);
     if (k > max)
         k = max;
     for (uint32_t j = 0; j < k; j++) {
@@ -200,7 +198,7 @@ static inline uint32_t queue_frames(ms_app *a, struct cycle *c, uint32_t max)
         ms_ring_slot(shm, g, head + j)->len = len;
     }
     if (k) {
-        atomic_store_explicit(&shm->tx.head, head + k, memory_order_release);
+        ms_ring_publish(&shm->tx, k);
         ms_app_kick(a);
     }
     return k;
@@ -210,10 +208,9 @@ static inline uint32_t queue_frames(ms_app *a, struct cycle *c, uint32_t max)
 static inline uint32_t drain_frames(ms_app *a)
 {
     struct ms_ring *rx = &ms_app_shm(a)->rx;
-    uint32_t rh = atomic_load_explicit(&rx->head, memory_order_relaxed);
-    uint32_t m = atomic_load_explicit(&rx->tail, memory_order_acquire) - rh;
+    uint32_t first, m = ms_ring_peek(rx, ms_app_geom(a, 1), &first);
     if (m)
-        atomic_store_explicit(&rx->head, rh + m, memory_order_release);
+        ms_ring_release(rx, m);
     return m;
 }
 
@@ -229,8 +226,7 @@ int ms_bench_run(ms_switch *sw, int src, int dst, const uint8_t *frames, const u
         ms_app_close(out);
         return -ENOMEM;
     }
-    struct ms_port_shm *ins = ms_app_shm(in), *outs = ms_app_shm(out);
-    struct ms_ring *tx = &ins->tx, *rx = &outs->rx;
+    struct ms_ring *tx = &ms_app_shm(in)->tx;
     const struct ms_ring_geom *txg = ms_app_geom(in, 0);
     struct cycle c = {frames, lens, nframes, 0, 0};
     uint64_t sent = 0, got = 0;
@@ -250,12 +246,8 @@ int ms_bench_run(ms_switch *sw, int src, int dst, const uint8_t *frames, const u
     /* Let the switch finish what is in flight so later runs start from empty rings. */
     double until = now_s() + 0.2;
     while (now_s() < until) {
-        uint32_t rh = atomic_load_explicit(&rx->head, memory_order_relaxed);
-        uint32_t pending = txg->num_slots - (atomic_load_explicit(&tx->tail, memory_order_acquire) -
-                                            atomic_load_explicit(&tx->head, memory_order_relaxed));
-        atomic_store_explicit(&rx->head, atomic_load_explicit(&rx->tail, memory_order_acquire),
-                              memory_order_release);
-        if (!pending && rh == atomic_load_explicit(&rx->tail, memory_order_acquire))
+        uint32_t first, pending = txg->num_slots - ms_ring_reserve(tx, txg, &first);
+        if (!drain_frames(out) && !pending)
             break;
         sched_yield();
     }
@@ -283,13 +275,9 @@ static void *sink_loop(void *arg)
         CPU_SET(0, &set);
         pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
     }
-    struct ms_port_shm *shm = ms_app_shm(s->wire);
-    struct ms_ring *rx = &shm->rx;
     while (!atomic_load_explicit(&s->stop, memory_order_relaxed)) {
-        uint32_t rh = atomic_load_explicit(&rx->head, memory_order_relaxed);
-        uint32_t m = atomic_load_explicit(&rx->tail, memory_order_acquire) - rh;
+        uint32_t m = drain_frames(s->wire);
         if (m) {
-            atomic_store_explicit(&rx->head, rh + m, memory_order_release);
             atomic_fetch_add_explicit(&s->frames, m, memory_order_relaxed);
         } else if (s->nap_ns) {
             /* A Python sender needs the other core: poll gently. */

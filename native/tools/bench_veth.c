@@ -217,16 +217,14 @@ int ms_bench_veth_switch(ms_switch *sw, int port, const char *ns, const char *pe
         }
         int idle = 1;
         if (to_port) { /* drain the port */
-            uint32_t h = atomic_load_explicit(&shm->rx.head, memory_order_relaxed);
-            uint32_t m = atomic_load_explicit(&shm->rx.tail, memory_order_acquire) - h;
+            uint32_t h, m = ms_ring_peek(&shm->rx, ms_app_geom(app, 1), &h);
             if (m) {
-                atomic_store_explicit(&shm->rx.head, h + m, memory_order_release);
+                ms_ring_release(&shm->rx, m);
                 got += m;
                 idle = 0;
             }
         } else { /* keep the port's TX ring full */
-            uint32_t h = atomic_load_explicit(&shm->tx.head, memory_order_relaxed);
-            uint32_t k = atomic_load_explicit(&shm->tx.tail, memory_order_acquire) - h;
+            uint32_t h, k = ms_ring_reserve(&shm->tx, txg, &h);
             if (k > MS_BATCH)
                 k = MS_BATCH;
             for (uint32_t j = 0; j < k; j++) {
@@ -235,7 +233,7 @@ int ms_bench_veth_switch(ms_switch *sw, int port, const char *ns, const char *pe
                 fi = fi + 1 == nframes ? 0 : fi + 1;
             }
             if (k) {
-                atomic_store_explicit(&shm->tx.head, h + k, memory_order_release);
+                ms_ring_publish(&shm->tx, k);
                 ms_app_kick(app);
                 sent += k;
                 idle = 0;

@@ -139,8 +139,7 @@ int main(int argc, char **argv)
             break;
         if (tx) {
             uint64_t allowed = rate > 0 ? (uint64_t)((t - t0) * rate) + 1 : UINT64_MAX;
-            uint32_t h = atomic_load_explicit(&shm->tx.head, memory_order_relaxed);
-            uint32_t k = atomic_load_explicit(&shm->tx.tail, memory_order_acquire) - h;
+            uint32_t h, k = ms_ring_reserve(&shm->tx, txg, &h);
             if (k > batch)
                 k = batch;
             if (count && k > count - done)
@@ -154,7 +153,7 @@ int main(int argc, char **argv)
                 ms_ring_slot(shm, txg, h + j)->len = len;
             }
             if (k) {
-                atomic_store_explicit(&shm->tx.head, h + k, memory_order_release);
+                ms_ring_publish(&shm->tx, k);
                 ms_app_kick(a);
                 done += k;
             } else if (rate > 0) {
