@@ -900,7 +900,7 @@ class BindingMachine(RuleBasedStateMachine):
         ip, proto, port = t
         k = key(ip, proto, port)
         holder = self.model.get(k)
-        b = ms.Binding(name, norm_ip(ip), ms.protocols.protocol_name(k[1]), port)
+        b = ms.Binding(name, norm_ip(ip), ms.ipproto.protocol_name(k[1]), port)
         if holder == name:
             self.ports[name].unbind(b)
             del self.model[k]
@@ -951,7 +951,7 @@ class BindingMachine(RuleBasedStateMachine):
         held = sorted(self.model.items())
         for k, name in data.draw(st.lists(st.sampled_from(held), unique=True,
                                           max_size=len(held))):
-            self.ports[name].unbind(ms.Binding(name, k[0], ms.protocols.protocol_name(k[1]),
+            self.ports[name].unbind(ms.Binding(name, k[0], ms.ipproto.protocol_name(k[1]),
                                                k[2]))
             del self.model[k]
 
