@@ -1,7 +1,10 @@
 """The MiniStack benchmark: ``python -m ministack.bench [--json] [--seconds S] [--batch N]``.
 
-Measures 64-byte frames per second through the switch on the virtual NIC, next to a
-plain copy-only memfd SPSC ring between two threads measured in the same run:
+Measures 64-byte frames per second through the switch on the virtual NIC, each row
+alternated (``--reps``, 3) with a same-work ring, its baseline: the row's own driver fills
+one memfd ring and drains another, and a stage thread between them does the switch's work
+and no more (copies each frame across, parses Ethernet/IPv4/UDP, probes a small hash),
+both threads pinned as the row's are. The rows:
 
 - port->wire: a port transmits, the filter checks every frame, the wire drains;
 - wire->port: the wire injects, demux over 1,000 bindings delivers to the port;
@@ -66,37 +69,111 @@ def _run(sw: Switch, src: int, dst: int, frames: list[bytes], batch: int,
 
 
 def baseline(batch: int, seconds: float) -> float:
-    """Mpps of a copy-only SPSC memfd ring between two threads, 64-byte frames."""
+    """Mpps of a copy-only SPSC memfd ring between two threads, 64-byte frames (less work
+    than the switch does: see ring_baseline() for the one the rows are measured against)."""
     res = ffi.new("struct ms_bench_result *")
     lib.ms_bench_baseline(FRAME, batch, seconds, res)
     return res.mpps
 
 
+PEER_MAC = "02:00:00:00:00:09"
+
+
+def _row(path: str, mac: str, bindings: int) -> tuple[list[bytes], bool, int]:
+    """A switch row's frames (the switch's MAC is `mac`), whether the tuple the switch
+    looks up is the source's (port->wire checks the sender's bindings), and how many
+    bindings the switch holds."""
+    if path == "port->wire":
+        return [udp_frame(mac, SRC_IP, DST_IP, 5000, 9 + i) for i in range(64)], True, 1
+    if path == "wire->port":
+        return [udp_frame(PEER_MAC, DST_IP, SRC_IP, 9, 10000 + i, dst_mac=mac)
+                for i in range(bindings)], False, bindings
+    if path == "port->port":
+        return [udp_frame(mac, SRC_IP, SRC_IP, 5000, 6000, dst_mac=mac)], False, 2
+    raise ValueError(f"no switch row {path!r}: port->wire, wire->port or port->port")
+
+
+def ring_baseline(path: str, batch: int, seconds: float, bindings: int = 1000,
+                  detail: bool = False) -> Any:
+    """Mpps of the same-work ring for a switch row: the rows' own driver fills one memfd
+    ring and drains another, and a stage thread between them copies each frame across,
+    parses Ethernet/IPv4/UDP and probes a hash of the row's tuples, pinned as the row is.
+
+    With detail, a dict: ``mpps``, and the stage's ``probes`` and ``hits`` (every probe
+    should hit, as the switch's lookups of bound tuples do).
+
+    >>> ring_baseline("port->wire", 256, 0.05) > 0
+    True
+    """
+    frames, by_src, entries = _row(path, PEER_MAC, bindings)
+    lens = ffi.new("uint32_t[]", [len(f) for f in frames])
+    res = ffi.new("struct ms_bench_result *")
+    rc = lib.ms_bench_ring(b"".join(frames), lens, len(frames), entries, by_src, batch,
+                           seconds, res)
+    if rc < 0:
+        raise RuntimeError(f"same-work ring failed: {os.strerror(-rc)}")
+    if detail:
+        return {"mpps": res.mpps, "probes": res.probes, "hits": res.hits}
+    return res.mpps
+
+
 def port_to_wire(batch: int, seconds: float) -> float:
+    """Mpps from a port through the filter to the wire (one binding, 64 destinations)."""
     with Switch() as sw:
         a = sw.port("tx")
         a.bind(SRC_IP, "udp", 5000)
-        frames = [udp_frame(sw.mac, SRC_IP, DST_IP, 5000, 9 + i) for i in range(64)]
-        return _run(sw, a._id, -1, frames, batch, seconds)
+        return _run(sw, a._id, -1, _row("port->wire", sw.mac, 1)[0], batch, seconds)
 
 
 def wire_to_port(batch: int, seconds: float, bindings: int) -> float:
+    """Mpps from the wire demultiplexed to a port holding `bindings` bindings."""
     with Switch(max_bindings=max(bindings, 16)) as sw:
         b = sw.port("rx")
         for i in range(bindings):
             b.bind(SRC_IP, "udp", 10000 + i)
-        frames = [udp_frame("02:00:00:00:00:09", DST_IP, SRC_IP, 9, 10000 + i,
-                            dst_mac=sw.mac) for i in range(bindings)]
-        return _run(sw, -1, b._id, frames, batch, seconds)
+        return _run(sw, -1, b._id, _row("wire->port", sw.mac, bindings)[0], batch, seconds)
 
 
 def port_to_port(batch: int, seconds: float) -> float:
+    """Mpps from one port to another's binding (hairpin)."""
     with Switch() as sw:
         a, b = sw.port("a"), sw.port("b")
         a.bind(SRC_IP, "udp", 5000)
         b.bind(SRC_IP, "udp", 6000)
-        frames = [udp_frame(sw.mac, SRC_IP, SRC_IP, 5000, 6000, dst_mac=sw.mac)]
-        return _run(sw, a._id, b._id, frames, batch, seconds)
+        return _run(sw, a._id, b._id, _row("port->port", sw.mac, 2)[0], batch, seconds)
+
+
+SWITCH_ROWS = {"port->wire": lambda batch, s, n: port_to_wire(batch, s),
+               "wire->port": wire_to_port,
+               "port->port": lambda batch, s, n: port_to_port(batch, s)}
+
+
+def versus_ring(path: str, batch: int, seconds: float, bindings: int = 1000,
+                reps: int = 3) -> dict[str, Any]:
+    """A switch row and its same-work ring, alternated reps times (the order flips each
+    time): the median of the pairs' ratios and their spread, with every run.
+
+    >>> versus_ring("port->port", 256, 0.05, reps=1)["reps"]
+    1
+    """
+    import statistics
+
+    rows: list[float] = []
+    rings: list[float] = []
+    for i in range(reps):
+        steps = [lambda: rings.append(ring_baseline(path, batch, seconds, bindings)),
+                 lambda: rows.append(SWITCH_ROWS[path](batch, seconds, bindings))]
+        for step in steps if i % 2 == 0 else steps[::-1]:
+            step()
+    ratios = [m / b for m, b in zip(rows, rings) if b]
+    n = _row(path, PEER_MAC, bindings)[2]
+    return {"path": path, "frame": FRAME, "bindings": n, "batch": batch,
+            "mpps": _sig(statistics.median(rows)),
+            "baseline_mpps": _sig(statistics.median(rings)),
+            "ratio": round(statistics.median(ratios), 3) if ratios else None,
+            "ratio_range": [round(min(ratios), 3), round(max(ratios), 3)] if ratios else None,
+            "runs": [_sig(x) for x in rows], "baseline_runs": [_sig(x) for x in rings],
+            "reps": reps}
 
 
 @contextlib.contextmanager
@@ -352,18 +429,35 @@ def veth_rows(seconds: float, backend: str = "auto") -> list[dict[str, Any]]:
             for p, m, b in (("port->veth", sw_out, base_out), ("veth->port", sw_in, base_in))]
 
 
+def python_send_batch_runs(batch: int, seconds: float, reps: int = 3) -> dict[str, Any]:
+    """python_send_batch() reps times: the median and every run.
+
+    >>> python_send_batch_runs(64, 0.05, reps=1)["mpps"] > 0
+    True
+    """
+    import statistics
+
+    runs = [python_send_batch(batch, seconds) for _ in range(reps)]
+    return {"mpps": _sig(statistics.median(runs)), "runs": [_sig(x) for x in runs],
+            "reps": reps}
+
+
 def run(seconds: float = 1.0, batch: int = 256, bindings: int = 1000,
-        veth: bool | None = None) -> dict[str, Any]:
-    """Run every measurement; returns the --json object. The veth rows need root; by
-    default they run when root."""
-    base = baseline(batch, seconds)
-    p2w = port_to_wire(batch, seconds)
-    rows = [
-        ("port->wire", 1, p2w),
-        ("pktgen->port->wire", 1, pktgen_to_wire(seconds)),
-        ("wire->port", bindings, wire_to_port(batch, seconds, bindings)),
-        ("port->port", 2, port_to_port(batch, seconds)),
-    ]
+        veth: bool | None = None, reps: int = 3) -> dict[str, Any]:
+    """Run every measurement; returns the --json object. Each switch row alternates reps
+    times with its same-work ring (ring_baseline()); the veth rows need root, and by
+    default run when root.
+
+    ``baseline_mpps`` is port->wire's same-work ring (median); each row has its own."""
+    rows = [versus_ring(path, batch, seconds, bindings, reps)
+            for path in ("port->wire", "wire->port", "port->port")]
+    p2w = rows[0]
+    pktgen = pktgen_to_wire(seconds)
+    rows.insert(1, {"path": "pktgen->port->wire", "frame": FRAME, "bindings": 1,
+                    "batch": batch, "mpps": round(pktgen, 3),
+                    "baseline_mpps": p2w["baseline_mpps"],
+                    "ratio": round(pktgen / p2w["baseline_mpps"], 3)
+                    if p2w["baseline_mpps"] else None})
     result: dict[str, Any] = {}
     if veth is None:
         veth = os.geteuid() == 0
@@ -378,31 +472,41 @@ def run(seconds: float = 1.0, batch: int = 256, bindings: int = 1000,
         result["veth_skipped"] = ("needs root to create a veth pair and a namespace"
                                   if os.geteuid() else "--no-veth")
     result["frame_fd"] = frame_fd_rows(seconds)
+    send = python_send_batch_runs(batch, seconds, reps)
     return result | {
-        "baseline_mpps": round(base, 3),
-        "results": [{"path": p, "frame": FRAME, "bindings": n, "batch": batch,
-                     "mpps": round(m, 3), "ratio": round(m / base, 3) if base else None}
-                    for p, n, m in rows] + rows_veth,
-        "python_send_batch_mpps": round(python_send_batch(batch, seconds), 3),
+        "baseline": "same-work ring: the rows' driver on CPU 0 fills a memfd ring, a stage on "
+                    "CPU 1 copies each frame into a second ring, parses Ethernet/IPv4/UDP and "
+                    "probes a hash of the row's tuples",
+        "baseline_mpps": p2w["baseline_mpps"],
+        "copy_ring_mpps": round(baseline(batch, seconds), 3),
+        "results": rows + rows_veth,
+        "python_send_batch_mpps": send["mpps"],
+        "python_send_batch_runs": send["runs"],
         "cores": os.cpu_count(),
         "switch_threads": 1,
         "seconds": seconds,
+        "reps": reps,
     }
 
 
 def table(r: dict[str, Any]) -> str:
     """The human-readable form of run()'s result."""
     lines = [f"MiniStack benchmark: {FRAME}-byte frames, batch {r['results'][0]['batch']}, "
-             f"1 switch thread, {r['cores']} cores, {r['seconds']} s per row",
-             f"{'path':<22}{'bindings':>9}{'Mpps':>9}{'x baseline':>12}",
-             f"{'baseline (memfd ring)':<22}{'-':>9}{r['baseline_mpps']:>9.2f}{1:>12.2f}"]
+             f"1 switch thread, {r['cores']} cores, {r['seconds']} s per run",
+             f"each row against its same-work ring (copy in, copy across, parse, one hash "
+             f"probe), alternated {r.get('reps', 1)} times; medians:",
+             f"{'path':<22}{'bindings':>9}{'ring Mpps':>10}{'Mpps':>9}{'x ring':>8}  spread"]
     for row in r["results"]:
         if "backend" in row:
             continue
-        lines.append(f"{row['path']:<22}{row['bindings']:>9}{row['mpps']:>9.2f}"
-                     f"{row['ratio']:>12.2f}")
-    lines.append(f"{'python send_batch':<22}{1:>9}{r['python_send_batch_mpps']:>9.2f}"
-                 f"{r['python_send_batch_mpps'] / r['baseline_mpps']:>12.2f}")
+        spread = (f"{row['ratio_range'][0]:.2f}-{row['ratio_range'][1]:.2f}"
+                  if row.get("ratio_range") else "one run")
+        lines.append(f"{row['path']:<22}{row['bindings']:>9}{row['baseline_mpps']:>10.2f}"
+                     f"{row['mpps']:>9.2f}{row['ratio']:>8.2f}  {spread}")
+    lines.append(f"{'python send_batch':<22}{1:>9}{'-':>10}{r['python_send_batch_mpps']:>9.2f}"
+                 f"{'-':>8}  runs {r.get('python_send_batch_runs', [])}")
+    if "copy_ring_mpps" in r:
+        lines.append(f"(a ring that only copies: {r['copy_ring_mpps']:.2f} Mpps)")
     veth = [row for row in r["results"] if "backend" in row]
     if veth:
         lines.append(f"veth pair into a namespace ({veth[0]['backend']}), against a bare "
@@ -524,7 +628,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="skip the veth rows (they need root)")
     ap.add_argument("--against", metavar="CHECKOUT",
                     help="only port->wire and wire->port, alternated with another checkout's")
-    ap.add_argument("--reps", type=int, default=3, help="run pairs for --against")
+    ap.add_argument("--reps", type=int, default=3,
+                    help="alternations of each row with its same-work ring, or run pairs "
+                         "for --against (default 3)")
     ap.add_argument("--max-steal", type=float, default=0.03,
                     help="--against measures again a pair during which the hypervisor took "
                          "more than this share of the CPU (default 0.03)")
@@ -548,7 +654,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"{x['ratio']:.3f} (pairs {x['pair_ratios']}; runs {x['this_runs']} "
                       f"/ {x['other_runs']})")
         return 0
-    r = run(a.seconds, a.batch, a.bindings, veth=False if a.no_veth else None)
+    r = run(a.seconds, a.batch, a.bindings, veth=False if a.no_veth else None, reps=a.reps)
     print(json.dumps(r) if a.json else table(r))
     return 0
 

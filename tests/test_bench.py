@@ -28,10 +28,44 @@ def test_lwip_rows_compare_with_the_bare_driver(root: None) -> None:
         assert r["value"] > 0 and r["bare"] > 0
         assert abs(r["ratio"] - r["value"] / r["bare"]) < 0.01, r
     text = bench.table({"results": [{"path": "port->wire", "bindings": 1, "batch": 256,
-                                     "mpps": 1.0, "ratio": 1.0}], "cores": 2, "seconds": 1,
+                                     "mpps": 1.0, "baseline_mpps": 1.0, "ratio": 1.0}],
+                        "cores": 2, "seconds": 1,
                         "baseline_mpps": 1.0, "python_send_batch_mpps": 1.0, "lwip": rows,
                         "frame_fd": bench.frame_fd_rows(0.1)})
     assert "lwip tcp bulk" in text and "frame_fd->wire" in text
+
+
+def test_switch_rows_alternate_with_their_same_work_ring() -> None:
+    """Each switch row and its ring are measured the same number of times, and the ratio
+    reported is the median of the pairs' ratios, with their spread."""
+    import statistics
+
+    for path, bindings in (("port->wire", 1), ("wire->port", 100), ("port->port", 2)):
+        r = bench.versus_ring(path, 256, 0.1, bindings=bindings, reps=3)
+        assert r["bindings"] == bindings and r["reps"] == 3, r
+        assert len(r["runs"]) == len(r["baseline_runs"]) == 3, r
+        assert all(x > 0 for x in r["runs"] + r["baseline_runs"]), r
+        ratios = [a / b for a, b in zip(r["runs"], r["baseline_runs"])]
+        assert math.isclose(r["ratio"], statistics.median(ratios), rel_tol=2e-3), r
+        assert r["ratio_range"][0] <= r["ratio"] <= r["ratio_range"][1], r
+    text = bench.table({"results": [r], "cores": 2, "seconds": 0.1, "reps": 3,
+                        "python_send_batch_mpps": 1.0, "python_send_batch_runs": [1.0]})
+    assert "port->port" in text and "x ring" in text
+
+
+def test_same_work_ring_probes_hit_every_frame_tuple() -> None:
+    """The ring's stage finds every frame's tuple in its table (else it would do less work
+    than the switch, whose lookups of bound tuples all hit); an unknown row is refused."""
+    for path in ("port->wire", "wire->port", "port->port"):
+        r = bench.ring_baseline(path, 256, 0.05, bindings=1000, detail=True)
+        assert r["mpps"] > 0 and r["probes"] > 0, r
+        assert r["hits"] == r["probes"], r
+    try:
+        bench.ring_baseline("port->nowhere", 256, 0.05)
+    except ValueError as e:
+        assert "port->wire" in str(e)
+    else:
+        raise AssertionError("an unknown row was measured")
 
 
 def test_against_another_checkout_pairs_runs_and_reports_paired_ratio() -> None:

@@ -163,7 +163,7 @@ int ms_bench_baseline(uint32_t frame_len, uint32_t batch, double seconds, struct
     return 0;
 }
 
-/* --- through the switch ------------------------------------------------------------- */
+/* --- the driver both the switch rows and the same-work ring run ------------------------ */
 
 /* The precomposed frames a driver sends, cycled (lens[i] bytes each, back to back). */
 struct cycle {
@@ -183,11 +183,10 @@ static inline const uint8_t *cycle_next(struct cycle *c, uint32_t *len)
     return f;
 }
 
-/* Queue up to max frames of c into a's TX ring without waiting; returns how many. */
-static inline uint32_t queue_frames(ms_app *a, struct cycle *c, uint32_t max)
+/* Copy up to max frames of c into the TX ring of shm without waiting; returns how many. */
+static inline uint32_t fill_ring(struct ms_port_shm *shm, const struct ms_ring_geom *g,
+                                 struct cycle *c, uint32_t max)
 {
-    struct ms_port_shm *shm = ms_app_shm(a);
-    const struct ms_ring_geom *g = ms_app_geom(a, 0);
     uint32_t head, k = ms_ring_reserve(&shm->tx, g, &head);
     if (k > max)
         k = max;
@@ -197,22 +196,247 @@ static inline uint32_t queue_frames(ms_app *a, struct cycle *c, uint32_t max)
         memcpy(ms_ring_buf(shm, g, head + j), f, len);
         ms_ring_slot(shm, g, head + j)->len = len;
     }
-    if (k) {
+    if (k)
         ms_ring_publish(&shm->tx, k);
-        ms_app_kick(a);
-    }
     return k;
 }
 
-/* Take every frame waiting in a's RX ring unread; returns how many. */
-static inline uint32_t drain_frames(ms_app *a)
+/* Take every frame waiting in the RX ring of shm unread; returns how many. */
+static inline uint32_t empty_ring(struct ms_port_shm *shm, const struct ms_ring_geom *g)
 {
-    struct ms_ring *rx = &ms_app_shm(a)->rx;
-    uint32_t first, m = ms_ring_peek(rx, ms_app_geom(a, 1), &first);
+    uint32_t first, m = ms_ring_peek(&shm->rx, g, &first);
     if (m)
-        ms_ring_release(rx, m);
+        ms_ring_release(&shm->rx, m);
     return m;
 }
+
+static inline uint32_t queue_frames(ms_app *a, struct cycle *c, uint32_t max)
+{
+    uint32_t k = fill_ring(ms_app_shm(a), ms_app_geom(a, 0), c, max);
+    if (k)
+        ms_app_kick(a);
+    return k;
+}
+
+static inline uint32_t drain_frames(ms_app *a)
+{
+    return empty_ring(ms_app_shm(a), ms_app_geom(a, 1));
+}
+
+/* Where the driver puts frames and where it takes them from: a port or the wire (their
+ * ms_app handles, which ring the switch's doorbell), or the same-work ring's two rings. */
+struct ends {
+    struct ms_port_shm *in, *out;
+    const struct ms_ring_geom *in_g, *out_g;
+    ms_app *kick;  /* NULL: nobody sleeps on the other side */
+};
+
+/* Fill `in` and drain `out` for the window; then let the other side finish what is in
+ * flight, so that later runs start from empty rings. */
+static void drive(const struct ends *e, struct cycle *c, uint32_t batch, double seconds,
+                  struct ms_bench_result *res)
+{
+    uint64_t sent = 0, got = 0;
+    struct window win;
+    window_open(&win, seconds);
+    for (uint64_t iter = 0;; iter++) {
+        if ((iter & 255) == 0 && !window_tick(&win, got))
+            break;
+        uint32_t k = fill_ring(e->in, e->in_g, c, batch);
+        if (k && e->kick)
+            ms_app_kick(e->kick);
+        sent += k;
+        uint32_t m = empty_ring(e->out, e->out_g);
+        got += m;
+        if (!m && !k)
+            cpu_relax();
+    }
+    window_close(&win, got, sent, res);
+    double until = now_s() + 0.2;
+    while (now_s() < until) {
+        uint32_t first, pending = e->in_g->num_slots - ms_ring_reserve(&e->in->tx, e->in_g, &first);
+        if (!empty_ring(e->out, e->out_g) && !pending)
+            break;
+        sched_yield();
+    }
+}
+
+/* Both the switch rows and the same-work ring place their two busy threads alike: the
+ * driver on CPU 0, the switch thread or the ring's stage on CPU 1. Returns 0 when the
+ * machine has no CPU 1 (then nothing is pinned); *was gets the caller's affinity back. */
+static int pin_driver(cpu_set_t *was)
+{
+    cpu_set_t set;
+    pthread_getaffinity_np(pthread_self(), sizeof(*was), was);
+    if (!CPU_ISSET(0, was) || !CPU_ISSET(1, was))
+        return 0;
+    CPU_ZERO(&set);
+    CPU_SET(0, &set);
+    return pthread_setaffinity_np(pthread_self(), sizeof(set), &set) == 0;
+}
+
+static void pin_self(int cpu)
+{
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+}
+
+/* --- the same-work ring: what the switch does per frame, and nothing else -------------- */
+
+/* The stage between the driver's two rings: for each frame, copy it out of the first ring
+ * into the second (as the switch copies a port's frame to the wire), parse Ethernet, IPv4
+ * and UDP, and probe a small open-addressed hash of (address, port) for its tuple. */
+struct stage {
+    struct ms_port_shm *shm;          /* tx: from the driver; rx: back to it */
+    struct ms_ring_geom txg, rxg;
+    const uint64_t *keys;             /* 0: empty */
+    uint32_t mask;
+    int by_src;                       /* probe the source tuple (port->wire) or the destination */
+    int cpu;                          /* -1: not pinned */
+    _Atomic int stop;
+    uint64_t probes, hits, dropped;
+};
+
+static inline uint64_t tuple_key(uint32_t ip, uint16_t port)
+{
+    return ((uint64_t)ip << 24 | (uint64_t)17 << 16 | port) | 1ull << 63;
+}
+
+static inline uint32_t tuple_hash(uint64_t key, uint32_t mask)
+{
+    return (uint32_t)((key * 0x9e3779b97f4a7c15ull) >> 40) & mask;
+}
+
+/* The tuple of an Ethernet/IPv4/UDP frame (0 for anything else), read within len. */
+static inline uint64_t stage_parse(const uint8_t *f, uint32_t len, int by_src)
+{
+    if (len < 14 + 20 + 8 || f[12] != 0x08 || f[13] != 0x00)
+        return 0;
+    const uint8_t *ip = f + 14;
+    uint32_t ihl = (uint32_t)(ip[0] & 0x0f) * 4;
+    if ((ip[0] >> 4) != 4 || ihl < 20 || 14 + ihl + 8 > len || ip[9] != 17)
+        return 0;
+    const uint8_t *a = ip + (by_src ? 12 : 16), *udp = ip + ihl + (by_src ? 0 : 2);
+    uint32_t addr = (uint32_t)a[0] << 24 | (uint32_t)a[1] << 16 | (uint32_t)a[2] << 8 | a[3];
+    return tuple_key(addr, (uint16_t)(udp[0] << 8 | udp[1]));
+}
+
+static inline int stage_probe(const struct stage *s, uint64_t key)
+{
+    for (uint32_t h = tuple_hash(key, s->mask);; h = (h + 1) & s->mask) {
+        if (s->keys[h] == key)
+            return 1;
+        if (!s->keys[h])
+            return 0;
+    }
+}
+
+static void *stage_loop(void *arg)
+{
+    struct stage *s = arg;
+    if (s->cpu >= 0)
+        pin_self(s->cpu);
+    uint8_t scratch[2048];
+    uint64_t probes = 0, hits = 0, dropped = 0;
+    while (!atomic_load_explicit(&s->stop, memory_order_relaxed)) {
+        uint32_t first, n = ms_tx_pending(&s->shm->tx, &s->txg, &first);
+        if (!n) {
+            cpu_relax();
+            continue;
+        }
+        if (n > MS_BATCH)
+            n = MS_BATCH;
+        uint32_t out, space = ms_rx_space(&s->shm->rx, &s->rxg, &out), w = 0;
+        for (uint32_t i = 0; i < n; i++) {
+            uint32_t len = *(volatile uint32_t *)&ms_ring_slot(s->shm, &s->txg, first + i)->len;
+            if (len > s->txg.buf_size)
+                continue;
+            uint8_t *dst = w < space ? ms_ring_buf(s->shm, &s->rxg, out + w) : scratch;
+            memcpy(dst, ms_ring_buf(s->shm, &s->txg, first + i), len);
+            hits += (uint64_t)stage_probe(s, stage_parse(dst, len, s->by_src));
+            probes++;
+            if (w < space)
+                ms_ring_slot(s->shm, &s->rxg, out + w++)->len = len;
+            else
+                dropped++;
+        }
+        ms_tx_release(&s->shm->tx, n);
+        ms_rx_publish(&s->shm->rx, w);
+    }
+    s->probes = probes;
+    s->hits = hits;
+    s->dropped = dropped;
+    return NULL;
+}
+
+int ms_bench_ring(const uint8_t *frames, const uint32_t *lens, uint32_t nframes,
+                  uint32_t entries, int by_src, uint32_t batch, double seconds,
+                  struct ms_bench_result *res)
+{
+    if (!nframes || !batch || entries > (1u << 20))
+        return -EINVAL;
+    /* The table holds every frame's tuple, then made-up ones up to `entries`, at most
+     * half full: the probes all hit, as the switch's lookups of bound tuples do. */
+    uint32_t size = 16;
+    while (size < 2 * (entries > nframes ? entries : nframes))
+        size <<= 1;
+    struct stage s = {.mask = size - 1, .by_src = by_src};
+    uint64_t *keys = calloc(size, sizeof(*keys));
+    if (!keys)
+        return -ENOMEM;
+    uint32_t used = 0;
+    size_t off = 0;
+    for (uint32_t i = 0; i < nframes + entries && used < size / 2; i++) {
+        uint64_t k = i < nframes ? stage_parse(frames + off, lens[i], by_src)
+                                 : tuple_key(0xc6336400u + i, (uint16_t)i);
+        if (i < nframes)
+            off += lens[i];
+        if (!k)
+            continue;
+        uint32_t h = tuple_hash(k, s.mask);
+        while (keys[h] && keys[h] != k)
+            h = (h + 1) & s.mask;
+        used += !keys[h];
+        keys[h] = k;
+        if (i >= nframes && used >= entries)
+            break;
+    }
+    s.keys = keys;
+    size_t shm_size;
+    /* A port's default ring size (the wire's rings are larger; the driver empties them
+     * every turn, so the size does not limit either run). */
+    int fd = ms_shm_create("ministack-ring", 1024, 2048, &s.shm, &shm_size);
+    if (fd < 0) {
+        free(keys);
+        return fd;
+    }
+    s.txg = s.shm->tx.geom;
+    s.rxg = s.shm->rx.geom;
+    cpu_set_t was;
+    int pinned = pin_driver(&was);
+    s.cpu = pinned ? 1 : -1;
+    pthread_t t;
+    int rc = -pthread_create(&t, NULL, stage_loop, &s);
+    if (!rc) {
+        struct ends e = {s.shm, s.shm, &s.txg, &s.rxg, NULL};
+        struct cycle c = {frames, lens, nframes, 0, 0};
+        drive(&e, &c, batch, seconds, res);
+        atomic_store(&s.stop, 1);
+        pthread_join(t, NULL);
+        res->probes = s.probes;
+        res->hits = s.hits;
+    }
+    if (pinned)
+        pthread_setaffinity_np(pthread_self(), sizeof(was), &was);
+    munmap(s.shm, shm_size);
+    close(fd);
+    free(keys);
+    return rc;
+}
+
+/* --- through the switch ------------------------------------------------------------- */
 
 int ms_bench_run(ms_switch *sw, int src, int dst, const uint8_t *frames, const uint32_t *lens,
                  uint32_t nframes, uint32_t batch, double seconds, struct ms_bench_result *res)
@@ -226,31 +450,16 @@ int ms_bench_run(ms_switch *sw, int src, int dst, const uint8_t *frames, const u
         ms_app_close(out);
         return -ENOMEM;
     }
-    struct ms_ring *tx = &ms_app_shm(in)->tx;
-    const struct ms_ring_geom *txg = ms_app_geom(in, 0);
+    cpu_set_t was;
+    int pinned = pin_driver(&was);
+    if (pinned)
+        ms_switch_pin(sw, 1);
+    struct ends e = {ms_app_shm(in), ms_app_shm(out), ms_app_geom(in, 0), ms_app_geom(out, 1),
+                     in};
     struct cycle c = {frames, lens, nframes, 0, 0};
-    uint64_t sent = 0, got = 0;
-    struct window win;
-    window_open(&win, seconds);
-    for (uint64_t iter = 0;; iter++) {
-        if ((iter & 255) == 0 && !window_tick(&win, got))
-            break;
-        uint32_t k = queue_frames(in, &c, batch);
-        sent += k;
-        uint32_t m = drain_frames(out);
-        got += m;
-        if (!m && !k)
-            cpu_relax();
-    }
-    window_close(&win, got, sent, res);
-    /* Let the switch finish what is in flight so later runs start from empty rings. */
-    double until = now_s() + 0.2;
-    while (now_s() < until) {
-        uint32_t first, pending = txg->num_slots - ms_ring_reserve(tx, txg, &first);
-        if (!drain_frames(out) && !pending)
-            break;
-        sched_yield();
-    }
+    drive(&e, &c, batch, seconds, res);
+    if (pinned)
+        pthread_setaffinity_np(pthread_self(), sizeof(was), &was);
     ms_app_close(in);
     ms_app_close(out);
     return 0;
