@@ -106,10 +106,12 @@ def ring_baseline(path: str, batch: int, seconds: float, bindings: int = 1000,
     True
     """
     frames, by_src, entries = _row(path, PEER_MAC, bindings)
+    port, wire = 1024, 4096  # Switch()'s ring_slots and wire_slots
+    slots = {"port->wire": (port, wire), "wire->port": (wire, port)}.get(path, (port, port))
     lens = ffi.new("uint32_t[]", [len(f) for f in frames])
     res = ffi.new("struct ms_bench_result *")
-    rc = lib.ms_bench_ring(b"".join(frames), lens, len(frames), entries, by_src, batch,
-                           seconds, res)
+    rc = lib.ms_bench_ring(b"".join(frames), lens, len(frames), entries, by_src, *slots,
+                           batch, seconds, res)
     if rc < 0:
         raise RuntimeError(f"same-work ring failed: {os.strerror(-rc)}")
     if detail:

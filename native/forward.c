@@ -26,10 +26,24 @@
 
 /* --- the datapath ------------------------------------------------------------------- */
 
+/* MS_NAME_MAX bytes each, as the ports' names are: the log copies whole arrays. */
 static const char *end_name(const ms_switch *sw, int id)
 {
-    static const char *const special[] = {"", "switch", "host", "nic"}; /* PEER_NONE.. */
+    static const char special[][MS_NAME_MAX] = {"", "switch", "host", "nic"}; /* PEER_NONE.. */
     return id >= 0 ? sw->ports[id]->name : special[id - PEER_NONE];
+}
+
+/* The wall-clock time of the round's records: read once per round that records any
+ * (a clock read costs as much as forwarding a frame in a virtual machine). */
+static int64_t record_time(ms_switch *sw)
+{
+    if (sw->record_time_at != sw->now) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts); /* vDSO: no system call */
+        sw->record_time = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+        sw->record_time_at = sw->now;
+    }
+    return sw->record_time;
 }
 
 static int tapped(const ms_switch *sw, int id)
@@ -43,7 +57,7 @@ static __attribute__((noinline, cold)) void tap(ms_switch *sw, int port, int pee
                                                 int reason, const uint8_t *f, uint32_t len)
 {
     if (sw->all_taps || tapped(sw, port) || tapped(sw, peer))
-        ms_framelog_add(&sw->taplog, port, end_name(sw, port), dir, reason,
+        ms_framelog_add(&sw->taplog, record_time(sw), port, end_name(sw, port), dir, reason,
                         end_name(sw, peer), f, len);
 }
 
@@ -61,7 +75,8 @@ static void drop(ms_switch *sw, int port, int dir, int reason, const uint8_t *f,
         p->ctr.drops[reason]++;
     else
         sw->nic_ctr.drops[reason]++;
-    ms_framelog_add(&sw->log, port, end_name(sw, port), dir, reason, "", f, len);
+    ms_framelog_add(&sw->log, record_time(sw), port, end_name(sw, port), dir, reason,
+                    end_name(sw, PEER_NONE), f, len);
     maybe_tap(sw, port, PEER_NONE, dir, reason, f, len);
 }
 
@@ -81,12 +96,17 @@ static void deliver(ms_switch *sw, int from, int to, const uint8_t *f, uint32_t 
         drop(sw, to, DIR_RX, MS_R_RING_FULL, f, len);
         return;
     }
+    /* Everything but the copy first: after it the compiler must assume any of these
+     * fields changed, and would read them all again. */
     uint32_t idx = p->rx_first + p->rx_pending++;
-    memcpy(ms_ring_buf(p->shm, g, idx), f, len);
+    uint8_t *dst = ms_ring_buf(p->shm, g, idx);
     ms_ring_slot(p->shm, g, idx)->len = len;
     p->ctr.rx.frames++;
     p->ctr.rx.bytes += len;
-    maybe_tap(sw, to, from, DIR_RX, MS_R_OK, f, len);
+    int taps = sw->ntaps;
+    memcpy(dst, f, len);
+    if (__builtin_expect(taps != 0, 0))
+        tap(sw, to, from, DIR_RX, MS_R_OK, f, len);
 }
 
 static void flush_deliveries(ms_switch *sw)
@@ -203,11 +223,15 @@ static void deliver_offloaded(ms_switch *sw, int to, const struct ms_nic_frame *
     deliver(sw, PEER_NIC, to, sw->scratch, fr->len);
 }
 
-uint32_t ms_fwd_port_tx(ms_switch *sw, int id)
+__attribute__((flatten)) uint32_t ms_fwd_port_tx(ms_switch *sw, int id)
 {
     struct ms_swport *p = sw->ports[id];
     struct ms_ring *r = &p->shm->tx;
-    const struct ms_ring_geom *g = &p->txg;
+    /* Our copies in registers: the frames' copies below could, for all the compiler
+     * knows, overwrite the port's. */
+    const struct ms_ring_geom geom = p->txg, *g = &geom;
+    struct ms_port_shm *shm = p->shm;
+    uint8_t *scratch = sw->scratch;
     uint32_t first, n = ms_tx_pending(r, g, &first);
     if (!n)
         return 0;
@@ -216,20 +240,23 @@ uint32_t ms_fwd_port_tx(ms_switch *sw, int id)
     struct ms_txbuf wb[MS_BATCH];
     uint32_t nw = sw->nic->ops->tx_reserve(sw->nic, wb, n);
     uint32_t w = 0;
+    /* Counted here and added once: in memory, each frame's four increments would wait on
+     * the frame's copy (the compiler cannot tell they do not alias it). */
+    uint64_t sent = 0, sent_bytes = 0, wired_bytes = 0;
     struct ms_parsed pp;
     for (uint32_t i = 0; i < PREFETCH && i < n; i++) {
-        __builtin_prefetch(ms_ring_buf(p->shm, g, first + i));
+        __builtin_prefetch(ms_ring_buf(shm, g, first + i));
         if (i < nw)
             __builtin_prefetch(wb[i].data, 1);
     }
     for (uint32_t i = 0; i < n; i++) {
         uint32_t idx = first + i;
         /* Read the length once: the application may rewrite the slot at any time. */
-        uint32_t len = *(volatile uint32_t *)&ms_ring_slot(p->shm, g, idx)->len;
-        const uint8_t *src = ms_ring_buf(p->shm, g, idx);
+        uint32_t len = *(volatile uint32_t *)&ms_ring_slot(shm, g, idx)->len;
+        const uint8_t *src = ms_ring_buf(shm, g, idx);
         if (i + PREFETCH < n) {
             /* The sender's core wrote these lines: start the transfers early. */
-            __builtin_prefetch(ms_ring_buf(p->shm, g, idx + PREFETCH));
+            __builtin_prefetch(ms_ring_buf(shm, g, idx + PREFETCH));
             if (w + PREFETCH < nw)
                 __builtin_prefetch(wb[w + PREFETCH].data, 1);
         }
@@ -239,7 +266,7 @@ uint32_t ms_fwd_port_tx(ms_switch *sw, int id)
         }
         /* Check a private copy, never the shared buffer (the sender could change it
          * between the check and the copy). */
-        uint8_t *f = w < nw ? wb[w].data : sw->scratch;
+        uint8_t *f = w < nw ? wb[w].data : scratch;
         memcpy(f, src, len);
         int to;
         int reason = ms_fwd_classify_tx(sw, id, f, len, &pp, &to, sw->now);
@@ -253,14 +280,13 @@ uint32_t ms_fwd_port_tx(ms_switch *sw, int id)
         }
         if (__builtin_expect(pp.frag != MS_FRAG_NONE, 0))
             follow_tx(sw, id, &pp, to);
-        p->ctr.tx.frames++;
-        p->ctr.tx.bytes += len;
+        sent++;
+        sent_bytes += len;
         if (to >= 0) {
             deliver(sw, id, to, f, len);
         } else if (w < nw) {
             wb[w++].len = len;
-            sw->nic_ctr.tx.frames++;
-            sw->nic_ctr.tx.bytes += len;
+            wired_bytes += len;
             /* If the interface refuses it at commit, the capture shows it twice: passed
              * by the switch, then dropped ring-full. */
             maybe_tap(sw, id, PEER_NIC, DIR_TX, MS_R_OK, f, len);
@@ -268,6 +294,10 @@ uint32_t ms_fwd_port_tx(ms_switch *sw, int id)
             drop(sw, -1, DIR_TX, MS_R_RING_FULL, f, len);
         }
     }
+    p->ctr.tx.frames += sent;
+    p->ctr.tx.bytes += sent_bytes;
+    sw->nic_ctr.tx.frames += w;
+    sw->nic_ctr.tx.bytes += wired_bytes;
     ms_tx_release(r, n);
     if (ms_ring_wants_wakeup(r))
         ms_ring_doorbell(p->wake_fd);
@@ -282,7 +312,7 @@ uint32_t ms_fwd_port_tx(ms_switch *sw, int id)
     return n;
 }
 
-static uint32_t nic_rx(ms_switch *sw)
+static __attribute__((flatten)) uint32_t nic_rx(ms_switch *sw)
 {
     struct ms_nic_frame fr[MS_BATCH];
     uint32_t n = sw->nic->ops->rx_burst(sw->nic, fr, MS_BATCH);

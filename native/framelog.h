@@ -16,8 +16,10 @@ struct ms_framelog {
 
 int ms_framelog_init(struct ms_framelog *l);
 void ms_framelog_free(struct ms_framelog *l);
-void ms_framelog_add(struct ms_framelog *l, int port, const char *port_name, int direction,
-                     int reason, const char *peer_name, const uint8_t *frame, uint32_t len);
+/* Names are whole MS_NAME_MAX arrays (NUL-padded), read in full. */
+void ms_framelog_add(struct ms_framelog *l, int64_t time_ns, int port,
+                     const char port_name[MS_NAME_MAX], int direction, int reason,
+                     const char peer_name[MS_NAME_MAX], const uint8_t *frame, uint32_t len);
 /* The newest min(max, recorded) records, oldest first. */
 int ms_framelog_read(const struct ms_framelog *l, struct ms_frame_record *out, int max);
 /* The records after seq `since` that are still kept, oldest first, at most max. */

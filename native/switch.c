@@ -91,6 +91,8 @@ int ms_switch_add_address(ms_switch *sw, int family, const uint8_t *ip)
         memset(sw->addrs[sw->naddrs].ip, 0, 16);
         memcpy(sw->addrs[sw->naddrs].ip, ip, family == 4 ? 4 : 16);
         sw->naddrs++;
+        if (family == 4)
+            memcpy(&sw->addrs4[sw->naddrs4++], ip, 4);
     }
     ctl_unlock(sw);
     return rc;

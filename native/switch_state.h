@@ -4,10 +4,10 @@
 #ifndef MS_SWITCH_STATE_H
 #define MS_SWITCH_STATE_H
 
-#define _GNU_SOURCE
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -53,6 +53,9 @@ struct ms_switch {
         uint8_t family;
         uint8_t ip[16];
     } addrs[MS_MAX_ADDRS];
+    /* The IPv4 ones again as words: every forwarded IPv4 frame asks ms_is_local. */
+    uint32_t naddrs4;
+    uint32_t addrs4[MS_MAX_ADDRS];
     int nports;               /* highest port id in use + 1 */
     struct ms_swport *ports[MS_MAX_PORTS];
     struct ms_nic_stats nic_ctr;
@@ -63,6 +66,7 @@ struct ms_switch {
     struct ms_frags *frags;
     struct ms_neigh *neigh;
     int64_t now;              /* CLOCK_MONOTONIC at the start of the round */
+    int64_t record_time, record_time_at;  /* CLOCK_REALTIME for the round `now` names */
     int ntaps;                /* open taps whose target is still there: 0 on the fast path */
     int nic_taps, all_taps;
     /* The taps themselves, cold: only control calls and recording touch them. */
@@ -88,6 +92,14 @@ static inline int64_t ms_now_ns(void)
 /* The frame's destination is one of the switch's own addresses. */
 static inline int ms_is_local(const ms_switch *sw, const struct ms_parsed *pp)
 {
+    if (pp->family == 4) {
+        uint32_t dst;
+        memcpy(&dst, pp->dst_ip, 4);
+        for (uint32_t i = 0; i < sw->naddrs4; i++)
+            if (sw->addrs4[i] == dst)
+                return 1;
+        return 0;
+    }
     for (uint32_t i = 0; i < sw->naddrs; i++)
         if (sw->addrs[i].family == pp->family && ms_ip_eq(pp->family, sw->addrs[i].ip, pp->dst_ip))
             return 1;

@@ -289,7 +289,7 @@ static void pin_self(int cpu)
  * into the second (as the switch copies a port's frame to the wire), parse Ethernet, IPv4
  * and UDP, and probe a small open-addressed hash of (address, port) for its tuple. */
 struct stage {
-    struct ms_port_shm *shm;          /* tx: from the driver; rx: back to it */
+    struct ms_port_shm *in, *out;     /* in's tx: from the driver; out's rx: back to it */
     struct ms_ring_geom txg, rxg;
     const uint64_t *keys;             /* 0: empty */
     uint32_t mask;
@@ -341,29 +341,29 @@ static void *stage_loop(void *arg)
     uint8_t scratch[2048];
     uint64_t probes = 0, hits = 0, dropped = 0;
     while (!atomic_load_explicit(&s->stop, memory_order_relaxed)) {
-        uint32_t first, n = ms_tx_pending(&s->shm->tx, &s->txg, &first);
+        uint32_t first, n = ms_tx_pending(&s->in->tx, &s->txg, &first);
         if (!n) {
             cpu_relax();
             continue;
         }
         if (n > MS_BATCH)
             n = MS_BATCH;
-        uint32_t out, space = ms_rx_space(&s->shm->rx, &s->rxg, &out), w = 0;
+        uint32_t out, space = ms_rx_space(&s->out->rx, &s->rxg, &out), w = 0;
         for (uint32_t i = 0; i < n; i++) {
-            uint32_t len = *(volatile uint32_t *)&ms_ring_slot(s->shm, &s->txg, first + i)->len;
+            uint32_t len = *(volatile uint32_t *)&ms_ring_slot(s->in, &s->txg, first + i)->len;
             if (len > s->txg.buf_size)
                 continue;
-            uint8_t *dst = w < space ? ms_ring_buf(s->shm, &s->rxg, out + w) : scratch;
-            memcpy(dst, ms_ring_buf(s->shm, &s->txg, first + i), len);
+            uint8_t *dst = w < space ? ms_ring_buf(s->out, &s->rxg, out + w) : scratch;
+            memcpy(dst, ms_ring_buf(s->in, &s->txg, first + i), len);
             hits += (uint64_t)stage_probe(s, stage_parse(dst, len, s->by_src));
             probes++;
             if (w < space)
-                ms_ring_slot(s->shm, &s->rxg, out + w++)->len = len;
+                ms_ring_slot(s->out, &s->rxg, out + w++)->len = len;
             else
                 dropped++;
         }
-        ms_tx_release(&s->shm->tx, n);
-        ms_rx_publish(&s->shm->rx, w);
+        ms_tx_release(&s->in->tx, n);
+        ms_rx_publish(&s->out->rx, w);
     }
     s->probes = probes;
     s->hits = hits;
@@ -372,10 +372,11 @@ static void *stage_loop(void *arg)
 }
 
 int ms_bench_ring(const uint8_t *frames, const uint32_t *lens, uint32_t nframes,
-                  uint32_t entries, int by_src, uint32_t batch, double seconds,
-                  struct ms_bench_result *res)
+                  uint32_t entries, int by_src, uint32_t in_slots, uint32_t out_slots,
+                  uint32_t batch, double seconds, struct ms_bench_result *res)
 {
-    if (!nframes || !batch || entries > (1u << 20))
+    if (!nframes || !batch || entries > (1u << 20) || !in_slots || (in_slots & (in_slots - 1)) ||
+        !out_slots || (out_slots & (out_slots - 1)))
         return -EINVAL;
     /* The table holds every frame's tuple, then made-up ones up to `entries`, at most
      * half full: the probes all hit, as the switch's lookups of bound tuples do. */
@@ -404,34 +405,42 @@ int ms_bench_ring(const uint8_t *frames, const uint32_t *lens, uint32_t nframes,
             break;
     }
     s.keys = keys;
-    size_t shm_size;
-    /* A port's default ring size (the wire's rings are larger; the driver empties them
-     * every turn, so the size does not limit either run). */
-    int fd = ms_shm_create("ministack-ring", 1024, 2048, &s.shm, &shm_size);
-    if (fd < 0) {
-        free(keys);
-        return fd;
-    }
-    s.txg = s.shm->tx.geom;
-    s.rxg = s.shm->rx.geom;
-    cpu_set_t was;
-    int pinned = pin_driver(&was);
-    s.cpu = pinned ? 1 : -1;
-    pthread_t t;
-    int rc = -pthread_create(&t, NULL, stage_loop, &s);
+    /* Rings of the row's sizes: the frames come from a port (1,024 slots) or the wire
+     * (4,096), and go to the other. */
+    size_t in_size = 0, out_size = 0;
+    int in_fd = ms_shm_create("ministack-ring-in", in_slots, 2048, &s.in, &in_size);
+    int out_fd = in_fd < 0 ? in_fd
+                           : ms_shm_create("ministack-ring-out", out_slots, 2048, &s.out,
+                                           &out_size);
+    int rc = out_fd < 0 ? out_fd : 0;
     if (!rc) {
-        struct ends e = {s.shm, s.shm, &s.txg, &s.rxg, NULL};
-        struct cycle c = {frames, lens, nframes, 0, 0};
-        drive(&e, &c, batch, seconds, res);
-        atomic_store(&s.stop, 1);
-        pthread_join(t, NULL);
-        res->probes = s.probes;
-        res->hits = s.hits;
+        s.txg = s.in->tx.geom;
+        s.rxg = s.out->rx.geom;
+        cpu_set_t was;
+        int pinned = pin_driver(&was);
+        s.cpu = pinned ? 1 : -1;
+        pthread_t t;
+        rc = -pthread_create(&t, NULL, stage_loop, &s);
+        if (!rc) {
+            struct ends e = {s.in, s.out, &s.txg, &s.rxg, NULL};
+            struct cycle c = {frames, lens, nframes, 0, 0};
+            drive(&e, &c, batch, seconds, res);
+            atomic_store(&s.stop, 1);
+            pthread_join(t, NULL);
+            res->probes = s.probes;
+            res->hits = s.hits;
+        }
+        if (pinned)
+            pthread_setaffinity_np(pthread_self(), sizeof(was), &was);
     }
-    if (pinned)
-        pthread_setaffinity_np(pthread_self(), sizeof(was), &was);
-    munmap(s.shm, shm_size);
-    close(fd);
+    if (in_fd >= 0) {
+        munmap(s.in, in_size);
+        close(in_fd);
+    }
+    if (out_fd >= 0 && in_fd >= 0) {
+        munmap(s.out, out_size);
+        close(out_fd);
+    }
     free(keys);
     return rc;
 }

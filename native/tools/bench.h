@@ -19,11 +19,11 @@ int ms_bench_baseline(uint32_t frame_len, uint32_t batch, double seconds, struct
 /* The same-work ring, the switch rows' baseline: the driver of ms_bench_run fills one
  * ring and drains another, and a stage thread between them copies each frame across,
  * parses Ethernet/IPv4/UDP and probes a hash holding the frames' tuples (the source's
- * when by_src, else the destination's) and made-up ones up to `entries`. Pinned as the
- * switch rows are: driver CPU 0, stage CPU 1. */
+ * when by_src, else the destination's) and made-up ones up to `entries`; its two rings
+ * have the row's sizes. Pinned as the switch rows are: driver CPU 0, stage CPU 1. */
 int ms_bench_ring(const uint8_t *frames, const uint32_t *lens, uint32_t nframes,
-                  uint32_t entries, int by_src, uint32_t batch, double seconds,
-                  struct ms_bench_result *r);
+                  uint32_t entries, int by_src, uint32_t in_slots, uint32_t out_slots,
+                  uint32_t batch, double seconds, struct ms_bench_result *r);
 /* Drive traffic into `src` (a port id, or -1 for the wire) and drain `dst` (port id or -1)
  * with the given precomposed frames, cycled; the driver on CPU 0, the switch on CPU 1. */
 int ms_bench_run(ms_switch *sw, int src, int dst, const uint8_t *frames, const uint32_t *lens,
