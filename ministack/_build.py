@@ -16,14 +16,26 @@ from cffi import FFI
 
 ROOT = Path(__file__).resolve().parent.parent
 NATIVE = ROOT / "native"
-SOURCES = ["reasons.c", "parse.c", "table.c", "filter.c", "frag.c", "neigh.c", "answer.c",
-           "offload.c", "port_shm.c", "app.c", "framefd.c", "framelog.c",
-           "nic_virtual.c", "nic_afpacket.c", "switch.c", "forward.c", "tools/bench.c",
-           "tools/bench_veth.c"]
-FLAGS = ["-std=c11", "-O2", "-Wall", "-Wextra", "-Werror", "-Wshadow", "-Wstrict-prototypes",
-         # One shared object: internal calls need no PLT, and link-time optimisation
-         # inlines the parser, filter and table into the switch loop.
-         "-fvisibility=hidden", "-flto"]
+
+
+def make_lists(text: str) -> dict[str, list[str]]:
+    """The ``NAME := words`` lines of native/sources.mk, which the Makefile includes.
+
+    >>> make_lists("# a comment\nSRCS := a.c b.c\n")
+    {'SRCS': ['a.c', 'b.c']}
+    """
+    return {m[0]: m[1].split() for m in re.findall(r"^(\w+)\s*:=\s*(.*)$", text, re.M)}
+
+
+LISTS = make_lists((NATIVE / "sources.mk").read_text())
+# The extension holds the datapath and the benchmark drivers.
+SOURCES = LISTS["CORE_SRCS"] + LISTS["TOOL_SRCS"]
+APP_SOURCES = LISTS["APP_SRCS"]
+WARN = LISTS["WARN"]
+FLAGS = WARN + ["-O2"]
+# One shared object: internal calls need no PLT, and link-time optimisation inlines the
+# parser, filter and table into the switch loop.
+EXTENSION_FLAGS = FLAGS + ["-fvisibility=hidden", "-flto"]
 LINK_FLAGS = ["-flto", "-O2"]
 
 
@@ -78,9 +90,8 @@ def build_xdp_program() -> None:
 
 def build_pktgen() -> None:
     """Compile ms-pktgen, a C application on the port library, into the package."""
-    srcs = [str(NATIVE / f) for f in ("tools/pktgen.c", "client.c", "app.c", "framefd.c",
-                                      "port_shm.c")]
-    subprocess.run(["cc", *FLAGS[:-2], "-I", str(NATIVE / "include"), "-I", str(NATIVE),
+    srcs = [str(NATIVE / f) for f in ["tools/pktgen.c", *APP_SOURCES]]
+    subprocess.run(["cc", *FLAGS, "-I", str(NATIVE / "include"), "-I", str(NATIVE),
                     *srcs, "-o", str(ROOT / "ministack" / "ms-pktgen"), "-lpthread"],
                    check=True)
 
@@ -95,10 +106,10 @@ def build_lwip_echo() -> None:
     """Compile ms-lwip-echo: lwIP on a port through the daemon (native/lwip/)."""
     flags = subprocess.run(["pkg-config", "--cflags", "--libs", "lwip"], capture_output=True,
                            text=True, check=True).stdout.split()
-    srcs = [str(NATIVE / f) for f in ("lwip/lwip_echo.c", "client.c", "app.c", "framefd.c",
-                                      "port_shm.c")]
+    srcs = [str(NATIVE / f) for f in ["lwip/lwip_echo.c", *APP_SOURCES]]
     # gnu11, not c11: lwIP's headers use POSIX and GNU declarations.
-    subprocess.run(["cc", "-std=gnu11", *FLAGS[1:-2], "-I", str(NATIVE / "include"), *srcs,
+    std = [f for f in FLAGS if not f.startswith("-std=")]
+    subprocess.run(["cc", "-std=gnu11", *std, "-I", str(NATIVE / "include"), *srcs,
                     "-o", str(ROOT / "ministack" / "ms-lwip-echo"), *flags, "-lpthread"],
                    check=True)
 
@@ -109,14 +120,14 @@ def build_afxdp_plugin() -> None:
     installed without them still imports."""
     libs = subprocess.run(["pkg-config", "--libs", "libxdp", "libbpf"], capture_output=True,
                           text=True, check=True).stdout.split()
-    subprocess.run(["cc", "-shared", "-fPIC", *FLAGS[:-1], "-I", str(NATIVE / "include"),
+    subprocess.run(["cc", "-shared", "-fPIC", *FLAGS, "-fvisibility=hidden",
+                    "-I", str(NATIVE / "include"),
                     "-I", str(NATIVE), str(NATIVE / "nic_afxdp.c"),
                     "-o", str(ROOT / "ministack" / AFXDP_PLUGIN), *libs], check=True)
 
 
 XDP_OBJ = "ministack_xdp.bpf.o"
 AFXDP_PLUGIN = "libms_afxdp.so"
-SOURCES.append("nic_afxdp_plugin.c")
 
 
 def build_helpers() -> None:
@@ -151,7 +162,7 @@ ffibuilder.set_source(
     # Relative to the project root, where setuptools runs the build.
     sources=[f"native/{s}" for s in SOURCES],
     include_dirs=["native/include", "native", "native/tools"],
-    extra_compile_args=FLAGS,
+    extra_compile_args=EXTENSION_FLAGS,
     extra_link_args=LINK_FLAGS,
     libraries=["pthread", "dl"],
 )

@@ -34,7 +34,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from ministack._native import ffi, lib
+from ministack.binding import ffi, lib
 from ministack.switch import Switch
 
 FRAME = 64
@@ -62,7 +62,7 @@ def _run(sw: Switch, src: int, dst: int, frames: list[bytes], batch: int,
     data = b"".join(frames)
     lens = ffi.new("uint32_t[]", [len(f) for f in frames])
     res = ffi.new("struct ms_bench_result *")
-    rc = lib.ms_bench_run(sw._sw, src, dst, data, lens, len(frames), batch, seconds, res)
+    rc = lib.ms_bench_run(sw.handle, src, dst, data, lens, len(frames), batch, seconds, res)
     if rc < 0:
         raise RuntimeError(f"benchmark driver failed: {os.strerror(-rc)}")
     return res.mpps
@@ -124,7 +124,7 @@ def port_to_wire(batch: int, seconds: float) -> float:
     with Switch() as sw:
         a = sw.port("tx")
         a.bind(SRC_IP, "udp", 5000)
-        return _run(sw, a._id, -1, _row("port->wire", sw.mac, 1)[0], batch, seconds)
+        return _run(sw, a.id, -1, _row("port->wire", sw.mac, 1)[0], batch, seconds)
 
 
 def wire_to_port(batch: int, seconds: float, bindings: int) -> float:
@@ -133,7 +133,7 @@ def wire_to_port(batch: int, seconds: float, bindings: int) -> float:
         b = sw.port("rx")
         for i in range(bindings):
             b.bind(SRC_IP, "udp", 10000 + i)
-        return _run(sw, -1, b._id, _row("wire->port", sw.mac, bindings)[0], batch, seconds)
+        return _run(sw, -1, b.id, _row("wire->port", sw.mac, bindings)[0], batch, seconds)
 
 
 def port_to_port(batch: int, seconds: float) -> float:
@@ -142,7 +142,7 @@ def port_to_port(batch: int, seconds: float) -> float:
         a, b = sw.port("a"), sw.port("b")
         a.bind(SRC_IP, "udp", 5000)
         b.bind(SRC_IP, "udp", 6000)
-        return _run(sw, a._id, b._id, _row("port->port", sw.mac, 2)[0], batch, seconds)
+        return _run(sw, a.id, b.id, _row("port->port", sw.mac, 2)[0], batch, seconds)
 
 
 SWITCH_ROWS = {"port->wire": lambda batch, s, n: port_to_wire(batch, s),
@@ -182,7 +182,7 @@ def versus_ring(path: str, batch: int, seconds: float, bindings: int = 1000,
 def wire_sink(sw: Switch, nap_ns: int) -> Iterator[None]:
     """Drain the virtual wire from a C thread while the block runs (and stop it before
     the switch goes)."""
-    sink = lib.ms_bench_sink_start(sw._sw, nap_ns)
+    sink = lib.ms_bench_sink_start(sw.handle, nap_ns)
     if sink == ffi.NULL:
         raise RuntimeError("could not start the wire's sink (no virtual wire, or no thread)")
     try:
@@ -225,7 +225,7 @@ def pktgen_to_wire(seconds: float) -> float:
         threading.Thread(target=dm.serve_forever, daemon=True).start()
         # Three busy threads on two cores: the switch gets CPU 1 to itself, the sender and
         # the wire's sink (which stand in for the in-process row's one driver) share CPU 0.
-        lib.ms_switch_pin(dm.switch._sw, 1)
+        dm.switch.pin(1)
         try:
             with wire_sink(dm.switch, 0):
                 r = subprocess.run(["taskset", "-c", "0", exe, "-s", path, "-m", "tx", "-d",
@@ -359,7 +359,7 @@ def frame_fd_rows(seconds: float, reps: int = 3) -> list[dict[str, Any]]:
                      else udp_frame("02:00:00:00:00:09", DST_IP, SRC_IP, 9, 5000,
                                     dst_mac=sw.mac))
                 res = ffi.new("struct ms_bench_result *")
-                lib.ms_bench_framefd(sw._sw, p._id, to_port, f,
+                lib.ms_bench_framefd(sw.handle, p.id, to_port, f,
                                      ffi.new("uint32_t[]", [len(f)]), 1, seconds, res)
                 runs["mpps"].append(res.mpps)
             bare = ffi.new("struct ms_bench_result *")
@@ -420,9 +420,9 @@ def veth_rows(seconds: float, backend: str = "auto") -> list[dict[str, Any]]:
         with Switch(nic=topo.host_if, backend=backend, ring_slots=16384) as sw:
             a = sw.port("bench")
             a.bind(host_ip, "udp", 5000)
-            sw_out = _veth_run(lib.ms_bench_veth_switch, sw._sw, a._id, ns, pif, 0,
+            sw_out = _veth_run(lib.ms_bench_veth_switch, sw.handle, a.id, ns, pif, 0,
                                *frames(out), seconds)
-            sw_in = _veth_run(lib.ms_bench_veth_switch, sw._sw, a._id, ns, pif, 1,
+            sw_in = _veth_run(lib.ms_bench_veth_switch, sw.handle, a.id, ns, pif, 1,
                               *frames(into), seconds)
             used = sw.backend
     return [{"path": p, "frame": FRAME, "bindings": 1, "batch": MS_BATCH, "mpps": round(m, 3),

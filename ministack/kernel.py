@@ -36,7 +36,7 @@ def outside_event_loop(fn: Any) -> Any:
         return ex.submit(fn).result()
 
 
-def _netlink(fn: Any) -> Any:
+def netlink_call(fn: Any) -> Any:
     """Decorator: the function's netlink work happens outside any running event loop."""
     import functools
 
@@ -46,7 +46,7 @@ def _netlink(fn: Any) -> Any:
     return wrapper
 
 
-@_netlink
+@netlink_call
 def interface_identity(ifname: str) -> tuple[str, list[str]]:
     """The interface's MAC and its addresses (IPv6 link-local ones left out).
 

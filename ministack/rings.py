@@ -10,18 +10,10 @@ import threading
 from array import array
 from typing import Any, Iterable, Union
 
-from ministack._native import ffi, lib
+from ministack.binding import ffi, lib, strerror, timeout_ms
 from ministack.errors import PortError
 
 Frame = Union[bytes, bytearray, memoryview, Any]  # Any: a scapy packet (anything bytes() takes)
-
-
-def _timeout_ms(timeout: float | None) -> int:
-    if timeout is None:
-        return -1
-    if timeout < 0:
-        raise ValueError(f"timeout must be >= 0 seconds or None (wait forever), not {timeout}")
-    return int(timeout * 1000)
 
 
 def frame_bytes(frame: Frame) -> bytes:
@@ -60,11 +52,6 @@ def _pack(frames: Iterable[Frame], buf_size: int) -> tuple[bytes, array, int]:
             f"frame {i} is {lens[i]} bytes, larger than a port buffer ({buf_size} bytes); "
             f"split it, or create the switch with a larger buf_size")
     return data, lens, len(lens)
-
-
-def _strerror(rc: int) -> str:
-    return os.strerror(-rc) if rc < 0 else str(rc)
-
 
 
 def open_app(memfd: int, doorbell: int, wake_fd: int) -> Any:
@@ -179,11 +166,11 @@ class PortRings:
         with self._send_lock:
             self._check_open()
             rc = lib.ms_app_send(self._app, ffi.from_buffer("uint8_t[]", data),
-                                 ffi.from_buffer("uint32_t[]", lens), n, _timeout_ms(timeout))
+                                 ffi.from_buffer("uint32_t[]", lens), n, timeout_ms(timeout))
             if rc < n and self._closed:
                 raise PortError(f"port {self.name!r} was closed while send() waited")
         if rc < 0:
-            raise PortError(f"port {self.name!r}: send failed: {_strerror(rc)}")
+            raise PortError(f"port {self.name!r}: send failed: {strerror(rc)}")
         return rc
 
     def recv(self, timeout: float | None = 1.0) -> bytes | None:
@@ -202,7 +189,7 @@ class PortRings:
                 self._rxbuf = ffi.new("uint8_t[]", max_n * self._buf_size)
                 self._rxlens = ffi.new("uint32_t[]", max_n)
             n = lib.ms_app_recv(self._app, self._rxbuf, self._rxlens, max_n,
-                                _timeout_ms(timeout))
+                                timeout_ms(timeout))
             if n == 0 and self._closed:
                 raise PortError(f"port {self.name!r} was closed while recv() waited")
             return [bytes(ffi.buffer(self._rxbuf + i * self._buf_size, self._rxlens[i]))

@@ -1,6 +1,6 @@
 """The public API: Switch, Port, Binding, Verdict and the virtual wire.
 
-Everything here is a thin layer over the C datapath (ministack._native): the filter, the
+Everything here is a thin layer over the C datapath (ministack.binding): the filter, the
 bindings table, explain() and the counters all live in C. This module converts arguments,
 turns return codes into exceptions with useful messages, and formats results.
 """
@@ -16,11 +16,11 @@ import time
 from dataclasses import dataclass
 from typing import Any, Self, Sequence
 
-from ministack._native import ffi, lib
+from ministack.binding import ffi, lib, strerror, timeout_ms
 from ministack.credentials import SYSCTL, Caller, unprivileged_port_start
 from ministack.errors import BindError, MiniStackError, PortError
 from ministack.ipproto import protocol_name, protocol_number
-from ministack.rings import Frame, PortRings, _strerror, _timeout_ms, frame_bytes
+from ministack.rings import Frame, PortRings, frame_bytes
 
 log = logging.getLogger("ministack")
 
@@ -336,7 +336,7 @@ class Tap(Closing):
             for i, t in enumerate(targets):
                 tid = sw._tap_call(lib.ms_tap_open, t, seq)
                 if tid < 0:
-                    raise MiniStackError(f"cannot open a tap: {_strerror(tid)}" +
+                    raise MiniStackError(f"cannot open a tap: {strerror(tid)}" +
                                          (f" ({lib.MS_MAX_TAPS} are open on this switch; "
                                           f"close one)" if tid == -errno.ENOSPC else ""))
                 self._ids.append(tid)
@@ -406,6 +406,17 @@ class Port(PortRings):
         state = "closed" if self._closed else f"mtu={self.mtu}"
         return f"<Port {self.name!r} {state}>"
 
+    @property
+    def id(self) -> int:
+        """The port's number in its switch, as the C datapath and the drop log name it.
+
+        >>> import ministack as ms
+        >>> with ms.Switch() as sw:
+        ...     sw.port("a").id, sw.port("b").id
+        (0, 1)
+        """
+        return self._id
+
     def _check_open(self) -> None:
         self._switch._check_open()
         if self._closed:
@@ -461,7 +472,7 @@ class Port(PortRings):
             return Binding(self.name, str(addr), protocol_name(proto), l4port)
         if rc < 0:
             self._check_open()
-            raise MiniStackError(f"bind failed: {_strerror(rc)}")
+            raise MiniStackError(f"bind failed: {strerror(rc)}")
         who = next((c for c, b in reversed(judged) if b), callers[-1])
         raise self._switch._bind_error(rc, self.name, addr, proto, l4port, who)
 
@@ -605,7 +616,7 @@ class Switch(Closing):
         out = ffi.new("ms_switch **")
         rc = lib.ms_switch_create(cfg, out)
         if rc < 0:
-            raise MiniStackError(f"could not create the switch: {_strerror(rc)}")
+            raise MiniStackError(f"could not create the switch: {strerror(rc)}")
         self._sw = out[0]
         self._closed = False
         for ip in parsed:
@@ -698,6 +709,34 @@ class Switch(Closing):
         return f"<Switch nic={self.nic!r} mac={self.mac} {state}>"
 
     @property
+    def handle(self) -> Any:
+        """The C switch itself (an ``ms_switch *`` of ministack.binding), for C code that
+        drives it directly, as the benchmark's drivers (native/tools/) do.
+
+        >>> import ministack as ms
+        >>> from ministack.binding import ffi
+        >>> with ms.Switch() as sw:
+        ...     ffi.typeof(sw.handle).cname
+        'struct ms_switch *'
+        """
+        self._check_open()
+        return self._sw
+
+    def pin(self, cpu: int) -> None:
+        """Run the switch's forwarding thread on CPU ``cpu`` only (benchmarks pin it so
+        that runs are placed alike).
+
+        >>> import ministack as ms
+        >>> with ms.Switch() as sw:
+        ...     sw.pin(0)
+        """
+        self._check_open()
+        rc = lib.ms_switch_pin(self._sw, cpu)
+        if rc < 0:
+            raise MiniStackError(f"cannot pin the switch's thread to CPU {cpu}: "
+                                 f"{strerror(rc)} (CPUs here: {sorted(os.sched_getaffinity(0))})")
+
+    @property
     def wire(self) -> Wire:
         """The far end of the virtual NIC (nic="virtual" only)."""
         self._check_open()
@@ -757,7 +796,7 @@ class Switch(Closing):
             if pid == -28:  # ENOSPC
                 raise PortError(f"this switch already has {lib.MS_MAX_PORTS} ports; close "
                                 f"one first")
-            raise PortError(f"could not create port {name!r}: {_strerror(pid)}")
+            raise PortError(f"could not create port {name!r}: {strerror(pid)}")
         p = Port(self, name, pid, mtu)
         self._ports[name] = p
         return p
@@ -1117,7 +1156,7 @@ class Switch(Closing):
         if r == -errno.ENOTSUP:
             return None
         if r < 0:
-            raise MiniStackError(f"could not run the XDP program on the frame: {_strerror(r)}")
+            raise MiniStackError(f"could not run the XDP program on the frame: {strerror(r)}")
         return bool(r)
 
     def drop_nearest(self, drop: dict[str, Any]) -> str | None:
@@ -1132,5 +1171,5 @@ class Switch(Closing):
     @_locked
     def sync(self, timeout: float | None = 1.0) -> bool:
         """Wait until the switch has handled every frame queued so far; False on timeout."""
-        return lib.ms_switch_sync(self._sw, _timeout_ms(timeout)) == 0
+        return lib.ms_switch_sync(self._sw, timeout_ms(timeout)) == 0
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ministack.errors import MiniStackError
-from ministack.kernel import _netlink
+from ministack.kernel import netlink_call
 
 
 @dataclass
@@ -44,7 +44,7 @@ class Topology:
         """The peer's addresses without prefix lengths."""
         return [a.split("/")[0] for a in self.peer_addrs]
 
-    @_netlink
+    @netlink_call
     def up(self) -> "Topology":
         """Create the namespace, the veth pair and the addresses."""
         from pyroute2 import IPRoute, NetNS, netns
@@ -85,7 +85,7 @@ class Topology:
             raise
         return self
 
-    @_netlink
+    @netlink_call
     def down(self) -> None:
         """Remove the veth pair and the namespace. Idempotent."""
         from pyroute2 import IPRoute, netns
@@ -103,7 +103,7 @@ class Topology:
         kw.setdefault("text", True)
         return subprocess.run(["ip", "netns", "exec", self.ns, *argv], **kw)
 
-    @_netlink
+    @netlink_call
     def show(self) -> str:
         """A short description of what exists now."""
         from pyroute2 import IPRoute, netns

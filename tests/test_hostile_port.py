@@ -8,7 +8,7 @@ import os
 import random
 
 import ministack as ms
-from ministack._native import lib
+from ministack.binding import lib
 from ministack.bench import udp_frame
 
 

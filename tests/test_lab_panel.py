@@ -164,7 +164,7 @@ def test_panel_stays_responsive_under_full_rate_traffic() -> None:
     refreshes keep coming and show the traffic."""
     import threading
 
-    from ministack._native import ffi, lib
+    from ministack.binding import ffi, lib
     from ministack.bench import udp_frame
 
     with ms.Switch() as sw:

@@ -31,7 +31,7 @@ from hypothesis.stateful import (RuleBasedStateMachine, invariant, precondition,
                                  run_state_machine_as_test)
 
 import ministack as ms
-from ministack._native import lib
+from ministack.binding import lib
 
 # --- the test network -------------------------------------------------------------------
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ministack._native import lib
+from ministack.binding import lib
 from ministack.switch import REASON_CODES, REASON_KINDS, REASONS, reason_sentence
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "reasons.md"

@@ -44,7 +44,7 @@ def test_close_wakes_a_thread_blocked_in_recv(close_switch: bool) -> None:
 def test_interrupt_wakes_a_sender_waiting_on_a_full_ring() -> None:
     """A switch that was never started never drains: a sender blocks on the full ring
     until ms_app_interrupt (what Port.close() calls first) releases it."""
-    from ministack._native import ffi, lib
+    from ministack.binding import ffi, lib
 
     cfg = ffi.new("struct ms_config *", {"ring_slots": 8})
     out = ffi.new("ms_switch **")

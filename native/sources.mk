@@ -1,0 +1,10 @@
+# native/'s sources and warning flags, listed once: the Makefile includes this file and
+# ministack/_build.py reads it (plain "NAME := words" lines, nothing make-specific).
+#
+# The datapath: the cffi extension and libministack.a.
+CORE_SRCS := reasons.c parse.c table.c filter.c frag.c neigh.c answer.c offload.c port_shm.c app.c framefd.c framelog.c nic_virtual.c nic_afpacket.c nic_afxdp_plugin.c switch.c forward.c
+# The benchmark drivers, which the core does not name (tools/bench.h).
+TOOL_SRCS := tools/bench.c tools/bench_veth.c
+# The C application library (ministack_app.h), for ms-pktgen and ms-lwip-echo.
+APP_SRCS := client.c app.c framefd.c port_shm.c
+WARN := -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes
