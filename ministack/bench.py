@@ -145,6 +145,33 @@ def port_to_port(batch: int, seconds: float) -> float:
         return _run(sw, a.id, b.id, _row("port->port", sw.mac, 2)[0], batch, seconds)
 
 
+COST_STAGES = ("copy", "parse", "filter", "ring_stage")
+
+
+def cost(path: str, seconds: float = 0.5, bindings: int = 1000) -> dict[str, Any]:
+    """Where a row's time per frame goes, on one core with its frames in cache: ns per
+    frame of the copy, of the parser after it, of the filter (port->wire, port->port) or
+    the demultiplexer (wire->port) after that, all three as the switch runs them, and the
+    whole stage of the same-work ring. The fastest of many short rounds each, so steal
+    does not inflate them.
+
+    >>> c = cost("port->wire", 0.05)
+    >>> c["copy_ns"] > 0 and c["switch_ns"] >= c["copy_ns"]
+    True
+    """
+    frames, by_src, entries = _row(path, PEER_MAC, bindings)
+    tx = path != "wire->port"
+    ns = ffi.new("double[]", lib.MS_BENCH_COST_STAGES)
+    rc = lib.ms_bench_cost(b"".join(frames), ffi.new("uint32_t[]", [len(f) for f in frames]),
+                           len(frames), bindings if not tx else 0, tx, seconds, ns)
+    if rc < 0:
+        raise RuntimeError(f"cost driver failed: {os.strerror(-rc)}")
+    copy, parse, whole, ring = (ns[i] for i in range(lib.MS_BENCH_COST_STAGES))
+    return {"path": path, "copy_ns": _sig(copy), "parse_ns": _sig(max(parse - copy, 0)),
+            ("filter_ns" if tx else "demux_ns"): _sig(max(whole - parse, 0)),
+            "switch_ns": _sig(whole), "ring_stage_ns": _sig(ring)}
+
+
 SWITCH_ROWS = {"port->wire": lambda batch, s, n: port_to_wire(batch, s),
                "wire->port": wire_to_port,
                "port->port": lambda batch, s, n: port_to_port(batch, s)}
@@ -474,6 +501,8 @@ def run(seconds: float = 1.0, batch: int = 256, bindings: int = 1000,
         result["veth_skipped"] = ("needs root to create a veth pair and a namespace"
                                   if os.geteuid() else "--no-veth")
     result["frame_fd"] = frame_fd_rows(seconds)
+    result["per_frame"] = [cost(path, min(seconds, 1.0), bindings)
+                           for path in ("port->wire", "wire->port")]
     send = python_send_batch_runs(batch, seconds, reps)
     return result | {
         "baseline": "same-work ring: the rows' driver on CPU 0 fills a memfd ring, a stage on "
@@ -509,6 +538,15 @@ def table(r: dict[str, Any]) -> str:
                  f"{'-':>8}  runs {r.get('python_send_batch_runs', [])}")
     if "copy_ring_mpps" in r:
         lines.append(f"(a ring that only copies: {r['copy_ring_mpps']:.2f} Mpps)")
+    if r.get("per_frame"):
+        lines.append("ns per frame on one core, frames in cache (the switch's copy, parse and "
+                     "filter or demux; the ring stage's whole work):")
+        lines.append(f"{'path':<22}{'copy':>8}{'parse':>8}{'filter':>8}{'switch':>8}"
+                     f"{'ring':>8}")
+        for c in r["per_frame"]:
+            step = c.get("filter_ns", c.get("demux_ns", 0.0))
+            lines.append(f"{c['path']:<22}{c['copy_ns']:>8.2f}{c['parse_ns']:>8.2f}"
+                         f"{step:>8.2f}{c['switch_ns']:>8.2f}{c['ring_stage_ns']:>8.2f}")
     veth = [row for row in r["results"] if "backend" in row]
     if veth:
         lines.append(f"veth pair into a namespace ({veth[0]['backend']}), against a bare "

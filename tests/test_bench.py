@@ -68,6 +68,21 @@ def test_same_work_ring_probes_hit_every_frame_tuple() -> None:
         raise AssertionError("an unknown row was measured")
 
 
+def test_cost_breaks_a_row_into_copy_parse_and_filter() -> None:
+    """The pieces add up to the switch's whole (each is measured with those before it),
+    for the TX filter and for the RX demultiplexer, and the table shows them."""
+    rows = [bench.cost(path, 0.1, bindings=100) for path in ("port->wire", "wire->port")]
+    for c, step in zip(rows, ("filter_ns", "demux_ns")):
+        assert c["copy_ns"] > 0 and c["ring_stage_ns"] > 0, c
+        parts = c["copy_ns"] + c["parse_ns"] + c[step]
+        assert math.isclose(parts, c["switch_ns"], rel_tol=0.01, abs_tol=0.01), c
+    text = bench.table({"results": [{"path": "port->wire", "bindings": 1, "batch": 256,
+                                     "mpps": 1.0, "baseline_mpps": 1.0, "ratio": 1.0}],
+                        "cores": 2, "seconds": 0.1, "per_frame": rows,
+                        "python_send_batch_mpps": 1.0})
+    assert "ns per frame" in text and "wire->port" in text
+
+
 def test_against_another_checkout_pairs_runs_and_reports_paired_ratio() -> None:
     """Against itself (the same checkout as the "other" one): both sides measured, one
     ratio per pair, and the reported ratio is their median."""
