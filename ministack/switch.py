@@ -53,6 +53,18 @@ def reason_sentence(reason: str | int) -> str:
     return ffi.string(lib.ms_reason_sentence(code)).decode()
 
 
+def reason_detail(reason: str | int, rx: bool = False) -> str:
+    """explain()'s template for one frame with this verdict, sent by a port or (rx) from
+    the network, from the C table; its fields are filled from the frame ("" where the
+    verdict cannot happen).
+
+    >>> reason_detail("spoofed-src-ip")
+    'source {src} is not an address {port} bound ({port} holds: {held})'
+    """
+    code = REASON_CODES[reason] if isinstance(reason, str) else reason
+    return ffi.string(lib.ms_reason_detail(code, int(rx))).decode()
+
+
 _COUNTED = [lib.ms_reason_counted(i) for i in range(lib.MS_R_COUNT)]
 #: Reasons a port's counters can show: the TX filter's checks in their order, then the
 #: delivery outcomes; and the NIC's.
@@ -981,73 +993,68 @@ class Switch(Closing):
                 f"nothing reaches the wire")
 
     def _detail(self, port: str, v: Any, reason: str | None, to: str | None) -> str:
+        """explain()'s sentence on this frame: its verdict's template in the C table
+        (ms_reasons.h, tx_detail or rx_detail) with the frame's fields filled in. Frames the
+        switch handles itself, neighbour messages and later fragments get sentences of
+        their own, which say what kind of frame it is before the verdict."""
         p = v.parsed
         if v.action == 2:
             return self._local_detail(port, v)
-        note = ffi.string(p.note).decode() if p.note != ffi.NULL else ""
+        f: dict[str, Any] = {
+            "port": port, "len": p.len, "nic_mac": self.mac, "to": to or "",
+            "note": ffi.string(p.note).decode() if p.note != ffi.NULL else "",
+            "src_mac": _mac_text(ffi.buffer(p.src_mac)), "proto": "", "src": "", "dst": "",
+            "sport": 0, "dport": 0, "where": "", "why": "", "held": ""}
         if p.family:
-            name = protocol_name(p.proto)
-            src = _ip_text(p.family, ffi.buffer(p.src_ip))
-            dst = _ip_text(p.family, ffi.buffer(p.dst_ip))
-            sport, dport = (p.sport, p.dport) if p.has_ports else (0, 0)
+            f.update(proto=protocol_name(p.proto), src=_ip_text(p.family, ffi.buffer(p.src_ip)),
+                     dst=_ip_text(p.family, ffi.buffer(p.dst_ip)))
+            if p.has_ports:
+                f.update(sport=p.sport, dport=p.dport)
         nd = ND_NAMES.get(p.nd)
         if nd and p.nd in (lib.MS_ND_ARP_REQUEST, lib.MS_ND_ARP_OTHER):
-            src = _ip_text(4, ffi.buffer(p.src_ip))
+            f["src"] = _ip_text(4, ffi.buffer(p.src_ip))
         later = p.frag == lib.MS_FRAG_LATER
         if port == "nic":
             if reason == "oversize":
-                owner = self._port_name(v.to_port)
-                return (f"{name} {dst}:{dport} is bound by port {owner!r}, but the frame is "
-                        f"{p.len} bytes, more than {owner}'s MTU plus 14, and not a TCP "
-                        f"segment the switch could cut to fit")
-            if reason is None and to != "host":
+                code = lib.MS_R_OVERSIZE
+                f["to"] = self._port_name(v.to_port)
+            elif reason is None and to != "host":
                 if later:
-                    return (f"a later fragment of {name} {src} -> {dst} (identification "
-                            f"{p.frag_id}): it follows its first fragment to port {to!r}")
-                return f"{name} {dst}:{dport} is bound by port {to!r}; delivered there"
-            if nd:
-                why = f"it is {nd}, which belongs to the host stack"
-            elif later:
-                why = ("it is a later fragment of a datagram whose first fragment reached no "
-                       "port")
+                    return (f"a later fragment of {f['proto']} {f['src']} -> {f['dst']} "
+                            f"(identification {p.frag_id}): it follows its first fragment "
+                            f"to port {to!r}")
+                code = lib.MS_R_OK
             else:
-                why = (f"it is not plain IP a port can own: {note}" if note
-                       else f"no port bound {name} {dst}:{dport}")
-            if to == "host":
-                return f"{why}; left to the host stack"
-            return f"{why}; the virtual NIC has no host stack, so it is dropped (no-binding)"
-        mine = [b for b in self.bindings() if b.port == port]
-        held = ", ".join(map(str, mine)) or "nothing"
+                if nd:
+                    f["why"] = f"it is {nd}, which belongs to the host stack"
+                elif later:
+                    f["why"] = ("it is a later fragment of a datagram whose first fragment "
+                                "reached no port")
+                else:
+                    f["why"] = (f"it is not plain IP a port can own: {f['note']}" if f["note"]
+                                else f"no port bound {f['proto']} {f['dst']}:{f['dport']}")
+                code = lib.MS_R_TO_HOST if to == "host" else lib.MS_R_NO_BINDING
+            return reason_detail(code, rx=True).format(**f)
+        f["held"] = ", ".join(str(b) for b in self.bindings() if b.port == port) or "nothing"
         if reason is None:
-            where = "leaves through the NIC" if to == "wire" else f"is delivered to port {to!r}"
+            f["where"] = ("leaves through the NIC" if to == "wire"
+                          else f"is delivered to port {to!r}")
             if later:
                 return (f"a later fragment of a datagram whose first fragment {port} sent "
-                        f"({name} {src} -> {dst}, identification {p.frag_id}); it follows it "
-                        f"and {where}")
-            return f"its source {name} {src}:{sport} matches {port}'s binding; it {where}"
+                        f"({f['proto']} {f['src']} -> {f['dst']}, identification "
+                        f"{p.frag_id}); it follows it and {f['where']}")
+            return reason_detail(lib.MS_R_OK).format(**f)
         if nd and reason == "spoofed-src-mac" and p.has_lladdr:
             return (f"{nd} claiming link-layer address {_mac_text(ffi.buffer(p.nd_lladdr))}, "
                     f"not the NIC's MAC {self.mac}")
         if nd and reason == "spoofed-src-ip":
-            return (f"{nd} from {src}, which is not an address {port} bound ({port} holds: "
-                    f"{held})")
+            return (f"{nd} from {f['src']}, which is not an address {port} bound ({port} "
+                    f"holds: {f['held']})")
         if nd and reason == "not-allowed":
             return (f"{nd}: a port may only ask (ARP request, neighbour solicitation); "
                     f"answers, advertisements and redirects are the host's and its "
                     f"neighbours' to send")
-        if reason == "oversize":
-            return f"the frame is {p.len} bytes, more than {port}'s MTU plus 14"
-        if reason == "spoofed-src-mac":
-            return (f"source MAC {_mac_text(ffi.buffer(p.src_mac))} is not the NIC's MAC "
-                    f"{self.mac}")
-        if reason == "spoofed-src-ip":
-            return f"source {src} is not an address {port} bound ({port} holds: {held})"
-        if reason == "spoofed-protocol":
-            return f"{port} bound {src}, but not for {name} ({port} holds: {held})"
-        if reason == "spoofed-src-port":
-            return (f"{port} bound {name} on {src}, but not port {sport} ({port} holds: "
-                    f"{held})")
-        return f"dropped because {note}"
+        return (reason_detail(REASON_CODES[reason]) or "dropped because {note}").format(**f)
 
     # --- observation ----------------------------------------------------------------
 

@@ -7,11 +7,12 @@ struct reason_desc {
     int kind;
     int counted;
     const char *sentence;
+    const char *detail[2];  /* tx, rx */
 };
 
 static const struct reason_desc reasons[MS_R_COUNT] = {
-#define MS_REASON_DESC(number, id, name, kind, counted, sentence) \
-    [MS_R_##id] = {name, MS_KIND_##kind, MS_COUNTED_##counted, sentence},
+#define MS_REASON_DESC(number, id, name, kind, counted, sentence, tx_detail, rx_detail) \
+    [MS_R_##id] = {name, MS_KIND_##kind, MS_COUNTED_##counted, sentence, {tx_detail, rx_detail}},
     MS_REASONS(MS_REASON_DESC)
 #undef MS_REASON_DESC
 };
@@ -38,6 +39,12 @@ const char *ms_reason_sentence(int r)
 {
     const struct reason_desc *d = desc(r);
     return d ? d->sentence : "";
+}
+
+const char *ms_reason_detail(int r, int rx)
+{
+    const struct reason_desc *d = desc(r);
+    return d ? d->detail[rx != 0] : "";
 }
 
 int ms_reason_kind(int r)

@@ -59,3 +59,24 @@ def test_everything_is_derived_from_the_one_table() -> None:
         st = sw.stats()
     assert list(st["ports"]["p"]["drops"]) == PORT_DROP_REASONS
     assert list(st["nic"]["drops"]) == NIC_DROP_REASONS
+
+
+def test_explain_sentences_come_from_the_table_and_name_only_known_fields() -> None:
+    """Each verdict a port's frame can get has a tx template, each one a frame from the
+    network can get an rx template, and every {field} in them is one explain() fills (the
+    list in ms_reasons.h): a typo in a row fails here, not in a student's notebook."""
+    import string
+
+    from ministack.switch import reason_detail
+
+    known = {"port", "held", "proto", "src", "dst", "sport", "dport", "len", "src_mac",
+             "nic_mac", "note", "where", "to", "why"}
+    tx = {"ok", "malformed", "oversize", "spoofed-src-mac", "vlan", "not-allowed", "fragment",
+          "unsupported-header", "spoofed-src-ip", "spoofed-protocol", "spoofed-src-port"}
+    rx = {"ok", "oversize", "no-binding", "to-host"}
+    for code, name in enumerate(REASONS):
+        for is_rx, needed in ((False, tx), (True, rx)):
+            template = reason_detail(code, rx=is_rx)
+            assert bool(template) or name not in needed, (name, is_rx)
+            fields = {f for _, f, _, _ in string.Formatter().parse(template) if f}
+            assert fields <= known, (name, is_rx, fields - known)

@@ -22,7 +22,7 @@
 /* Verdict reasons, one per row of ms_reasons.h: MS_R_OK, MS_R_MALFORMED, ... The TX
  * filter returns the first failing check in number order (DESIGN.md). */
 enum ms_reason {
-#define MS_REASON_ENUM(number, id, name, kind, counted, sentence) MS_R_##id = number,
+#define MS_REASON_ENUM(number, id, ...) MS_R_##id = number,
     MS_REASONS(MS_REASON_ENUM)
 #undef MS_REASON_ENUM
     MS_R_COUNT
@@ -263,6 +263,9 @@ int ms_explain(ms_switch *sw, int port, const uint8_t *frame, uint32_t len, stru
  * is none. */
 const char *ms_reason_name(int reason);
 const char *ms_reason_sentence(int reason);
+/* explain()'s template for one frame with this verdict, sent by a port (rx 0) or from the
+ * network (rx 1): ms_reasons.h says which {fields} it names; "" where it cannot happen. */
+const char *ms_reason_detail(int reason, int rx);
 int ms_reason_kind(int reason);
 const char *ms_reason_kind_name(int kind);   /* "forward", "drop", ... */
 int ms_reason_counted(int reason);
