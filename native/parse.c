@@ -170,39 +170,21 @@ static inline void ipv4_body(const uint8_t *b, uint32_t ihl, uint32_t tot, struc
 
 static void parse_ipv4(const uint8_t *b, uint32_t l, struct ms_parsed *p)
 {
+    static const char *const broken[] = {
+        [MS_HDR_SHORT] = "the frame is shorter than an IPv4 header (20 bytes)",
+        [MS_HDR_VERSION] = "the IP version field disagrees with the IPv4 EtherType",
+        [MS_HDR_IHL_SMALL] = "the IPv4 header length (IHL) is below 5",
+        [MS_HDR_IHL_PAST] = "the IPv4 header (IHL) runs past the end of the frame",
+        [MS_HDR_TOTAL_SMALL] = "the IPv4 total length is smaller than its header",
+        [MS_HDR_TOTAL_PAST] = "the IPv4 total length is beyond the end of the frame",
+    };
     uint32_t tot = l >= 20 ? rd16(b + 2) : 0;
-    /* Nearly every frame: version 4, a 20-byte header, a total length that fits. Each
-     * check below passes then, so one test stands for them all. */
-    if (__builtin_expect(l >= 20 && b[0] == 0x45 && tot >= 20 && tot <= l, 1)) {
-        ipv4_body(b, 20, tot, p);
+    int rule = ms_rule_ipv4_header(l >= 20 ? b[0] : 0, tot, l);
+    if (__builtin_expect(rule != MS_HDR_OK, 0)) {
+        problem(p, MS_R_MALFORMED, broken[rule]);
         return;
     }
-    if (l < 20) {
-        problem(p, MS_R_MALFORMED, "the frame is shorter than an IPv4 header (20 bytes)");
-        return;
-    }
-    if ((b[0] >> 4) != 4) {
-        problem(p, MS_R_MALFORMED, "the IP version field disagrees with the IPv4 EtherType");
-        return;
-    }
-    uint32_t ihl = (uint32_t)(b[0] & 15) * 4;
-    if (ihl < 20) {
-        problem(p, MS_R_MALFORMED, "the IPv4 header length (IHL) is below 5");
-        return;
-    }
-    if (ihl > l) {
-        problem(p, MS_R_MALFORMED, "the IPv4 header (IHL) runs past the end of the frame");
-        return;
-    }
-    if (tot < ihl) {
-        problem(p, MS_R_MALFORMED, "the IPv4 total length is smaller than its header");
-        return;
-    }
-    if (tot > l) {
-        problem(p, MS_R_MALFORMED, "the IPv4 total length is beyond the end of the frame");
-        return;
-    }
-    ipv4_body(b, ihl, tot, p);
+    ipv4_body(b, (uint32_t)(b[0] & 15) * 4, tot, p);
 }
 
 /* Hop-by-Hop and Destination Options hold TLV options: Pad1, or type, length, value. */
@@ -216,19 +198,18 @@ static int ipv6_options_ok(const uint8_t *o, uint32_t l)
 
 static void parse_ipv6(const uint8_t *b, uint32_t l, struct ms_parsed *p)
 {
-    if (l < 40) {
-        problem(p, MS_R_MALFORMED, "the frame is shorter than an IPv6 header (40 bytes)");
+    static const char *const broken[] = {
+        [MS_HDR_SHORT] = "the frame is shorter than an IPv6 header (40 bytes)",
+        [MS_HDR_VERSION] = "the IP version field disagrees with the IPv6 EtherType",
+        [MS_HDR_TOTAL_PAST] = "the IPv6 payload length is beyond the end of the frame",
+    };
+    uint32_t plen = l >= 40 ? rd16(b + 4) : 0;
+    int rule = ms_rule_ipv6_header(l >= 40 ? b[0] : 0, plen, l);
+    if (rule != MS_HDR_OK) {
+        problem(p, MS_R_MALFORMED, broken[rule]);
         return;
     }
-    if ((b[0] >> 4) != 6) {
-        problem(p, MS_R_MALFORMED, "the IP version field disagrees with the IPv6 EtherType");
-        return;
-    }
-    uint32_t end = 40u + rd16(b + 4);
-    if (end > l) {
-        problem(p, MS_R_MALFORMED, "the IPv6 payload length is beyond the end of the frame");
-        return;
-    }
+    uint32_t end = 40u + plen;
     p->family = 6;
     p->l3_end = 14 + end;
     memcpy(p->src_ip, b + 8, 16);

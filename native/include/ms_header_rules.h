@@ -20,6 +20,51 @@ enum {
     MS_IP_UDPLITE = 136,
 };
 
+/* The fixed IP headers: which of their rules a header breaks first, in parse.c's order
+ * (MS_HDR_OK when none), from its first byte, its length field and the `len` bytes the
+ * frame has from the header's start. The caller reads those two fields only when there
+ * are len >= 20 (IPv4) or 40 (IPv6) bytes; with fewer it passes 0 for both. */
+enum {
+    MS_HDR_OK = 0,
+    MS_HDR_SHORT,        /* fewer bytes than the fixed header */
+    MS_HDR_VERSION,      /* the version field disagrees with the EtherType */
+    MS_HDR_IHL_SMALL,    /* IPv4: a header length (IHL) below 5 words */
+    MS_HDR_IHL_PAST,     /* IPv4: the header runs past the frame */
+    MS_HDR_TOTAL_SMALL,  /* IPv4: a total length below the header's */
+    MS_HDR_TOTAL_PAST,   /* the datagram (IPv4 total, IPv6 40 + payload length) runs past it */
+};
+
+/* IPv4 (RFC 791); tot is the total length field. */
+static inline int ms_rule_ipv4_header(unsigned char byte0, unsigned tot, unsigned len)
+{
+    unsigned ihl = (byte0 & 15u) * 4;
+    if (len < 20)
+        return MS_HDR_SHORT;
+    if ((byte0 >> 4) != 4)
+        return MS_HDR_VERSION;
+    if (ihl < 20)
+        return MS_HDR_IHL_SMALL;
+    if (ihl > len)
+        return MS_HDR_IHL_PAST;
+    if (tot < ihl)
+        return MS_HDR_TOTAL_SMALL;
+    if (tot > len)
+        return MS_HDR_TOTAL_PAST;
+    return MS_HDR_OK;
+}
+
+/* IPv6 (RFC 8200); plen is the payload length field. */
+static inline int ms_rule_ipv6_header(unsigned char byte0, unsigned plen, unsigned len)
+{
+    if (len < 40)
+        return MS_HDR_SHORT;
+    if ((byte0 >> 4) != 6)
+        return MS_HDR_VERSION;
+    if (40 + plen > len)
+        return MS_HDR_TOTAL_PAST;
+    return MS_HDR_OK;
+}
+
 /* The bytes an upper-layer header must have before its ports (or an ICMP echo's
  * identifier) can be read; 0 for a protocol that has none (port-less, or the ICMP of the
  * other family). */

@@ -223,13 +223,12 @@ static __always_inline int steer(struct xdp_md *ctx)
     if (eth->h_proto == bpf_htons(ETH_P_IP)) {
         struct iphdr *ip = (void *)(eth + 1);
         if ((void *)(ip + 1) > end)
-            return XDP_PASS;
-        if (ip->version != 4 || ip->ihl < 5)
-            return XDP_PASS;
-        __u32 ihl = (__u32)ip->ihl * 4;
+            return XDP_PASS;   /* malformed: shorter than the fixed header */
+        __u8 byte0 = *(const __u8 *)ip;
         __u32 tot = bpf_ntohs(ip->tot_len);
-        if (tot < ihl || (void *)ip + tot > end)
-            return XDP_PASS;
+        if (ms_rule_ipv4_header(byte0, tot, (__u32)(end - (void *)ip)) != MS_HDR_OK)
+            return XDP_PASS;   /* malformed */
+        __u32 ihl = (__u32)(byte0 & 15) * 4;
         if (ihl > 20 && !ipv4_options_ok((const __u8 *)(ip + 1), ihl - 20, end))
             return XDP_PASS;
         __u16 fo = bpf_ntohs(ip->frag_off);
@@ -251,12 +250,11 @@ static __always_inline int steer(struct xdp_md *ctx)
     } else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
         struct ipv6hdr *ip6 = (void *)(eth + 1);
         if ((void *)(ip6 + 1) > end)
-            return XDP_PASS;
-        if (ip6->version != 6)
-            return XDP_PASS;
+            return XDP_PASS;   /* malformed: shorter than the fixed header */
         __u32 plen = bpf_ntohs(ip6->payload_len);
-        if ((void *)(ip6 + 1) + plen > end)
-            return XDP_PASS;
+        if (ms_rule_ipv6_header(*(const __u8 *)ip6, plen, (__u32)(end - (void *)ip6)) !=
+            MS_HDR_OK)
+            return XDP_PASS;   /* malformed */
         __u8 nh = ip6->nexthdr;
         const __u8 *base = (const __u8 *)(ip6 + 1);
         __u32 off = 0;   /* bytes of extension headers read: parse.c's `bytes` */
