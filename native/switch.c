@@ -311,7 +311,9 @@ int ms_port_destroy(ms_switch *sw, int id)
     struct ms_swport *p = port_get(sw, id);
     if (p) {
         /* Frames the owner queued before closing are handled, not lost: a close flushes
-         * (at most one ring's worth, whatever the owner wrote into its indices). */
+         * (at most one ring's worth, whatever the owner wrote into its indices), as a
+         * round of its own would (its time: fragments' ages, the drop log's stamps). */
+        sw->now = ms_now_ns();
         for (uint32_t i = 0; i <= p->txg.num_slots / MS_BATCH; i++)
             if (!ms_fwd_port_tx(sw, id))
                 break;
