@@ -70,7 +70,7 @@ def _run(sw: Switch, src: int, dst: int, frames: list[bytes], batch: int,
 
 def baseline(batch: int, seconds: float) -> float:
     """Mpps of a copy-only SPSC memfd ring between two threads, 64-byte frames (less work
-    than the switch does: see ring_baseline() for the one the rows are measured against)."""
+    than the switch does: see same_work_ring() for the one the rows are measured against)."""
     res = ffi.new("struct ms_bench_result *")
     lib.ms_bench_baseline(FRAME, batch, seconds, res)
     return res.mpps
@@ -93,7 +93,7 @@ def _row(path: str, mac: str, bindings: int) -> tuple[list[bytes], bool, int]:
     raise ValueError(f"no switch row {path!r}: port->wire, wire->port or port->port")
 
 
-def ring_baseline(path: str, batch: int, seconds: float, bindings: int = 1000,
+def same_work_ring(path: str, batch: int, seconds: float, bindings: int = 1000,
                   detail: bool = False) -> Any:
     """Mpps of the same-work ring for a switch row: the rows' own driver fills one memfd
     ring and drains another, and a stage thread between them copies each frame across,
@@ -102,7 +102,7 @@ def ring_baseline(path: str, batch: int, seconds: float, bindings: int = 1000,
     With detail, a dict: ``mpps``, and the stage's ``probes`` and ``hits`` (every probe
     should hit, as the switch's lookups of bound tuples do).
 
-    >>> ring_baseline("port->wire", 256, 0.05) > 0
+    >>> same_work_ring("port->wire", 256, 0.05) > 0
     True
     """
     frames, by_src, entries = _row(path, PEER_MAC, bindings)
@@ -110,8 +110,8 @@ def ring_baseline(path: str, batch: int, seconds: float, bindings: int = 1000,
     slots = {"port->wire": (port, wire), "wire->port": (wire, port)}.get(path, (port, port))
     lens = ffi.new("uint32_t[]", [len(f) for f in frames])
     res = ffi.new("struct ms_bench_result *")
-    rc = lib.ms_bench_ring(b"".join(frames), lens, len(frames), entries, by_src, *slots,
-                           batch, seconds, res)
+    rc = lib.ms_bench_same_work(b"".join(frames), lens, len(frames), entries, by_src,
+                                *slots, batch, seconds, res)
     if rc < 0:
         raise RuntimeError(f"same-work ring failed: {os.strerror(-rc)}")
     if detail:
@@ -190,7 +190,7 @@ def versus_ring(path: str, batch: int, seconds: float, bindings: int = 1000,
     rows: list[float] = []
     rings: list[float] = []
     for i in range(reps):
-        steps = [lambda: rings.append(ring_baseline(path, batch, seconds, bindings)),
+        steps = [lambda: rings.append(same_work_ring(path, batch, seconds, bindings)),
                  lambda: rows.append(SWITCH_ROWS[path](batch, seconds, bindings))]
         for step in steps if i % 2 == 0 else steps[::-1]:
             step()
@@ -474,7 +474,7 @@ def python_send_batch_runs(batch: int, seconds: float, reps: int = 3) -> dict[st
 def run(seconds: float = 1.0, batch: int = 256, bindings: int = 1000,
         veth: bool | None = None, reps: int = 3) -> dict[str, Any]:
     """Run every measurement; returns the --json object. Each switch row alternates reps
-    times with its same-work ring (ring_baseline()); the veth rows need root, and by
+    times with its same-work ring (same_work_ring()); the veth rows need root, and by
     default run when root.
 
     ``baseline_mpps`` is port->wire's same-work ring (median); each row has its own."""

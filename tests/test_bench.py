@@ -57,11 +57,11 @@ def test_same_work_ring_probes_hit_every_frame_tuple() -> None:
     """The ring's stage finds every frame's tuple in its table (else it would do less work
     than the switch, whose lookups of bound tuples all hit); an unknown row is refused."""
     for path in ("port->wire", "wire->port", "port->port"):
-        r = bench.ring_baseline(path, 256, 0.05, bindings=1000, detail=True)
+        r = bench.same_work_ring(path, 256, 0.05, bindings=1000, detail=True)
         assert r["mpps"] > 0 and r["probes"] > 0, r
         assert r["hits"] == r["probes"], r
     try:
-        bench.ring_baseline("port->nowhere", 256, 0.05)
+        bench.same_work_ring("port->nowhere", 256, 0.05)
     except ValueError as e:
         assert "port->wire" in str(e)
     else:

@@ -372,9 +372,9 @@ static void *stage_loop(void *arg)
     return NULL;
 }
 
-int ms_bench_ring(const uint8_t *frames, const uint32_t *lens, uint32_t nframes,
-                  uint32_t entries, int by_src, uint32_t in_slots, uint32_t out_slots,
-                  uint32_t batch, double seconds, struct ms_bench_result *res)
+int ms_bench_same_work(const uint8_t *frames, const uint32_t *lens, uint32_t nframes,
+                       uint32_t entries, int by_src, uint32_t in_slots, uint32_t out_slots,
+                       uint32_t batch, double seconds, struct ms_bench_result *res)
 {
     if (!nframes || !batch || entries > (1u << 20) || !in_slots || (in_slots & (in_slots - 1)) ||
         !out_slots || (out_slots & (out_slots - 1)))

@@ -21,9 +21,9 @@ int ms_bench_baseline(uint32_t frame_len, uint32_t batch, double seconds, struct
  * parses Ethernet/IPv4/UDP and probes a hash holding the frames' tuples (the source's
  * when by_src, else the destination's) and made-up ones up to `entries`; its two rings
  * have the row's sizes. Pinned as the switch rows are: driver CPU 0, stage CPU 1. */
-int ms_bench_ring(const uint8_t *frames, const uint32_t *lens, uint32_t nframes,
-                  uint32_t entries, int by_src, uint32_t in_slots, uint32_t out_slots,
-                  uint32_t batch, double seconds, struct ms_bench_result *r);
+int ms_bench_same_work(const uint8_t *frames, const uint32_t *lens, uint32_t nframes,
+                       uint32_t entries, int by_src, uint32_t in_slots, uint32_t out_slots,
+                       uint32_t batch, double seconds, struct ms_bench_result *r);
 /* Nanoseconds per frame, on one core with the frames in cache, of: the copy; the copy and
  * ms_parse(); those and ms_filter_tx() (tx: the frames' sources bound) or ms_demux() (else:
  * their destinations), with `entries` more bindings; the same-work ring's stage. ns has
