@@ -103,10 +103,8 @@ static void deliver(ms_switch *sw, int from, int to, const uint8_t *f, uint32_t 
     ms_ring_slot(p->shm, g, idx)->len = len;
     p->ctr.rx.frames++;
     p->ctr.rx.bytes += len;
-    int taps = sw->ntaps;
     memcpy(dst, f, len);
-    if (__builtin_expect(taps != 0, 0))
-        tap(sw, to, from, DIR_RX, MS_R_OK, f, len);
+    maybe_tap(sw, to, from, DIR_RX, MS_R_OK, f, len);
 }
 
 static void flush_deliveries(ms_switch *sw)

@@ -112,11 +112,8 @@ static inline uint32_t ms_rx_space(struct ms_ring *r, const struct ms_ring_geom 
     return used >= g->num_slots ? 0 : g->num_slots - used;
 }
 
-static inline void ms_rx_publish(struct ms_ring *r, uint32_t n)
-{
-    uint32_t tail = atomic_load_explicit(&r->tail, memory_order_relaxed);
-    atomic_store_explicit(&r->tail, tail + n, memory_order_release);
-}
+/* RX: hand the n slots filled from *first to the application (tail, as on TX). */
+static inline void ms_rx_publish(struct ms_ring *r, uint32_t n) { ms_tx_release(r, n); }
 
 /* The application's side, in the manner of libxdp's xsk_ring_prod__reserve/submit and
  * xsk_ring_cons__peek/release: every producer and consumer of a port (app.c, the drivers

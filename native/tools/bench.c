@@ -334,6 +334,39 @@ static inline int stage_probe(const struct stage *s, uint64_t key)
     }
 }
 
+/* The stage's table: every frame's tuple, then made-up ones up to `entries`, at most half
+ * full, so that the probes all hit, as the switch's lookups of bound tuples do. NULL when
+ * out of memory; *mask is its size less one. */
+static uint64_t *stage_keys(const uint8_t *frames, const uint32_t *lens, uint32_t nframes,
+                            uint32_t entries, int by_src, uint32_t *mask)
+{
+    uint32_t size = 16;
+    while (size < 2 * (entries > nframes ? entries : nframes))
+        size <<= 1;
+    uint64_t *keys = calloc(size, sizeof(*keys));
+    if (!keys)
+        return NULL;
+    uint32_t used = 0;
+    size_t off = 0;
+    for (uint32_t i = 0; i < nframes + entries && used < size / 2; i++) {
+        uint64_t k = i < nframes ? stage_parse(frames + off, lens[i], by_src)
+                                 : tuple_key(0xc6336400u + i, (uint16_t)i);
+        if (i < nframes)
+            off += lens[i];
+        if (!k)
+            continue;
+        uint32_t h = tuple_hash(k, size - 1);
+        while (keys[h] && keys[h] != k)
+            h = (h + 1) & (size - 1);
+        used += !keys[h];
+        keys[h] = k;
+        if (i >= nframes && used >= entries)
+            break;
+    }
+    *mask = size - 1;
+    return keys;
+}
+
 static void *stage_loop(void *arg)
 {
     struct stage *s = arg;
@@ -379,32 +412,10 @@ int ms_bench_same_work(const uint8_t *frames, const uint32_t *lens, uint32_t nfr
     if (!nframes || !batch || entries > (1u << 20) || !in_slots || (in_slots & (in_slots - 1)) ||
         !out_slots || (out_slots & (out_slots - 1)))
         return -EINVAL;
-    /* The table holds every frame's tuple, then made-up ones up to `entries`, at most
-     * half full: the probes all hit, as the switch's lookups of bound tuples do. */
-    uint32_t size = 16;
-    while (size < 2 * (entries > nframes ? entries : nframes))
-        size <<= 1;
-    struct stage s = {.mask = size - 1, .by_src = by_src};
-    uint64_t *keys = calloc(size, sizeof(*keys));
+    struct stage s = {.by_src = by_src};
+    uint64_t *keys = stage_keys(frames, lens, nframes, entries, by_src, &s.mask);
     if (!keys)
         return -ENOMEM;
-    uint32_t used = 0;
-    size_t off = 0;
-    for (uint32_t i = 0; i < nframes + entries && used < size / 2; i++) {
-        uint64_t k = i < nframes ? stage_parse(frames + off, lens[i], by_src)
-                                 : tuple_key(0xc6336400u + i, (uint16_t)i);
-        if (i < nframes)
-            off += lens[i];
-        if (!k)
-            continue;
-        uint32_t h = tuple_hash(k, s.mask);
-        while (keys[h] && keys[h] != k)
-            h = (h + 1) & s.mask;
-        used += !keys[h];
-        keys[h] = k;
-        if (i >= nframes && used >= entries)
-            break;
-    }
     s.keys = keys;
     /* Rings of the row's sizes: the frames come from a port (1,024 slots) or the wire
      * (4,096), and go to the other. */
@@ -465,10 +476,9 @@ __attribute__((flatten)) int ms_bench_cost(const uint8_t *frames, const uint32_t
     struct ms_table *t = ms_table_new(entries + nframes + 16);
     uint8_t *copy = malloc(2048);
     size_t *offs = calloc(nframes, sizeof(*offs));
-    uint32_t size = 16;
-    while (size < 2 * (entries > nframes ? entries : nframes))
-        size <<= 1;
-    uint64_t *keys = calloc(size, sizeof(*keys));
+    struct stage st = {.by_src = tx};
+    uint64_t *keys = stage_keys(frames, lens, nframes, entries, tx, &st.mask);
+    st.keys = keys;
     int rc = t && copy && offs && keys ? 0 : -ENOMEM;
     struct ms_parsed pp;
     uint8_t mac[6] = {0};
@@ -482,17 +492,11 @@ __attribute__((flatten)) int ms_bench_cost(const uint8_t *frames, const uint32_t
         memcpy(mac, pp.src_mac, 6);
         ms_table_add(t, 0, pp.family, pp.proto, tx ? pp.src_ip : pp.dst_ip,
                      tx ? pp.sport : pp.dport);
-        uint64_t k = stage_parse(frames + off, lens[i], tx);
-        uint32_t h = tuple_hash(k, size - 1);
-        while (keys[h] && keys[h] != k)
-            h = (h + 1) & (size - 1);
-        keys[h] = k;
     }
     for (uint32_t i = 0; !rc && i < entries; i++) {
         uint8_t ip[16] = {198, 51, (uint8_t)(i >> 8), (uint8_t)i};
         ms_table_add(t, 0, 4, 17, ip, (uint16_t)(1000 + i));
     }
-    struct stage st = {.keys = keys, .mask = size - 1, .by_src = tx};
     volatile uint64_t sink = 0;
     for (int stage = 0; !rc && stage < MS_BENCH_COST_STAGES; stage++) {
         double best = 1e30, end = now_s() + seconds / MS_BENCH_COST_STAGES;
