@@ -74,7 +74,7 @@ step() {
 # this machine's network), chromium (the browser test; on Ubuntu `chromium` is only a snap
 # wrapper, so Playwright brings its own).
 REQUIRED=(python3 python3-venv python3-dev gcc make pkg-config clang llvm libbpf-dev
-          liblwip-dev iproute2 iputils-ping nftables tcpdump tshark ethtool debootstrap git
+          liblwip-dev iproute2 iputils-ping tcpdump tshark ethtool debootstrap git
           slirp4netns nodejs)
 # Debian's npm, unless npm came with another nodejs (NodeSource's bundles it, and conflicts).
 command -v npm >/dev/null || REQUIRED+=(npm)

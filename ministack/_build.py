@@ -31,6 +31,7 @@ LISTS = make_lists((NATIVE / "sources.mk").read_text())
 # The extension holds the datapath and the benchmark drivers.
 SOURCES = LISTS["CORE_SRCS"] + LISTS["TOOL_SRCS"]
 APP_SOURCES = LISTS["APP_SRCS"]
+PLUGIN_SOURCES = LISTS["PLUGIN_SRCS"]
 WARN = LISTS["WARN"]
 FLAGS = WARN + ["-O2"]
 # One shared object: internal calls need no PLT, and link-time optimisation inlines the
@@ -115,14 +116,15 @@ def build_lwip_echo() -> None:
 
 
 def build_afxdp_plugin() -> None:
-    """Compile the AF_XDP backend into its own shared object, the only one linked with
-    libxdp and libbpf (nic_afxdp_plugin.c loads it when first asked), so that a wheel
-    installed without them still imports."""
+    """Compile the BPF plugin (the AF_XDP backend and the steering program's loader, which
+    AF_PACKET uses too) into its own shared object, the only one linked with libxdp and
+    libbpf (bpf_plugin.c loads it when first asked), so that a wheel installed without
+    them still imports."""
     libs = subprocess.run(["pkg-config", "--libs", "libxdp", "libbpf"], capture_output=True,
                           text=True, check=True).stdout.split()
     subprocess.run(["cc", "-shared", "-fPIC", *FLAGS, "-fvisibility=hidden",
                     "-I", str(NATIVE / "include"),
-                    "-I", str(NATIVE), str(NATIVE / "nic_afxdp.c"),
+                    "-I", str(NATIVE), *(str(NATIVE / f) for f in PLUGIN_SOURCES),
                     "-o", str(ROOT / "ministack" / AFXDP_PLUGIN), *libs], check=True)
 
 

@@ -318,7 +318,7 @@ def lwip_rows(seconds: float, reps: int = 3) -> list[dict[str, Any]]:
     import threading
 
     from ministack.daemon import Daemon
-    from ministack.kernel import NftSteering
+    from ministack.kernel import IngressSteering
     from ministack.topology import Topology
 
     pid = os.getpid()
@@ -336,7 +336,7 @@ def lwip_rows(seconds: float, reps: int = 3) -> list[dict[str, Any]]:
             # Bare: lwIP owns an address the host does not have; ingress drops its flow
             # so the host kernel does no work on it (as for the switch).
             offloads("off")
-            steering = NftSteering(topo.host_if)
+            steering = IngressSteering(topo.host_if)
             steering.add("10.251.0.3", 6, 8080)
             try:
                 got["bare"].append(_lwip_once(topo, ["--afpacket", topo.host_if, "--mac", mac,
@@ -415,7 +415,7 @@ def _veth_run(fn: Any, *args: Any) -> float:
 def veth_rows(seconds: float, backend: str = "auto") -> list[dict[str, Any]]:
     """port->veth and veth->port through a switch on a veth pair into a peer namespace,
     each next to a bare AF_PACKET sender/receiver on the same pair in the same run."""
-    from ministack.kernel import NftSteering
+    from ministack.kernel import IngressSteering
     from ministack.topology import Topology
 
     pid = os.getpid()
@@ -435,7 +435,7 @@ def veth_rows(seconds: float, backend: str = "auto") -> list[dict[str, Any]]:
         base_out = _veth_run(lib.ms_bench_veth_baseline, hif, ns, pif, 0, *frames(out), seconds)
         # The bare receiver gets the kernel's help the switch gets: the flow dropped at
         # ingress, so the host stack does no work on it either.
-        steering = NftSteering(topo.host_if)
+        steering = IngressSteering(topo.host_if)
         steering.add(host_ip, 17, 5000)
         try:
             base_in = _veth_run(lib.ms_bench_veth_baseline, hif, ns, pif, 1, *frames(into),

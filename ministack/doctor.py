@@ -37,7 +37,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 FAILING = ("missing", "broken")
-# Capabilities a real interface needs: raw sockets, XDP and nftables, the BPF program, and
+# Capabilities a real interface needs: raw sockets, XDP and tc filters, the BPF program, and
 # setns() for namespaces (CAP_SYS_ADMIN also stands in for CAP_BPF on older kernels).
 CAPS = {"CAP_NET_ADMIN": 12, "CAP_NET_RAW": 13, "CAP_SYS_ADMIN": 21, "CAP_BPF": 39}
 LAB_MODULES = ["jupyterlab", "ipywidgets", "ipykernel", "bokeh", "jupyter_bokeh", "scapy", "voila"]
@@ -175,13 +175,14 @@ def check_virtual() -> Check:
 XDP_OBJ = Path(__file__).resolve().parent / "ministack_xdp.bpf.o"
 
 
-# Where nic_afxdp_plugin.c looks for the backend (MINISTACK_AFXDP_PLUGIN overrides it).
+# Where bpf_plugin.c looks for the BPF plugin (MINISTACK_AFXDP_PLUGIN overrides it).
 AFXDP_PLUGIN = Path(os.environ.get("MINISTACK_AFXDP_PLUGIN")
                     or Path(__file__).resolve().parent / "libms_afxdp.so")
 
 
 def afxdp_status() -> tuple[bool, str]:
-    """Whether this install's AF_XDP backend can be used here, and if not, why."""
+    """Whether this install's BPF plugin (the AF_XDP backend and AF_PACKET's steering) can
+    be used here, and if not, why."""
     from ministack.rings import afxdp_available
 
     ok, why = afxdp_available()
@@ -197,7 +198,7 @@ def afxdp_status() -> tuple[bool, str]:
 
 
 def check_afxdp_built() -> Check:
-    name = "AF_XDP built in"
+    name = "BPF built in"
     ok, why = afxdp_status()
     if ok:
         versions = []
@@ -207,18 +208,19 @@ def check_afxdp_built() -> Check:
             if r.returncode == 0:
                 versions.append(f"{lib_name} {r.stdout.strip()}")
         return Check(name, "ok", f"built with {', '.join(versions) or 'libxdp and libbpf'}; "
-                     f"XDP program {XDP_OBJ.name}")
+                     f"steering program {XDP_OBJ.name} (AF_XDP, and AF_PACKET's tc ingress)")
     if AFXDP_PLUGIN.exists():
         # Built (a wheel, say), but the libraries it needs are not on this machine.
         check = missing_or_unavailable(name, ["libxdp1", "libbpf1"])
-        check.detail = f"{why}; real interfaces use AF_PACKET"
+        check.detail = f"{why}; real interfaces cannot be used (AF_XDP and AF_PACKET need it)"
         return check
     absent = [p for p in ("libxdp-dev", "libbpf-dev", "clang", "llvm") if not installed(p)]
     if not absent:
         return Check(name, "missing", "libxdp, libbpf and clang are installed, but MiniStack "
                      "was built before they were", f"rebuild: {setup_cmd()}")
     check = missing_or_unavailable(name, absent, then_setup=True)
-    check.detail += ": MiniStack was built without AF_XDP; real interfaces use AF_PACKET"
+    check.detail += (": MiniStack was built without BPF; real interfaces cannot be used "
+                     "(AF_XDP and AF_PACKET need it), the virtual NIC can")
     return check
 
 
@@ -232,23 +234,6 @@ def check_privileges() -> Check:
     return Check(name, "needs-root", f"{who}, without {', '.join(lacking)}: a real interface "
                  f"(AF_XDP, AF_PACKET), namespaces and the daemon need root; the virtual NIC "
                  f"does not", doctor_cmd())
-
-
-def check_nftables() -> Check:
-    name = "nftables"
-    if shutil.which("nft") is None:
-        c = missing_or_unavailable(name, ["nftables"])
-        c.detail += " (the AF_PACKET backend keeps bound flows from the kernel with it)"
-        return c
-    if not privileged():
-        return Check(name, "needs-root", "nft is installed; whether the kernel has nf_tables "
-                     "can only be seen as root", doctor_cmd())
-    r = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True)
-    if r.returncode != 0:
-        return Check(name, "broken", f"nft list tables failed: {r.stderr.strip()}",
-                     "a kernel with nf_tables (CONFIG_NF_TABLES_NETDEV)")
-    return Check(name, "ok", "the kernel's nf_tables answers (netdev ingress steering for "
-                 "AF_PACKET)")
 
 
 SEND = """
@@ -297,6 +282,9 @@ def deliver(topo: Any, backend: str, xdp_mode: str | None = None) -> str:
             if got is None or b"ministack doctor" not in got:
                 raise RuntimeError(f"no datagram from the peer namespace reached a port "
                                    f"within 5 s (nic stats: {sw.stats()['nic']})")
+            if not sw.stats()["nic"]["kept-from-host"]["frames"]:
+                raise RuntimeError("a datagram reached the port, but the kernel's steering "
+                                   "program did not keep it from the host stack")
             return getattr(sw, "xdp_mode", None) or ""
     finally:
         if xdp_mode:
@@ -318,7 +306,8 @@ def check_real_interfaces(afxdp_built: bool) -> list[Check]:
         with scratch_topology() as topo:
             return [Check(names[0], "ok", f"created namespace {topo.ns} and a veth pair into "
                           f"it"),
-                    check_afpacket(names[1], topo), check_xdp(names[2], topo, afxdp_built)]
+                    check_afpacket(names[1], topo, afxdp_built),
+                    check_xdp(names[2], topo, afxdp_built)]
     except Exception as e:  # noqa: BLE001 - the checks inside catch their own
         return [Check(names[0], "broken", f"could not create a namespace and a veth pair: "
                       f"{e}", "a kernel with network namespaces and veth (CONFIG_NET_NS, "
@@ -326,18 +315,22 @@ def check_real_interfaces(afxdp_built: bool) -> list[Check]:
             Check(n, "broken", "not tried: no namespace") for n in names[1:]]
 
 
-def check_afpacket(name: str, topo: Any) -> Check:
+def check_afpacket(name: str, topo: Any, bpf_built: bool) -> Check:
+    if not bpf_built:
+        return Check(name, "unavailable", "BPF is not built in (above): AF_PACKET's steering "
+                     "program keeps bound flows from the host stack")
     try:
         deliver(topo, "afpacket")
     except Exception as e:  # noqa: BLE001
         return Check(name, "broken", f"{type(e).__name__}: {e}")
-    return Check(name, "ok", "a datagram from the peer namespace's kernel reached a port")
+    return Check(name, "ok", "a datagram from the peer namespace's kernel reached a port; "
+                 "the steering program at tc ingress kept it from the host stack")
 
 
 def check_xdp(name: str, topo: Any, afxdp_built: bool) -> Check:
     """Native and generic mode each: either one is enough for the AF_XDP backend."""
     if not afxdp_built:
-        return Check(name, "unavailable", "AF_XDP is not built in (above)")
+        return Check(name, "unavailable", "BPF is not built in (above)")
     modes, why = [], []
     for mode in ("native", "generic"):
         try:
@@ -495,7 +488,6 @@ def run_checks(progress: Callable[[Check], None] | None = None) -> list[Check]:
     built = check_afxdp_built()
     add(built)
     add(check_privileges())
-    add(check_nftables())
     for c in check_real_interfaces(built.status == "ok"):
         add(c)
     add(check_lwip())

@@ -1,14 +1,11 @@
 """The host kernel's side of a real interface: the interface's identity (netlink), tuple
-reservations with kernel sockets, nftables ingress steering for the AF_PACKET backend, and
-neighbour resolution. Used by Switch; not needed on the virtual NIC.
+reservations with kernel sockets, the AF_PACKET backend's ingress steering on its own (for
+benchmarks), and neighbour resolution. Used by Switch; not needed on the virtual NIC.
 """
 from __future__ import annotations
 
 import errno
 import ipaddress
-import json
-import re
-import shutil
 import socket
 import subprocess
 from typing import Any
@@ -16,7 +13,6 @@ from typing import Any
 from ministack.errors import MiniStackError
 
 ECHO = {4: 1, 6: 58}
-PORT_MATCH = {6: "tcp", 17: "udp", 33: "dccp", 132: "sctp", 136: "udplite"}
 SOCKET_TYPES = {6: socket.SOCK_STREAM, 17: socket.SOCK_DGRAM, 132: socket.SOCK_STREAM,
                 33: 6, 136: socket.SOCK_DGRAM}  # 6: SOCK_DCCP, which Python does not name
 
@@ -122,122 +118,62 @@ def _try_socket(af: int, kind: int, proto: int) -> socket.socket | None:
         return None
 
 
-def nft_match(ip: str, proto: int, port: int) -> str:
-    """The nftables match for frames addressed to a binding.
+class IngressSteering:
+    """The AF_PACKET backend's steering on its own, without a switch: the steering program
+    (native/xdp/ministack_xdp.bpf.c, the XDP program's rules) at the interface's tc
+    ingress, dropping before the host stack the frames addressed to each tuple added. A
+    switch on AF_PACKET has its own; benchmarks give a bare packet socket this one, so
+    that the kernel does no work on its flow either. Needs root.
 
-    >>> nft_match("10.0.0.2", 17, 5000)
-    'ether type ip ip daddr 10.0.0.2 udp dport 5000'
-    >>> nft_match("fd00::2", 58, 7)
-    'ether type ip6 ip6 daddr fd00::2 icmpv6 type { echo-request, echo-reply } icmpv6 id 7'
+    >>> import ministack.kernel as k
+    >>> with k.IngressSteering("veth-ms") as g:  # doctest: +SKIP
+    ...     g.add("10.0.0.2", 17, 5000)
     """
-    family = ipaddress.ip_address(ip).version
-    # `ether type` reads the frame as it came, VLAN tag included (nft rebuilds it when the
-    # driver has stripped it): a tagged frame is not a port's (DESIGN.md) but the host's.
-    dst = f"ether type ip ip daddr {ip}" if family == 4 else f"ether type ip6 ip6 daddr {ip}"
-    if proto in PORT_MATCH:
-        return f"{dst} {PORT_MATCH[proto]} dport {port}"
-    if proto == ECHO[family]:
-        icmp = "icmp" if family == 4 else "icmpv6"
-        return f"{dst} {icmp} type {{ echo-request, echo-reply }} {icmp} id {port}"
-    return f"{dst} meta l4proto {proto}"
-
-
-#: A datagram, as nftables names its fragments: source, destination, protocol, id.
-_DATAGRAM = {4: "ip saddr . ip daddr . ip protocol . ip id",
-             6: "ip6 saddr . ip6 daddr . frag nexthdr . frag id"}
-#: A first fragment: more fragments follow, and it is at offset 0 (the match above reads
-#: its ports, which only a first fragment has).
-_FIRST = {4: "ip frag-off & 0x2000 != 0", 6: "frag more-fragments 1"}
-#: A later fragment (offset above 0).
-_LATER = {4: "ether type ip ip frag-off & 0x1fff != 0", 6: "ether type ip6 frag frag-off != 0"}
-
-
-def nft_rules(ip: str, proto: int, port: int) -> list[str]:
-    """The rules for a binding: frames addressed to it are dropped (and counted: `nft list
-    table netdev ministack_IFNAME`; the tests read the counts), and a first fragment's
-    datagram is remembered so that its later fragments, which carry no ports, are dropped
-    too (the switch sends them where the first went, DESIGN.md).
-
-    >>> nft_rules("10.0.0.2", 17, 5000)[1]
-    'ether type ip ip daddr 10.0.0.2 udp dport 5000 counter drop'
-    """
-    family, match = ipaddress.ip_address(ip).version, nft_match(ip, proto, port)
-    return [f"{match} {_FIRST[family]} update @frags{family} {{ {_DATAGRAM[family]} }}",
-            f"{match} counter drop"]
-
-
-class NftSteering:
-    """An nftables netdev ingress table on the interface that drops each bound flow before
-    the kernel stack sees it (AF_PACKET sockets have seen it already), so the kernel answers
-    no bound flow with a RST or an ICMP unreachable. The table is rewritten whole, in one
-    transaction, on every change; close() deletes it."""
 
     def __init__(self, ifname: str) -> None:
-        if shutil.which("nft") is None:
-            raise MiniStackError("the AF_PACKET backend needs nftables to keep bound flows "
-                                 "from the kernel: apt-get install nftables")
+        from ministack.binding import ffi, lib
+
+        err = ffi.new("char[]", 512)
+        self._g = lib.ms_ingress_new(ifname.encode(), err, 512)
+        if self._g == ffi.NULL:
+            raise MiniStackError(ffi.string(err).decode())
         self.ifname = ifname
-        self.table = nft_table(ifname)
-        self._rules: dict[tuple[str, int, int], list[str]] = {}
-        self._apply()
+
+    def _set(self, add: int, ip: str, proto: int, port: int) -> None:
+        from ministack.binding import lib, strerror
+
+        addr = ipaddress.ip_address(ip)
+        rc = lib.ms_ingress_binding(self._g, add, addr.version, proto, addr.packed, port)
+        if rc < 0:
+            raise MiniStackError(f"could not {'add' if add else 'remove'} {ip} {proto} "
+                                 f"{port} in {self.ifname}'s ingress steering: "
+                                 f"{strerror(rc)}")
 
     def add(self, ip: str, proto: int, port: int) -> None:
-        self._rules[(ip, proto, port)] = nft_rules(ip, proto, port)
-        self._apply()
+        """Drop frames to (ip, IP protocol proto, destination port) before the host stack."""
+        self._set(1, ip, proto, port)
 
     def remove(self, ip: str, proto: int, port: int) -> None:
-        if self._rules.pop((ip, proto, port), None) is not None:
-            self._apply()
-
-    def _apply(self) -> None:
-        # Later fragments first: they carry no ports, only their datagram, which the rule
-        # of the binding their first fragment matched has remembered (for 30 s, as the
-        # switch and Linux's reassembly do). The sets go with the table, which every
-        # change of the bindings rewrites: datagrams in flight across a bind or an unbind
-        # are forgotten, and the kernel then sees (and in time discards) their later
-        # fragments while the switch still delivers them.
-        sets = "".join(f"  set frags{f} {{ typeof {_DATAGRAM[f]}; flags dynamic,timeout; "
-                       f"timeout 30s; size 4096; }}\n" for f in (4, 6))
-        later = [f"{_LATER[f]} {_DATAGRAM[f]} @frags{f} counter drop" for f in (4, 6)]
-        rules = "\n".join(f"    {r}" for r in later + [r for rs in self._rules.values()
-                                                      for r in rs])
-        text = (f"table netdev {self.table}\ndelete table netdev {self.table}\n"
-                f"table netdev {self.table} {{\n{sets}  chain ingress {{\n"
-                f"    type filter hook ingress device \"{self.ifname}\" priority -500; "
-                f"policy accept;\n{rules}\n  }}\n}}\n")
-        _nft(text)
+        self._set(0, ip, proto, port)
 
     def close(self) -> None:
-        _nft(f"table netdev {self.table}\ndelete table netdev {self.table}\n")
+        """Detach the program from the interface. Idempotent."""
+        from ministack.binding import ffi, lib
+
+        if self._g != ffi.NULL:
+            lib.ms_ingress_destroy(self._g)
+            self._g = ffi.NULL
+
+    def __enter__(self) -> IngressSteering:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
-def _nft(text: str) -> None:
-    r = subprocess.run(["nft", "-f", "-"], input=text, capture_output=True, text=True)
-    if r.returncode != 0:
-        raise MiniStackError(f"nftables refused the steering table: {r.stderr.strip()}")
-
-
-def nft_table(ifname: str) -> str:
-    """The name of the steering table of an interface.
-
-    >>> nft_table("veth-ms")
-    'ministack_veth_ms'
-    """
-    return "ministack_" + re.sub(r"[^A-Za-z0-9_]", "_", ifname)
-
-
-def nft_dropped(ifname: str) -> int:
-    """Frames the steering rules of an interface have dropped so far, all rules together."""
-    r = subprocess.run(["nft", "-j", "list", "table", "netdev", nft_table(ifname)],
+def tc_ingress_filters(ifname: str) -> str:
+    """What `tc filter show dev IFNAME ingress` lists ("" when nothing): a switch's
+    steering program while it runs, nothing once it is closed."""
+    r = subprocess.run(["tc", "filter", "show", "dev", ifname, "ingress"],
                        capture_output=True, text=True)
-    if r.returncode != 0:
-        raise MiniStackError(f"nftables could not list the steering table of {ifname}: "
-                             f"{r.stderr.strip()}")
-    return sum(x["counter"]["packets"] for e in json.loads(r.stdout)["nftables"]
-               if "rule" in e for x in e["rule"]["expr"] if "counter" in x)
-
-
-def nft_tables() -> list[str]:
-    """Names of the netdev tables that exist now (for tests and 'topo show')."""
-    r = subprocess.run(["nft", "list", "tables", "netdev"], capture_output=True, text=True)
-    return [line.split()[-1] for line in r.stdout.splitlines() if line.startswith("table")]
+    return r.stdout.strip()

@@ -581,7 +581,6 @@ class Switch(Closing):
                  max_bindings: int = 16384) -> None:
         self._sw: Any = ffi.NULL
         self._closed = True
-        self._steering: Any = None
         self._reservations: Any = None
         # Held around every call that uses the C switch, so close() from one thread never
         # frees it under a call in another.
@@ -666,28 +665,16 @@ class Switch(Closing):
         self._reservations = kernel.Reservations()
         #: "native" or "generic" XDP with the afxdp backend, else None
         self.xdp_mode = ffi.string(lib.ms_switch_xdp_mode(self._sw)).decode() or None
-        if self.backend == "afpacket":
-            self._steering = kernel.NftSteering(nic)
 
     def _host_bind(self, addr: Any, proto: int, l4port: int) -> str:
-        """Reserve a new binding in the host kernel and steer it away from the kernel
-        stack: "held", or why the kernel refused it ("in-use", "not-permitted")."""
+        """Reserve a new binding in the host kernel (the NIC's steering program, which
+        keeps its flow from the kernel stack, gets it in C): "held", or why the kernel
+        refused it ("in-use", "not-permitted")."""
         if self._reservations is None:
             return "held"
-        got = self._reservations.reserve(str(addr), proto, l4port)
-        if got != "held":
-            return got
-        if self._steering is not None:
-            try:
-                self._steering.add(str(addr), proto, l4port)
-            except BaseException:
-                self._reservations.release(str(addr), proto, l4port)
-                raise
-        return "held"
+        return self._reservations.reserve(str(addr), proto, l4port)
 
     def _host_unbind(self, ip: str, proto: int, l4port: int) -> None:
-        if self._steering is not None:
-            self._steering.remove(ip, proto, l4port)
         if self._reservations is not None:
             self._reservations.release(ip, proto, l4port)
 
@@ -710,9 +697,7 @@ class Switch(Closing):
             if self._sw != ffi.NULL:
                 lib.ms_switch_destroy(self._sw)
             self._sw = ffi.NULL
-            # After the NIC is detached: no rule, no socket left behind.
-            if self._steering is not None:
-                self._steering.close()
+            # After the NIC is detached: no socket left behind.
             if self._reservations is not None:
                 self._reservations.close()
 
@@ -1075,10 +1060,13 @@ class Switch(Closing):
 
         ``{"ports": {name: {"tx": {"frames", "bytes"}, "rx": {...}, "local": {"frames",
         "bytes", "answers"}, "drops": {reason: n}}}, "nic": {"rx": {...}, "tx": {...},
-        "to-host": {...}, "drops": {reason: n}, "offload": {"checksums-completed",
+        "to-host": {...}, "kept-from-host": {...}, "drops": {reason: n}, "offload":
+        {"checksums-completed",
         "super-frames-cut"}, "fragments": {"datagrams", "followed", "expired", "evicted",
         "active", "capacity"}}}``. ``local`` counts the ARP and neighbour discovery the
-        switch handled itself (``answers``: replies it gave back).
+        switch handled itself (``answers``: replies it gave back). ``kept-from-host``:
+        frames from the network that the kernel's steering program (AF_XDP's XDP program,
+        AF_PACKET's at tc ingress) took from the host stack because a port bound them.
         """
         ports = {name: self._port_stats(p._id) for name, p in self._ports.items()}
         n = ffi.new("struct ms_nic_stats *")
@@ -1087,6 +1075,7 @@ class Switch(Closing):
             "rx": {"frames": n.rx.frames, "bytes": n.rx.bytes},
             "tx": {"frames": n.tx.frames, "bytes": n.tx.bytes},
             "to-host": {"frames": n.to_host.frames, "bytes": n.to_host.bytes},
+            "kept-from-host": {"frames": n.kept.frames, "bytes": n.kept.bytes},
             "drops": {r: n.drops[REASONS.index(r)] for r in NIC_DROP_REASONS},
             "offload": {"checksums-completed": n.csum_completed,
                         "super-frames-cut": n.segmented},
@@ -1147,11 +1136,13 @@ class Switch(Closing):
 
     @_locked
     def kernel_steers(self, frame: Frame) -> bool | None:
-        """Whether a frame arriving from the network would reach the switch at all: on
-        AF_XDP the kernel's XDP program decides first, and this runs it on ``frame``
+        """Whether the kernel would take a frame arriving from the network away from the
+        host stack for the switch: its steering program decides (the XDP program on
+        AF_XDP, before the switch sees anything; on AF_PACKET the one at tc ingress, after
+        the switch's packet socket has its copy), and this runs it on ``frame``
         (BPF_PROG_TEST_RUN; nothing is sent, though a first fragment's datagram is then
-        remembered as if it had arrived). True: it reaches the switch; False: the host
-        stack keeps it. None where the switch sees every frame (virtual NIC, AF_PACKET).
+        remembered as if it had arrived). True: the switch alone gets it; False: the host
+        stack does (on AF_XDP, only the host stack). None on the virtual NIC.
 
         >>> import ministack as ms
         >>> with ms.Switch() as sw:
@@ -1163,7 +1154,8 @@ class Switch(Closing):
         if r == -errno.ENOTSUP:
             return None
         if r < 0:
-            raise MiniStackError(f"could not run the XDP program on the frame: {strerror(r)}")
+            raise MiniStackError(f"could not run the steering program on the frame: "
+                                 f"{strerror(r)}")
         return bool(r)
 
     def drop_nearest(self, drop: dict[str, Any]) -> str | None:

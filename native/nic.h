@@ -1,6 +1,7 @@
 /* The NIC backend interface: how the switch loop moves frames to and from an interface.
- * Backends: nic_virtual.c (an in-memory wire); real interfaces come later behind the same
- * operations. All operations run on the switch thread only. */
+ * Backends: nic_virtual.c (an in-memory wire), nic_afpacket.c and nic_afxdp.c (real
+ * interfaces). The frame operations run on the switch thread only; the others under the
+ * control lock. */
 #ifndef MS_NIC_H
 #define MS_NIC_H
 
@@ -55,6 +56,9 @@ struct ms_nic_ops {
     /* Frames the backend handed to the host stack without the switch seeing them (an XDP
      * pass), added to the to-host counter; NULL when the switch sees everything. */
     void (*host_counters)(struct ms_nic *nic, uint64_t *frames, uint64_t *bytes);
+    /* Frames the kernel's steering took from the host stack for the switch (an XDP
+     * redirect, a tc ingress drop); NULL when nothing is steered. */
+    void (*kernel_kept)(struct ms_nic *nic, uint64_t *frames, uint64_t *bytes);
     /* The XDP mode a program attached in, "native" or "generic"; NULL when the backend
      * uses no XDP program. */
     const char *(*xdp_mode)(struct ms_nic *nic);
@@ -75,15 +79,32 @@ struct ms_nic {
 /* Real interfaces. On failure they return NULL and write why into err (errlen bytes). */
 struct ms_nic *ms_nic_afpacket_new(const char *ifname, uint32_t buf_size, char *err,
                                    size_t errlen);
-/* AF_XDP lives in its own shared object (libms_afxdp.so, linked with libxdp and libbpf)
- * that nic_afxdp_plugin.c loads on first use, so that a machine without those libraries
- * still imports MiniStack; the plugin's entry point has this type and name. */
+/* AF_XDP and AF_PACKET's ingress steering need libbpf (and AF_XDP libxdp), so they live
+ * in their own shared object, libms_afxdp.so (nic_afxdp.c, bpf_steer.c), that
+ * bpf_plugin.c loads on first use: a machine without those libraries still imports
+ * MiniStack. The plugin exports one symbol, a table of these entry points. */
 typedef struct ms_nic *ms_afxdp_new_fn(const char *ifname, uint32_t buf_size, char *err,
                                        size_t errlen);
+struct ms_ingress;
+struct ms_bpf_plugin {
+    ms_afxdp_new_fn *afxdp_new;
+    struct ms_ingress *(*ingress_new)(const char *ifname, char *err, size_t errlen);
+    int (*ingress_binding)(struct ms_ingress *g, int add, int family, int proto,
+                           const uint8_t *ip, uint16_t port);
+    int (*ingress_steers)(struct ms_ingress *g, const uint8_t *frame, uint32_t len);
+    void (*ingress_kept)(struct ms_ingress *g, uint64_t *frames, uint64_t *bytes);
+    void (*ingress_destroy)(struct ms_ingress *g);
+};
 #define MS_AFXDP_PLUGIN "libms_afxdp.so"
-#define MS_AFXDP_ENTRY "ms_afxdp_plugin_new"
+#define MS_BPF_PLUGIN_ENTRY "ms_bpf_plugin"
+ms_afxdp_new_fn ms_afxdp_plugin_new; /* in the plugin */
 struct ms_nic *ms_nic_afxdp_new(const char *ifname, uint32_t buf_size, char *err,
                                 size_t errlen);
+/* The ingress steering of an AF_PACKET NIC (bpf_steer.c), through the plugin: 1 / 0 /
+ * -errno as kernel_steers says. ms_ingress_new and ms_ingress_destroy are public
+ * (ministack.h), for benchmarks' bare baselines. */
+int ms_ingress_steers(struct ms_ingress *g, const uint8_t *frame, uint32_t len);
+void ms_ingress_kept(struct ms_ingress *g, uint64_t *frames, uint64_t *bytes);
 
 /* The virtual wire: a port-shaped shared region whose far end (ms_switch_wire) injects into
  * its TX ring and captures from its RX ring. */

@@ -1,7 +1,9 @@
 /* The AF_PACKET backend: works on any interface. A TPACKET_V3 receive ring (blocks of
  * frames the kernel fills and hands over whole), sendmmsg() of a whole batch for transmit
- * with PACKET_QDISC_BYPASS. The kernel stack sees every received frame as well; the Python
- * layer keeps bound flows from it with an nftables ingress rule per binding.
+ * with PACKET_QDISC_BYPASS. The kernel stack would see every received frame as well: the
+ * steering program at the interface's tc ingress (bpf_steer.c), which runs after the
+ * packet socket has taken its copy, drops the bound ones before it, by the same rules as
+ * AF_XDP's XDP program.
  *
  * Each received frame comes with a virtio-net header (PACKET_VNET_HDR): the kernel says
  * there whether the checksum is partial and whether the frame is a GSO/GRO super-frame,
@@ -43,6 +45,7 @@ struct nic_afpacket {
     struct iovec iov[MS_BATCH][2];     /* a virtio-net header (all zero: nothing to do), the frame */
     struct virtio_net_hdr no_offload;
     struct mmsghdr msgs[MS_BATCH];
+    struct ms_ingress *ingress;
 };
 
 static struct nic_afpacket *np(struct ms_nic *n) { return (struct nic_afpacket *)n; }
@@ -140,9 +143,27 @@ static uint32_t ap_tx_commit(struct ms_nic *n, const struct ms_txbuf *bufs, uint
 
 static int ap_arm(struct ms_nic *n) { return np(n)->fd; }
 
+static int ap_binding(struct ms_nic *n, int add, int family, int proto, const uint8_t *ip,
+                      uint16_t port)
+{
+    return ms_ingress_binding(np(n)->ingress, add, family, proto, ip, port);
+}
+
+static int ap_kernel_steers(struct ms_nic *n, const uint8_t *frame, uint32_t len)
+{
+    return ms_ingress_steers(np(n)->ingress, frame, len);
+}
+
+static void ap_kernel_kept(struct ms_nic *n, uint64_t *frames, uint64_t *bytes)
+{
+    ms_ingress_kept(np(n)->ingress, frames, bytes);
+}
+
 static void ap_destroy(struct ms_nic *n)
 {
     struct nic_afpacket *p = np(n);
+    /* The steering goes first: no bound flow stays dropped with no switch to see it. */
+    ms_ingress_destroy(p->ingress);
     if (p->ring && p->ring != MAP_FAILED)
         munmap(p->ring, p->ring_size);
     if (p->fd >= 0)
@@ -158,6 +179,9 @@ static const struct ms_nic_ops afpacket_ops = {
     .tx_reserve = ap_tx_reserve,
     .tx_commit = ap_tx_commit,
     .arm = ap_arm,
+    .binding = ap_binding,
+    .kernel_kept = ap_kernel_kept,
+    .kernel_steers = ap_kernel_steers,
     .destroy = ap_destroy,
 };
 
@@ -224,6 +248,9 @@ struct ms_nic *ms_nic_afpacket_new(const char *ifname, uint32_t buf_size, char *
     p->txbufs = malloc((size_t)MS_BATCH * buf_size);
     if (!p->txbufs)
         return fail(p, err, errlen, "out of memory");
+    char why[400];
+    if (!(p->ingress = ms_ingress_new(ifname, why, sizeof(why))))
+        return fail(p, err, errlen, "%s", why);
     for (uint32_t i = 0; i < MS_BATCH; i++) {
         p->iov[i][0].iov_base = &p->no_offload;
         p->iov[i][0].iov_len = sizeof(p->no_offload);

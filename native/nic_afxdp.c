@@ -1,5 +1,6 @@
-/* The AF_XDP backend. An XDP program (xdp/ministack_xdp.bpf.c) on the interface steers the
- * frames a port bound (its ms_bindings map, kept in step by binding()) to one AF_XDP
+/* The AF_XDP backend. An XDP program (ms_xdp of xdp/ministack_xdp.bpf.c, loaded by
+ * bpf_steer.c) on the interface steers the frames a port bound (its ms_bindings map, kept
+ * in step by binding()) to one AF_XDP
  * socket on queue 0, in copy mode; everything else goes on to the kernel stack untouched,
  * so the host keeps ARP, NDP and its own flows.
  *
@@ -35,14 +36,9 @@
 #include <bpf/libbpf.h>
 #include <xdp/xsk.h>
 
+#include "bpf_steer.h"
 #include "ministack.h"
 #include "nic.h"
-
-/* Where the compiled XDP program is, unless MINISTACK_XDP_OBJ says otherwise. The Makefile
- * passes the absolute build path; this default only serves a run from the repository root. */
-#ifndef MS_XDP_OBJ_PATH
-#define MS_XDP_OBJ_PATH "native/build/ministack_xdp.bpf.o"
-#endif
 
 #define NRX 2048u          /* RX frames = fill ring size = RX ring size */
 #define NTX 2048u          /* TX frames = TX ring size = completion ring size */
@@ -55,25 +51,13 @@
 #define XDP_MAX_TX_SKB_BUDGET 9 /* Linux 6.17+: descriptors one copy-mode sendto() sends */
 #endif
 
-/* The key of ms_bindings; the layout is fixed by the XDP program (struct ms_key there). */
-struct afxdp_key {
-    uint8_t family;
-    uint8_t proto;
-    uint16_t port;     /* network byte order */
-    uint8_t ip[16];    /* IPv4 in ip[0..4), the rest zero */
-};
-_Static_assert(sizeof(struct afxdp_key) == 20, "ms_key in ministack_xdp.bpf.c is 20 bytes");
-
 struct nic_afxdp {
     struct ms_nic nic;
     char ifname[IF_NAMESIZE];
     unsigned ifindex;
     const char *mode;            /* "native" or "generic" */
-    struct bpf_object *obj;
-    int prog_fd;
+    struct ms_bpf_steer steer;   /* the program, ms_xdp, and its maps */
     int link_fd;
-    int bindings_fd;
-    int to_host_fd;              /* per-CPU counts of frames the program passed */
     uint8_t *area;
     size_t area_size;
     uint32_t frame_size;
@@ -236,23 +220,7 @@ static int x_arm(struct ms_nic *n)
 static int x_binding(struct ms_nic *n, int add, int family, int proto, const uint8_t *ip,
                      uint16_t port)
 {
-    struct nic_afxdp *x = nx(n);
-    struct afxdp_key key;
-    memset(&key, 0, sizeof(key));
-    if ((family != 4 && family != 6) || proto < 0 || proto > 255)
-        return -EINVAL;
-    key.family = (uint8_t)family;
-    key.proto = (uint8_t)proto;
-    key.port = htons(port);
-    memcpy(key.ip, ip, family == 4 ? 4 : 16);
-    int rc;
-    if (add) {
-        uint32_t one = 1;
-        rc = bpf_map_update_elem(x->bindings_fd, &key, &one, BPF_ANY);
-    } else {
-        rc = bpf_map_delete_elem(x->bindings_fd, &key);
-    }
-    return rc < 0 ? -errno : 0;
+    return ms_bpf_steer_binding(&nx(n)->steer, add, family, proto, ip, port);
 }
 
 static void x_destroy(struct ms_nic *n)
@@ -266,29 +234,18 @@ static void x_destroy(struct ms_nic *n)
         xsk_umem__delete(x->umem);
     if (x->area)
         munmap(x->area, x->area_size);
-    if (x->obj)
-        bpf_object__close(x->obj);
+    ms_bpf_steer_close(&x->steer);
     free(x);
 }
 
-/* Sum the program's per-CPU pass counters (control path: allocation is fine here). */
 static void x_host_counters(struct ms_nic *n, uint64_t *frames, uint64_t *bytes)
 {
-    struct nic_afxdp *x = nx(n);
-    int ncpu = libbpf_num_possible_cpus();
-    if (x->to_host_fd < 0 || ncpu <= 0)
-        return;
-    struct {
-        uint64_t frames, bytes;
-    } *v = calloc((size_t)ncpu, sizeof(*v));
-    uint32_t zero = 0;
-    if (v && bpf_map_lookup_elem(x->to_host_fd, &zero, v) == 0) {
-        for (int i = 0; i < ncpu; i++) {
-            *frames += v[i].frames;
-            *bytes += v[i].bytes;
-        }
-    }
-    free(v);
+    ms_bpf_steer_count(nx(n)->steer.to_host_fd, frames, bytes);
+}
+
+static void x_kernel_kept(struct ms_nic *n, uint64_t *frames, uint64_t *bytes)
+{
+    ms_bpf_steer_count(nx(n)->steer.kept_fd, frames, bytes);
 }
 
 /* Which XDP mode the program attached in: "native" (the driver runs it) or "generic"
@@ -300,16 +257,13 @@ static const char *x_xdp_mode(struct ms_nic *n)
 
 static int x_kernel_steers(struct ms_nic *n, const uint8_t *frame, uint32_t len)
 {
-    struct nic_afxdp *x = nx(n);
     if (len < 14) /* no interface hands on less than an Ethernet header */
         return 0;
-    /* No context: the run sees receive queue 0, the one our socket is on. (Naming the
-     * interface in a context makes Linux 6.1 run it where the XSK map lookup fails.) */
-    LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = frame, .data_size_in = len, .repeat = 1);
-    int rc = bpf_prog_test_run_opts(x->prog_fd, &opts);
+    uint32_t act;
+    int rc = ms_bpf_steer_run(&nx(n)->steer, frame, len, &act);
     if (rc < 0)
-        return rc; /* libbpf: -errno */
-    return opts.retval == XDP_REDIRECT ? 1 : opts.retval == XDP_PASS ? 0 : -EPROTO;
+        return rc;
+    return act == XDP_REDIRECT ? 1 : act == XDP_PASS ? 0 : -EPROTO;
 }
 
 static const struct ms_nic_ops afxdp_ops = {
@@ -321,21 +275,13 @@ static const struct ms_nic_ops afxdp_ops = {
     .tx_reserve = x_tx_reserve,
     .tx_commit = x_tx_commit,
     .host_counters = x_host_counters,
+    .kernel_kept = x_kernel_kept,
     .arm = x_arm,
     .binding = x_binding,
     .destroy = x_destroy,
     .xdp_mode = x_xdp_mode,
     .kernel_steers = x_kernel_steers,
 };
-
-static void fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    if (err && errlen)
-        vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* What to do about a permission error, said once for every step that can hit one. */
 static const char *perm_hint(int e)
@@ -376,44 +322,6 @@ static int if_mtu(const char *ifname)
     return mtu;
 }
 
-static int load_program(struct nic_afxdp *x, struct bpf_program **prog, char *err,
-                        size_t errlen)
-{
-    const char *path = getenv("MINISTACK_XDP_OBJ");
-    if (!path || !*path)
-        path = MS_XDP_OBJ_PATH;
-    x->obj = bpf_object__open_file(path, NULL);
-    if (!x->obj) {
-        int e = errno;
-        x->obj = NULL;
-        fail(err, errlen,
-             "could not open the XDP program %s: %s; build it (make -C native "
-             "build/ministack_xdp.bpf.o) or point MINISTACK_XDP_OBJ at it",
-             path, strerror(e));
-        return -e;
-    }
-    int rc = bpf_object__load(x->obj);
-    if (rc < 0) {
-        int e = -rc;
-        fail(err, errlen,
-             "could not load the XDP program %s into the kernel: %s%s", path, strerror(e),
-             e == EPERM || e == EACCES
-                 ? "; run as root (loading BPF needs CAP_BPF or CAP_SYS_ADMIN)"
-                 : "; libbpf printed the kernel's reason on stderr");
-        return rc;
-    }
-    *prog = bpf_object__find_program_by_name(x->obj, "ms_xdp");
-    x->bindings_fd = bpf_object__find_map_fd_by_name(x->obj, "ms_bindings");
-    x->to_host_fd = bpf_object__find_map_fd_by_name(x->obj, "ms_to_host");
-    if (!*prog || x->bindings_fd < 0 || bpf_object__find_map_fd_by_name(x->obj, "ms_xsks") < 0) {
-        fail(err, errlen,
-             "the XDP object %s has no ms_xdp program or no ms_bindings/ms_xsks map; "
-             "rebuild it from native/xdp/ministack_xdp.bpf.c", path);
-        return -ENOENT;
-    }
-    return 0;
-}
-
 static int create_socket(struct nic_afxdp *x, char *err, size_t errlen)
 {
     x->area_size = (size_t)(NRX + NTX) * x->frame_size;
@@ -421,7 +329,7 @@ static int create_socket(struct nic_afxdp *x, char *err, size_t errlen)
                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
     if (area == MAP_FAILED) {
         int e = errno;
-        fail(err, errlen, "could not allocate %zu MiB of AF_XDP packet memory: %s",
+        ms_bpf_say(err, errlen, "could not allocate %zu MiB of AF_XDP packet memory: %s",
              x->area_size >> 20, strerror(e));
         return -e;
     }
@@ -438,7 +346,7 @@ static int create_socket(struct nic_afxdp *x, char *err, size_t errlen)
     if (rc) {
         int e = rc < 0 ? -rc : errno;
         x->umem = NULL;
-        fail(err, errlen,
+        ms_bpf_say(err, errlen,
              "could not register %zu MiB of AF_XDP packet memory (UMEM): %s%s",
              x->area_size >> 20, strerror(e),
              e == ENOMEM || e == EPERM
@@ -458,7 +366,7 @@ static int create_socket(struct nic_afxdp *x, char *err, size_t errlen)
     if (rc) {
         int e = rc < 0 ? -rc : errno;
         x->xsk = NULL;
-        fail(err, errlen, "could not create an AF_XDP socket on %s queue %u: %s%s",
+        ms_bpf_say(err, errlen, "could not create an AF_XDP socket on %s queue %u: %s%s",
              x->ifname, QUEUE, strerror(e),
              e == EPERM || e == EACCES ? perm_hint(e)
              : e == EBUSY ? "; another AF_XDP socket is bound to that queue, close it first"
@@ -475,7 +383,7 @@ static int create_socket(struct nic_afxdp *x, char *err, size_t errlen)
     /* Every RX frame starts in the fill ring; every TX frame on the free stack. */
     uint32_t idx;
     if (xsk_ring_prod__reserve(&x->fill, NRX, &idx) != NRX) {
-        fail(err, errlen, "could not fill the AF_XDP fill ring on %s", x->ifname);
+        ms_bpf_say(err, errlen, "could not fill the AF_XDP fill ring on %s", x->ifname);
         return -EIO;
     }
     for (uint32_t i = 0; i < NRX; i++)
@@ -486,10 +394,10 @@ static int create_socket(struct nic_afxdp *x, char *err, size_t errlen)
     x->nfree = NTX;
 
     int key = (int)QUEUE;
-    int xsks_fd = bpf_object__find_map_fd_by_name(x->obj, "ms_xsks");
+    int xsks_fd = bpf_object__find_map_fd_by_name(x->steer.obj, "ms_xsks");
     if (bpf_map_update_elem(xsks_fd, &key, &x->fd, BPF_ANY) < 0) {
         int e = errno;
-        fail(err, errlen, "could not register the AF_XDP socket of %s in the ms_xsks map: %s",
+        ms_bpf_say(err, errlen, "could not register the AF_XDP socket of %s in the ms_xsks map: %s",
              x->ifname, strerror(e));
         return -e;
     }
@@ -498,16 +406,16 @@ static int create_socket(struct nic_afxdp *x, char *err, size_t errlen)
 
 /* Attach through a BPF link, native mode first, then generic. MINISTACK_XDP_MODE=native
  * or =generic allows only that one (for tests of either path). */
-static int attach(struct nic_afxdp *x, struct bpf_program *prog, char *err, size_t errlen)
+static int attach(struct nic_afxdp *x, char *err, size_t errlen)
 {
-    int prog_fd = x->prog_fd = bpf_program__fd(prog);
+    int prog_fd = x->steer.prog_fd;
     static const struct {
         uint32_t flags;
         const char *mode;
     } modes[] = {{XDP_FLAGS_DRV_MODE, "native"}, {XDP_FLAGS_SKB_MODE, "generic"}};
     const char *only = getenv("MINISTACK_XDP_MODE");
     if (only && *only && strcmp(only, "native") != 0 && strcmp(only, "generic") != 0) {
-        fail(err, errlen, "MINISTACK_XDP_MODE is \"%s\"; set it to native or generic, or "
+        ms_bpf_say(err, errlen, "MINISTACK_XDP_MODE is \"%s\"; set it to native or generic, or "
              "unset it to try both", only);
         return -EINVAL;
     }
@@ -528,38 +436,36 @@ static int attach(struct nic_afxdp *x, struct bpf_program *prog, char *err, size
             break;
     }
     if (e == EBUSY || e == EEXIST)
-        fail(err, errlen,
+        ms_bpf_say(err, errlen,
              "could not attach XDP to %s: %s; it already has an XDP program (see ip link "
              "show %s): remove it (ip link set dev %s xdp off, or xdpgeneric off for a "
              "generic one) or use the afpacket backend",
              x->ifname, strerror(e), x->ifname, x->ifname);
     else
-        fail(err, errlen, "could not attach XDP to %s: %s%s", x->ifname, strerror(e),
+        ms_bpf_say(err, errlen, "could not attach XDP to %s: %s%s", x->ifname, strerror(e),
              e == EPERM || e == EACCES ? "; run as root"
                                        : "; the kernel may lack XDP links (Linux 5.9+), "
                                          "use the afpacket backend");
     return -e;
 }
 
-/* The plugin's entry point (nic.h): the only symbol libms_afxdp.so exports. */
-__attribute__((visibility("default"))) ms_afxdp_new_fn ms_afxdp_plugin_new;
-
+/* Through the plugin's table (bpf_steer.c). */
 struct ms_nic *ms_afxdp_plugin_new(const char *ifname, uint32_t buf_size, char *err,
                                    size_t errlen)
 {
     if (!ifname || !*ifname || strlen(ifname) >= IF_NAMESIZE) {
-        fail(err, errlen, "\"%s\" is not an interface name", ifname ? ifname : "");
+        ms_bpf_say(err, errlen, "\"%s\" is not an interface name", ifname ? ifname : "");
         return NULL;
     }
     unsigned ifindex = if_nametoindex(ifname);
     if (!ifindex) {
-        fail(err, errlen, "there is no interface named %s here (ip link show lists them)",
+        ms_bpf_say(err, errlen, "there is no interface named %s here (ip link show lists them)",
              ifname);
         return NULL;
     }
     int nq = rx_queues(ifname);
     if (nq > 1) {
-        fail(err, errlen,
+        ms_bpf_say(err, errlen,
              "%s has %d receive queues and the AF_XDP backend reads queue 0 only; give it one "
              "(ethtool -L %s combined 1; a veth: create it with numtxqueues 1 numrxqueues 1 on "
              "both ends) or use the afpacket backend",
@@ -571,14 +477,14 @@ struct ms_nic *ms_afxdp_plugin_new(const char *ifname, uint32_t buf_size, char *
     uint32_t need_rx = mtu > 0 ? (uint32_t)mtu + 14 : 1514;
     uint32_t frame_size = buf_size <= 2048 && need_rx <= 2048 - XDP_HEADROOM ? 2048 : 4096;
     if (buf_size > frame_size) {
-        fail(err, errlen,
+        ms_bpf_say(err, errlen,
              "the switch's %u-byte buffers do not fit AF_XDP frames (at most %u bytes): use "
              "a buffer size of at most %u, or the afpacket backend",
              buf_size, frame_size, frame_size);
         return NULL;
     }
     if (need_rx > frame_size - XDP_HEADROOM) {
-        fail(err, errlen,
+        ms_bpf_say(err, errlen,
              "%s has MTU %d and AF_XDP copy mode receives frames of at most %u bytes "
              "(MTU %u): lower the MTU (ip link set dev %s mtu 1500) or use the afpacket "
              "backend",
@@ -588,21 +494,20 @@ struct ms_nic *ms_afxdp_plugin_new(const char *ifname, uint32_t buf_size, char *
 
     struct nic_afxdp *x = calloc(1, sizeof(*x));
     if (!x) {
-        fail(err, errlen, "out of memory creating the AF_XDP backend for %s", ifname);
+        ms_bpf_say(err, errlen, "out of memory creating the AF_XDP backend for %s", ifname);
         return NULL;
     }
     x->nic.ops = &afxdp_ops;
     x->nic.has_host = 1;
     snprintf(x->ifname, sizeof(x->ifname), "%s", ifname);
     x->ifindex = ifindex;
-    x->prog_fd = x->link_fd = x->bindings_fd = x->to_host_fd = x->fd = -1;
+    x->link_fd = x->fd = -1;
     x->frame_size = frame_size;
 
     /* The socket is in the map before the program runs, so the first bound frame already
      * has somewhere to go. */
-    struct bpf_program *prog = NULL;
-    if (load_program(x, &prog, err, errlen) < 0 || create_socket(x, err, errlen) < 0 ||
-        attach(x, prog, err, errlen) < 0) {
+    if (ms_bpf_steer_load(&x->steer, "ms_xdp", err, errlen) < 0 ||
+        create_socket(x, err, errlen) < 0 || attach(x, err, errlen) < 0) {
         x_destroy(&x->nic);
         return NULL;
     }

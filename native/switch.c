@@ -590,6 +590,8 @@ int ms_nic_stats(ms_switch *sw, struct ms_nic_stats *out)
         out->rx.frames += frames;
         out->rx.bytes += bytes;
     }
+    if (sw->nic && sw->nic->ops->kernel_kept)
+        sw->nic->ops->kernel_kept(sw->nic, &out->kept.frames, &out->kept.bytes);
     ctl_unlock(sw);
     return 0;
 }

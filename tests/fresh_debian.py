@@ -5,7 +5,7 @@ project copied in as a fresh clone has it, and a bash script run against it.
 Everything that touches the chroot runs in one shell inside a private mount namespace and
 a network namespace of its own (unshare), so every mount in it (/proc, /sys, /dev, and the
 one `ip netns add` leaves under /run/netns) goes away with that namespace, even when a test
-fails half-way, and every veth, namespace, XDP program and nftables table the chroot's
+fails half-way, and every veth, namespace, XDP program and tc filter the chroot's
 demo and doctor make is out of the host's sight: other tests may run beside it. The chroot
 reaches the package registries through slirp4netns (user-mode NAT, no route or firewall
 rule on the host).

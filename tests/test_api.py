@@ -574,11 +574,12 @@ def test_stats_shape(sw: ms.Switch, app: ms.Port) -> None:
         assert set(FILTER_REASONS + ["ring-full"]) <= set(ps["drops"])
         assert all(n == 0 for n in ps["drops"].values())
     nic = s["nic"]
-    assert set(nic) == {"rx", "tx", "to-host", "drops", "offload", "fragments"}
+    assert set(nic) == {"rx", "tx", "to-host", "kept-from-host", "drops", "offload",
+                        "fragments"}
     assert nic["offload"] == {"checksums-completed": 0, "super-frames-cut": 0}
     assert nic["fragments"] == {"datagrams": 0, "followed": 0, "expired": 0, "evicted": 0,
                                 "active": 0, "capacity": 4096}
-    for k in ("rx", "tx", "to-host"):
+    for k in ("rx", "tx", "to-host", "kept-from-host"):
         assert nic[k] == {"frames": 0, "bytes": 0}
     assert {"no-binding", "ring-full"} <= set(nic["drops"])
     assert all(n == 0 for n in nic["drops"].values())

@@ -13,11 +13,11 @@ import pytest
 from conftest import NOBODY, as_user, need_root
 from ministack import doctor
 
-NAMES = ["virtual NIC", "AF_XDP built in", "root / capabilities", "nftables",
+NAMES = ["virtual NIC", "BPF built in", "root / capabilities",
          "network namespaces", "AF_PACKET on a veth", "XDP on a veth",
          "lwIP on a port", "chromium (browser test)", "the lab",
          "grading and the class server", "test tools"]
-ROOT_ONLY = ["root / capabilities", "nftables", "network namespaces", "AF_PACKET on a veth",
+ROOT_ONLY = ["root / capabilities", "network namespaces", "AF_PACKET on a veth",
              "XDP on a veth"]
 
 
@@ -38,7 +38,7 @@ def test_doctor_as_root_finds_everything_setup_installs_working() -> None:
     assert list(by_name) == NAMES
     assert r.returncode == 0 and report["ok"], json.dumps(report, indent=1)
     assert all(c["status"] == "ok" for c in report["checks"]), json.dumps(report, indent=1)
-    assert "libxdp" in by_name["AF_XDP built in"]["detail"]
+    assert "libxdp" in by_name["BPF built in"]["detail"]
     assert by_name["XDP on a veth"]["detail"].startswith("native and generic XDP attached")
     assert netns_and_links() == before, "doctor left a namespace or an interface behind"
 

@@ -2,9 +2,9 @@
 vagrant/provision.sh inside a fresh Debian 12 root filesystem (debootstrap, then chroot;
 tests/fresh_debian.py), which runs ./setup.sh as the VM's user with sudo, through its
 self-test, twice; then `ministack doctor` as root, which must find everything working,
-AF_XDP built in included. This is what keeps CI honest about install steps: a package that
+BPF built in included. This is what keeps CI honest about install steps: a package that
 only an earlier hand install put on the CI machine fails here. No VM is needed: the chroot
-shares this machine's kernel, which is all the demo's namespace, XDP and nftables use.
+shares this machine's kernel, which is all the demo's namespace, XDP and tc filters use.
 
 One fresh install serves both: each costs minutes (apt, pip, the compile), and the root
 path of ./setup.sh differs from the sudo one only in not prefixing sudo (CI itself runs it
@@ -140,8 +140,8 @@ def provision_twice_then_doctor() -> dict[str, Any]:
 @pytest.mark.background.with_args(provision_twice_then_doctor)
 def test_provision_sh_in_a_fresh_debian_12_twice_then_doctor(background: dict[str, Any]) -> None:
     """provision_twice_then_doctor() ran beside the other tests; then doctor, as root on
-    what it installed, found every check ok, AF_XDP built in and XDP on a veth included."""
+    what it installed, found every check ok, BPF built in and XDP on a veth included."""
     checks = {c["name"]: c for c in background["checks"]}
-    assert checks["AF_XDP built in"]["status"] == "ok", checks["AF_XDP built in"]
+    assert checks["BPF built in"]["status"] == "ok", checks["BPF built in"]
     assert checks["XDP on a veth"]["status"] == "ok", checks["XDP on a veth"]
     assert [c for c in background["checks"] if c["status"] != "ok"] == [], background

@@ -2,6 +2,7 @@
 real kernel stacks on the other side. Needs root; CI runs as root."""
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
@@ -44,11 +45,11 @@ def topo() -> Iterator[ms.Topology]:
 def sw(request: pytest.FixtureRequest, topo: ms.Topology) -> Iterator[ms.Switch]:
     with real_switch(topo.host_if, request.param) as s:
         yield s
-    # Detached: no XDP program, no nftables table left on the interface.
+    # Detached: no XDP program, no tc ingress filter left on the interface.
     link = subprocess.run(["ip", "link", "show", topo.host_if], capture_output=True,
                           text=True).stdout
     assert "xdp" not in link
-    assert not [t for t in kernel.nft_tables() if topo.host_if.replace("-", "_") in t]
+    assert not kernel.tc_ingress_filters(topo.host_if)
 
 
 def peer_python(topo: ms.Topology, code: str) -> subprocess.Popen:
@@ -250,7 +251,9 @@ def test_auto_prefers_afxdp_and_says_why_it_falls_back(topo: ms.Topology,
             assert sw.fallback_reason is None
         else:  # this build or machine has no AF_XDP: the reason is recorded
             assert sw.fallback_reason
-    monkeypatch.setenv("MINISTACK_XDP_OBJ", "/nonexistent/ministack_xdp.bpf.o")
+    # An XDP mode that does not exist fails AF_XDP only (AF_PACKET needs the same steering
+    # program, at tc ingress).
+    monkeypatch.setenv("MINISTACK_XDP_MODE", "none")
     caplog.set_level("INFO", logger="ministack")
     with ms.Switch(nic=topo.host_if) as sw:
         assert sw.backend == "afpacket" and sw.xdp_mode is None
@@ -293,11 +296,12 @@ def installed_clangs() -> dict[str, int]:
     return found
 
 
-def test_the_xdp_program_loads_and_steers_with_every_installed_clang(
+def test_the_steering_program_loads_and_steers_with_every_installed_clang(
         topo: ms.Topology, tmp_path: object, monkeypatch: pytest.MonkeyPatch) -> None:
     """The verifier accepts what clang emits only as long as every packet read follows a
     bounds check clang kept; newer clangs drop checks they can prove redundant. Each
-    installed clang's build must attach and deliver a peer's datagram to a port."""
+    installed clang's build must attach, as XDP and at tc ingress, and deliver a peer's
+    datagram to a port."""
     from pathlib import Path
 
     from ministack import _build
@@ -306,12 +310,13 @@ def test_the_xdp_program_loads_and_steers_with_every_installed_clang(
     if os.environ.get("CI"):  # setup.sh installs a newer clang next to Debian 12's 14
         assert max(clangs.values(), default=0) >= 18, f"only {clangs} here"
     failed = {}
-    for clang, version in clangs.items():
+    for (clang, version), backend in itertools.product(clangs.items(), BACKENDS):
         obj = Path(str(tmp_path)) / f"xdp-{version}.o"
-        _build.compile_xdp_program(obj, clang)
+        if not obj.exists():
+            _build.compile_xdp_program(obj, clang)
         monkeypatch.setenv("MINISTACK_XDP_OBJ", str(obj))
         try:
-            with ms.Switch(nic=topo.host_if, backend="afxdp") as sw:
+            with ms.Switch(nic=topo.host_if, backend=backend) as sw:
                 a = sw.port("a")
                 a.bind(topo.host_ips[0], "udp", 5000)
                 p = peer_python(topo, f"""
@@ -321,9 +326,12 @@ s.sendto(b"hi", ({topo.host_ips[0]!r}, 5000))
 """)
                 p.communicate(timeout=10)
                 if a.recv(timeout=5) is None:
-                    failed[clang] = "attached, but the peer's datagram did not reach the port"
+                    failed[clang, backend] = ("attached, but the peer's datagram did not "
+                                              "reach the port")
+                elif not sw.stats()["nic"]["kept-from-host"]["frames"]:
+                    failed[clang, backend] = "the datagram was not kept from the host stack"
         except ms.MiniStackError as e:
             need("not available" not in str(e),
                  f"the AF_XDP backend (libxdp-dev, which ./setup.sh installs): {e}")
-            failed[clang] = str(e)[:300]
+            failed[clang, backend] = str(e)[:300]
     assert not failed, failed

@@ -1,12 +1,14 @@
-"""The kernel's half of a real NIC agrees with the switch. On AF_XDP an XDP program decides,
-before the switch sees anything, which frames from the network are taken from the kernel;
-every frame it takes must be one the switch delivers to a port (else it is lost to both),
-and every frame it leaves to the kernel one the switch would not deliver (else the port
-never gets it). Every frame of the filter and RX tests goes through the loaded program
-(BPF_PROG_TEST_RUN, Switch.kernel_steers) and through explain("nic"). On AF_PACKET the
-switch sees every frame and nftables rules drop the bound ones before the kernel stack:
-each frame is sent from the peer namespace, and the rules must have dropped every frame
-the switch delivered, and no frame the kernel could use. Needs root."""
+"""The kernel's half of a real NIC agrees with the switch. One steering program, in two
+forms, decides which frames from the network are taken from the host stack: on AF_XDP
+the XDP program, before the switch sees anything; on AF_PACKET the same rules at tc
+ingress, after the switch's packet socket has its copy. Every frame it takes must be one
+the switch delivers to a port (else it is lost to both, or on AF_PACKET the kernel never
+hears of a frame it could use), and every frame it leaves to the kernel one the switch
+would not deliver (else the port never gets it, or the kernel answers a port's flow).
+Every frame of the filter and RX tests goes through the loaded program
+(BPF_PROG_TEST_RUN, Switch.kernel_steers) and through explain("nic"), on both backends;
+on AF_PACKET each is also sent from the peer namespace, through the attached hook. Needs
+root."""
 from __future__ import annotations
 
 import os
@@ -81,14 +83,15 @@ def topo() -> Iterator[ms.Topology]:
         yield t
 
 
-@pytest.fixture
-def afxdp(topo: ms.Topology) -> Iterator[ms.Switch]:
-    with real_switch(topo.host_if, "afxdp") as sw:
+@pytest.fixture(params=["afxdp", "afpacket"])
+def steered(request: pytest.FixtureRequest, topo: ms.Topology) -> Iterator[ms.Switch]:
+    with real_switch(topo.host_if, request.param) as sw:
         yield sw
 
 
-def test_the_xdp_program_takes_exactly_what_the_switch_delivers(afxdp: ms.Switch) -> None:
-    sw = afxdp
+def test_the_steering_program_takes_exactly_what_the_switch_delivers(
+        steered: ms.Switch) -> None:
+    sw = steered
     bound(sw)
     frames = corpus()
     assert len(frames) > 150, len(frames)
@@ -99,7 +102,8 @@ def test_the_xdp_program_takes_exactly_what_the_switch_delivers(afxdp: ms.Switch
         steers = sw.kernel_steers(frame)
         taken += bool(steers)
         if steers != delivers:
-            wrong[name] = (f"XDP {'takes' if steers else 'passes'} it; switch: "
+            wrong[name] = (f"{sw.backend}: the program {'takes' if steers else 'passes'} "
+                           f"it; switch: "
                            f"{v.action} {v.reason or ''} {v.to or ''}: {v.detail}")
     assert not wrong, f"{len(wrong)} disagree:\n" + "\n".join(f"{k}: {w}"
                                                             for k, w in wrong.items())
@@ -136,7 +140,9 @@ for line in sys.stdin:
 """
 
 
-def test_the_nftables_rules_drop_exactly_what_the_switch_delivers(topo: ms.Topology) -> None:
+def test_the_ingress_hook_drops_exactly_what_the_switch_delivers(topo: ms.Topology) -> None:
+    """The program attached at tc ingress, on frames that really arrive: the switch's
+    count of frames kept from the host stack grows for exactly those it delivers."""
     with real_switch(topo.host_if, "afpacket") as sw:
         bound(sw)
         peer = subprocess.Popen(["ip", "netns", "exec", topo.ns, sys.executable, "-c",
@@ -151,8 +157,7 @@ def test_the_nftables_rules_drop_exactly_what_the_switch_delivers(topo: ms.Topol
                     continue  # no Ethernet interface carries it
                 v = sw.explain("nic", frame)
                 delivers = v.action == "forward" and v.to not in (None, "host")
-                seen, before = sw.stats()["nic"]["rx"]["frames"], kernel.nft_dropped(
-                    topo.host_if)
+                seen, before = sw.stats()["nic"]["rx"]["frames"], kept(sw)
                 peer.stdin.write(frame.hex() + "\n")
                 peer.stdin.flush()
                 assert peer.stdout.readline() == "sent\n"
@@ -162,22 +167,19 @@ def test_the_nftables_rules_drop_exactly_what_the_switch_delivers(topo: ms.Topol
                 while sw.stats()["nic"]["rx"]["frames"] == seen:
                     assert time.monotonic() < deadline, f"{name} never reached the switch"
                     time.sleep(0.002)
-                took = kernel.nft_dropped(topo.host_if) > before
+                took = kept(sw) > before
                 dropped += took
                 if took != delivers:
-                    wrong[name] = (f"nftables {'drops' if took else 'keeps'} it; switch: "
+                    wrong[name] = (f"the hook {'drops' if took else 'keeps'} it; switch: "
                                    f"{v.action} {v.reason or ''} {v.to or ''}: {v.detail}")
         finally:
             peer.stdin.close()
             peer.wait(10)
-        # nftables cannot check what parse.c checks (option lengths, L4 minimums, how many
-        # extension headers): it drops frames for a bound tuple that the switch finds
-        # malformed or unsupported. They are lost to both, as they would be anyway: the
-        # kernel holds only a reservation on a bound tuple, and would answer them with
-        # nothing but an error. Any other disagreement is a bug.
-        lost = {k for k, w in wrong.items()
-                if w.startswith("nftables drops") and "not plain IP a port can own" in w}
-        rest = {k: w for k, w in wrong.items() if k not in lost}
-        assert not rest, f"{len(rest)} disagree:\n" + "\n".join(f"{k}: {w}"
-                                                              for k, w in rest.items())
+        assert not wrong, f"{len(wrong)} disagree:\n" + "\n".join(f"{k}: {w}"
+                                                                for k, w in wrong.items())
         assert dropped >= len(test_rx.DELIVERED), dropped
+    assert not kernel.tc_ingress_filters(topo.host_if), "the program outlived its switch"
+
+
+def kept(sw: ms.Switch) -> int:
+    return sw.stats()["nic"]["kept-from-host"]["frames"]

@@ -180,6 +180,7 @@ struct ms_nic_stats {
     struct ms_counter rx;
     struct ms_counter tx;
     struct ms_counter to_host;
+    struct ms_counter kept;     /* taken from the host stack by the kernel's steering */
     uint64_t drops[MS_R_COUNT];
     uint64_t csum_completed;    /* partial checksums (NIC offload) completed before delivery */
     uint64_t segmented;         /* super-frames (GSO/GRO) cut to the port's MTU */
@@ -230,10 +231,21 @@ int ms_switch_pin(ms_switch *sw, int cpu);
 int ms_afxdp_available(char *why, size_t whylen);
 /* "native" or "generic" when attached with AF_XDP, else "". */
 const char *ms_switch_xdp_mode(ms_switch *sw);
-/* Whether the NIC's kernel side would hand this frame from the network to the switch (1)
- * or keep it for the host stack (0), asked of the attached XDP program (AF_XDP); -ENOTSUP
- * when the switch sees every frame (virtual NIC, AF_PACKET), or -errno. */
+/* Whether the NIC's kernel side would take this frame from the network away from the host
+ * stack for the switch (1) or leave it to the host stack (0): asked of the attached
+ * steering program (AF_XDP's XDP program, AF_PACKET's at tc ingress) on a copy of the
+ * frame; -ENOTSUP on the virtual NIC, or -errno. */
 int ms_switch_kernel_steers(ms_switch *sw, const uint8_t *frame, uint32_t len);
+/* The AF_PACKET backend's ingress steering on its own, without a switch (benchmarks'
+ * bare baselines give a bare socket the kernel's help the switch gets): the steering
+ * program at ifname's tc ingress, dropping before the host stack the frames of each
+ * (family, proto, destination ip, port) added. NULL with err saying why, when it cannot
+ * (root, the BPF plugin). ms_ingress_binding returns 0 or -errno. */
+struct ms_ingress;
+struct ms_ingress *ms_ingress_new(const char *ifname, char *err, size_t errlen);
+int ms_ingress_binding(struct ms_ingress *g, int add, int family, int proto,
+                       const uint8_t *ip, uint16_t port);
+void ms_ingress_destroy(struct ms_ingress *g);
 int ms_switch_start(ms_switch *sw);
 void ms_switch_destroy(ms_switch *sw);
 /* Wait until every frame queued so far by ports and the wire has been handled (timeout_ms

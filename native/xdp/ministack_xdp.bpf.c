@@ -1,8 +1,11 @@
-/* The XDP program of the AF_XDP backend (nic_afxdp.c). It steers to the switch's AF_XDP
- * socket exactly the received frames a port bound, and passes everything else to the
- * kernel stack untouched: ARP, NDP and other ICMP, VLAN-tagged frames, frames whose
- * headers do not add up, fragments of datagrams whose first fragment it did not steer,
- * and every unbound flow.
+/* The kernel's half of a real NIC, in two programs over one steer():
+ *   - ms_xdp, the XDP program of the AF_XDP backend (nic_afxdp.c), redirects to the
+ *     switch's AF_XDP socket exactly the received frames a port bound;
+ *   - ms_tc, at tc ingress for the AF_PACKET backend (nic_afpacket.c), whose packet socket
+ *     has seen every frame already, drops those same frames before the host stack.
+ * Everything else goes to the kernel stack untouched: ARP, NDP and other ICMP, VLAN-tagged
+ * frames, frames whose headers do not add up, fragments of datagrams whose first fragment
+ * was not steered, and every unbound flow.
  *
  * Fragments follow their first fragment (DESIGN.md): a steered first fragment's datagram
  * (family, source, destination, protocol, identification) is remembered in ms_frags for
@@ -12,7 +15,7 @@
  * ms_bindings. The checks are those the switch's parser makes before it demultiplexes
  * (native/parse.c), their rules shared in ms_header_rules.h: every frame taken from the
  * kernel here is one the switch delivers, and every frame the switch would deliver is
- * taken (tests/test_steering.py runs both on the tests' frames).
+ * taken (tests/test_steering.py runs both programs on the tests' frames).
  *
  * Build: clang -O2 -g -target bpf -c ministack_xdp.bpf.c (see native/Makefile). */
 #include <linux/bpf.h>
@@ -20,6 +23,7 @@
 #include <linux/in.h>
 #include <linux/ip.h>
 #include <linux/ipv6.h>
+#include <linux/pkt_cls.h>
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
 
@@ -131,22 +135,27 @@ static long ipv6_option_step(__u64 n, void *arg)
 
 /* The option area of len bytes at offset `at` of the frame is sound. (len is 64 bits
  * wide and hidden so that the bound the verifier checks is on the very register the
- * helper gets, not on a zero-extended copy of it.) */
-static __always_inline int ipv6_options_ok(struct xdp_md *ctx, __u32 at, __u64 len)
+ * helper gets, not on a zero-extended copy of it.) ctx is a struct __sk_buff when tc is
+ * set, else a struct xdp_md; tc is a constant in each program, so only one call stays. */
+static __always_inline int ipv6_options_ok(void *ctx, int tc, __u32 at, __u64 len)
 {
     struct opt_walk w = {.i = 0, .len = (__u32)len, .ok = 0};
     HIDE(len);
     if (len == 0)
         return 1;
-    if (len > sizeof(w.buf) || bpf_xdp_load_bytes(ctx, at, w.buf, len) < 0)
+    if (len > sizeof(w.buf))
+        return 0;
+    if ((tc ? bpf_skb_load_bytes(ctx, at, w.buf, len) : bpf_xdp_load_bytes(ctx, at, w.buf, len)) <
+        0)
         return 0;
     bpf_loop(MS_IPV6_MAX_EXT_BYTES, ipv6_option_step, &w, 0);
     return w.ok;
 }
 
-/* Frames and bytes passed to the host stack: the switch never sees them, so it reads this
- * to count them as to-host. */
-struct ms_host_count {
+/* Frames and bytes a program kept for the host stack (ms_to_host: the switch never sees
+ * them on AF_XDP, so it reads this to count them as to-host) and took from it (ms_kept:
+ * what `stats()["nic"]["kept-from-host"]` says, on either backend). */
+struct ms_count {
     __u64 frames;
     __u64 bytes;
 };
@@ -155,8 +164,25 @@ struct {
     __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
     __uint(max_entries, 1);
     __type(key, __u32);
-    __type(value, struct ms_host_count);
+    __type(value, struct ms_count);
 } ms_to_host SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, struct ms_count);
+} ms_kept SEC(".maps");
+
+static __always_inline void count(void *map, __u64 bytes)
+{
+    __u32 zero = 0;
+    struct ms_count *c = bpf_map_lookup_elem(map, &zero);
+    if (c) {
+        c->frames++;
+        c->bytes += bytes;
+    }
+}
 
 /* A datagram whose first fragment was steered; the value is when it expires
  * (bpf_ktime_get_ns). LRU: under pressure the oldest datagrams are forgotten first. */
@@ -178,36 +204,49 @@ struct {
 
 #define FRAG_TIMEOUT_NS (30ull * 1000000000)
 
-static __always_inline int steer(struct xdp_md *ctx);
-
-/* A later fragment: steered when its datagram's first fragment was. */
-static __always_inline int follow(struct xdp_md *ctx, const struct ms_fkey *fk)
-{
-    __u64 *exp = bpf_map_lookup_elem(&ms_frags, fk);
-    if (!exp || *exp < bpf_ktime_get_ns())
-        return XDP_PASS;
-    return bpf_redirect_map(&ms_xsks, ctx->rx_queue_index, XDP_PASS);
-}
+static __always_inline int steer(void *ctx, int tc, void *data, void *end);
 
 SEC("xdp")
 int ms_xdp(struct xdp_md *ctx)
 {
-    int act = steer(ctx);
-    if (act == XDP_PASS) {
-        __u32 zero = 0;
-        struct ms_host_count *c = bpf_map_lookup_elem(&ms_to_host, &zero);
-        if (c) {
-            c->frames++;
-            c->bytes += (__u64)(ctx->data_end - ctx->data);
-        }
+    void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
+    if (!steer(ctx, 0, data, end)) {
+        count(&ms_to_host, (__u64)(end - data));
+        return XDP_PASS;
     }
-    return act;
+    count(&ms_kept, (__u64)(end - data));
+    /* No socket on this queue: the lower bits of the flags are the action then. */
+    return bpf_redirect_map(&ms_xsks, ctx->rx_queue_index, XDP_PASS);
 }
 
-static __always_inline int steer(struct xdp_md *ctx)
+SEC("tc")
+int ms_tc(struct __sk_buff *skb)
 {
-    void *data = (void *)(long)ctx->data;
-    void *end = (void *)(long)ctx->data_end;
+    /* The kernel moved a VLAN tag out of the frame: the switch sees it so marked too
+     * (MS_NIC_F_HOST_ONLY), and no port can own it. */
+    if (skb->vlan_present)
+        return TC_ACT_OK;
+    /* Headers past the linear part are not in [data, data_end): make it all linear
+     * (rare: a super-frame of many pages). */
+    if (skb->data_end - skb->data < skb->len && bpf_skb_pull_data(skb, skb->len) < 0)
+        return TC_ACT_OK;
+    void *data = (void *)(long)skb->data, *end = (void *)(long)skb->data_end;
+    if (!steer(skb, 1, data, end))
+        return TC_ACT_OK;
+    count(&ms_kept, skb->len);
+    return TC_ACT_SHOT;
+}
+
+/* A later fragment: steered when its datagram's first fragment was. */
+static __always_inline int follow(const struct ms_fkey *fk)
+{
+    __u64 *exp = bpf_map_lookup_elem(&ms_frags, fk);
+    return exp && *exp >= bpf_ktime_get_ns();
+}
+
+/* 1: the frame is a port's (the switch delivers it), 0: the host stack's. */
+static __always_inline int steer(void *ctx, int tc, void *data, void *end)
+{
     struct ms_key key;
     struct ms_fkey fk;
     const __u8 *l4;
@@ -218,19 +257,19 @@ static __always_inline int steer(struct xdp_md *ctx)
     __builtin_memset(&fk, 0, sizeof(fk));
     struct ethhdr *eth = data;
     if ((void *)(eth + 1) > end)
-        return XDP_PASS;
+        return 0;
 
     if (eth->h_proto == bpf_htons(ETH_P_IP)) {
         struct iphdr *ip = (void *)(eth + 1);
         if ((void *)(ip + 1) > end)
-            return XDP_PASS;   /* malformed: shorter than the fixed header */
+            return 0;   /* malformed: shorter than the fixed header */
         __u8 byte0 = *(const __u8 *)ip;
         __u32 tot = bpf_ntohs(ip->tot_len);
         if (ms_rule_ipv4_header(byte0, tot, (__u32)(end - (void *)ip)) != MS_HDR_OK)
-            return XDP_PASS;   /* malformed */
+            return 0;   /* malformed */
         __u32 ihl = (__u32)(byte0 & 15) * 4;
         if (ihl > 20 && !ipv4_options_ok((const __u8 *)(ip + 1), ihl - 20, end))
-            return XDP_PASS;
+            return 0;
         __u16 fo = bpf_ntohs(ip->frag_off);
         if (fo & 0x3fff) {   /* MF set or offset > 0 */
             fk.family = 4;
@@ -239,7 +278,7 @@ static __always_inline int steer(struct xdp_md *ctx)
             __builtin_memcpy(fk.src, &ip->saddr, 4);
             __builtin_memcpy(fk.dst, &ip->daddr, 4);
             if (fo & 0x1fff)
-                return follow(ctx, &fk);
+                return follow(&fk);
             first = 1;
         }
         key.family = 4;
@@ -250,11 +289,11 @@ static __always_inline int steer(struct xdp_md *ctx)
     } else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
         struct ipv6hdr *ip6 = (void *)(eth + 1);
         if ((void *)(ip6 + 1) > end)
-            return XDP_PASS;   /* malformed: shorter than the fixed header */
+            return 0;   /* malformed: shorter than the fixed header */
         __u32 plen = bpf_ntohs(ip6->payload_len);
         if (ms_rule_ipv6_header(*(const __u8 *)ip6, plen, (__u32)(end - (void *)ip6)) !=
             MS_HDR_OK)
-            return XDP_PASS;   /* malformed */
+            return 0;   /* malformed */
         __u8 nh = ip6->nexthdr;
         const __u8 *base = (const __u8 *)(ip6 + 1);
         __u32 off = 0;   /* bytes of extension headers read: parse.c's `bytes` */
@@ -264,15 +303,15 @@ static __always_inline int steer(struct xdp_md *ctx)
             if (nh != 0 && nh != 43 && nh != 60 && nh != 44)
                 break;
             if (nh != 44 && ((nh == 0 && count) || count == MS_IPV6_MAX_EXT))
-                return XDP_PASS;   /* unsupported-header */
+                return 0;   /* unsupported-header */
             /* Never true of a frame parse.c accepts (at most 256 + 8 Fragment headers'
              * bytes), but it bounds the offset for the verifier. */
             if (off > 2 * MS_IPV6_MAX_EXT_BYTES || plen - off < 8)
-                return XDP_PASS;   /* malformed */
+                return 0;   /* malformed */
             const __u8 *h = base + off;
             HIDE(end);
             if ((const void *)(h + 8) > end)
-                return XDP_PASS;
+                return 0;
             if (nh == 44) {
                 __u16 fo = (__u16)(h[2] << 8 | h[3]);
                 if (fo & 0xfff9) {   /* an offset, or M: a fragment, not an atomic one */
@@ -282,37 +321,37 @@ static __always_inline int steer(struct xdp_md *ctx)
                     __builtin_memcpy(fk.src, &ip6->saddr, 16);
                     __builtin_memcpy(fk.dst, &ip6->daddr, 16);
                     if (fo >> 3)
-                        return follow(ctx, &fk);
+                        return follow(&fk);
                     first = 1;
                 }
                 if (count == MS_IPV6_MAX_EXT)
-                    return XDP_PASS;
+                    return 0;
                 nh = h[0];
                 off += 8;
                 continue;
             }
             __u32 hl = ((__u32)h[1] + 1) * 8;
             if (hl > plen - off)
-                return XDP_PASS;   /* malformed */
+                return 0;   /* malformed */
             if (off + hl > MS_IPV6_MAX_EXT_BYTES)
-                return XDP_PASS;   /* unsupported-header */
+                return 0;   /* unsupported-header */
             if (nh != 43 &&
-                !ipv6_options_ok(ctx, ETH_HLEN + sizeof(*ip6) + off + 2, hl - 2))
-                return XDP_PASS;   /* malformed */
+                !ipv6_options_ok(ctx, tc, ETH_HLEN + sizeof(*ip6) + off + 2, hl - 2))
+                return 0;   /* malformed */
             nh = h[0];
             off += hl;
         }
         if (ms_rule_ipv6_ext_header(nh))
-            return XDP_PASS;   /* an extension header the switch does not accept */
+            return 0;   /* an extension header the switch does not accept */
         if (off > 2 * MS_IPV6_MAX_EXT_BYTES)
-            return XDP_PASS;
+            return 0;
         l4 = base + off;
         l4len = plen - off;
         key.family = 6;
         key.proto = nh;
         __builtin_memcpy(key.ip, &ip6->daddr, 16);
     } else {
-        return XDP_PASS;   /* ARP, VLAN tags (802.1Q/802.1ad), everything else */
+        return 0;   /* ARP, VLAN tags (802.1Q/802.1ad), everything else */
     }
     HIDE(end);
 
@@ -320,43 +359,42 @@ static __always_inline int steer(struct xdp_md *ctx)
      * TCP or DCCP data offset, and of ICMP only an echo of the frame's own family. */
     __u32 need = ms_rule_l4_min(key.family, key.proto);
     if (l4len < need)
-        return XDP_PASS;
+        return 0;
     switch (need) { /* the same bound, as a constant the verifier can follow */
     case 8:
         if ((const void *)(l4 + 8) > end)
-            return XDP_PASS;
+            return 0;
         break;
     case 12:
         if ((const void *)(l4 + 12) > end)
-            return XDP_PASS;
+            return 0;
         break;
     case 20:
         if ((const void *)(l4 + 20) > end)
-            return XDP_PASS;
+            return 0;
         break;
     default:
         break;   /* a port-less protocol: port 0 */
     }
     if (need == 20 && key.proto == MS_IP_TCP && !ms_rule_tcp_ok(l4[12], l4len))
-        return XDP_PASS;
+        return 0;
     if (need == 12 && key.proto == MS_IP_DCCP && !ms_rule_dccp_ok(l4[4], l4[8], l4len))
-        return XDP_PASS;
+        return 0;
     if (need == 8 && (key.proto == MS_IP_ICMP || key.proto == MS_IP_ICMPV6)) {
         if (!ms_rule_icmp_echo(key.family, l4[0]))
-            return XDP_PASS;   /* errors, redirects, neighbour discovery: the host's */
+            return 0;   /* errors, redirects, neighbour discovery: the host's */
         __builtin_memcpy(&key.port, l4 + 4, 2);
     } else if (need >= 8) {
         __builtin_memcpy(&key.port, l4 + 2, 2);
     }
 
     if (!bpf_map_lookup_elem(&ms_bindings, &key))
-        return XDP_PASS;
+        return 0;
     if (first) {
         __u64 exp = bpf_ktime_get_ns() + FRAG_TIMEOUT_NS;
         bpf_map_update_elem(&ms_frags, &fk, &exp, BPF_ANY);
     }
-    /* No socket on this queue: the lower bits of the flags are the action then. */
-    return bpf_redirect_map(&ms_xsks, ctx->rx_queue_index, XDP_PASS);
+    return 1;
 }
 
 char _license[] SEC("license") = "Dual BSD/GPL";
