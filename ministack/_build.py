@@ -65,28 +65,29 @@ def cdef_from_header(text: str, reasons: str = "") -> str:
     return "\n".join(keep)
 
 
-def afxdp_available() -> bool:
-    """libxdp, libbpf and a clang that targets BPF: then AF_XDP is built in."""
+def bpf_buildable() -> bool:
+    """libxdp, libbpf and a clang that targets BPF: then the BPF plugin (AF_XDP, and
+    AF_PACKET's steering) and the steering program are built in."""
     if shutil.which("clang") is None or shutil.which("pkg-config") is None:
         return False
     return subprocess.run(["pkg-config", "--exists", "libxdp", "libbpf"]).returncode == 0
 
 
-def compile_xdp_program(out: Path, clang: str = "clang") -> None:
-    """Compile native/xdp/ministack_xdp.bpf.c into `out` (the tests try every clang)."""
+def compile_steering_program(out: Path, clang: str = "clang") -> None:
+    """Compile native/xdp/ministack_steer.bpf.c into `out` (the tests try every clang)."""
     arch = subprocess.run(["gcc", "-print-multiarch"], capture_output=True,
                           text=True).stdout.strip()
     cmd = [clang, "-O2", "-g", "-target", "bpf", "-Wall", "-Wextra", "-Werror",
            "-I", str(NATIVE / "include")]
     if arch:
         cmd.append(f"-I/usr/include/{arch}")
-    subprocess.run(cmd + ["-c", str(NATIVE / "xdp" / "ministack_xdp.bpf.c"), "-o", str(out)],
+    subprocess.run(cmd + ["-c", str(NATIVE / "xdp" / "ministack_steer.bpf.c"), "-o", str(out)],
                    check=True)
 
 
-def build_xdp_program() -> None:
-    """Compile the XDP program into the package (ministack/ministack_xdp.bpf.o)."""
-    compile_xdp_program(ROOT / "ministack" / XDP_OBJ)
+def build_steering_program() -> None:
+    """Compile the steering program into the package (ministack/ministack_steer.bpf.o)."""
+    compile_steering_program(ROOT / "ministack" / STEER_OBJ)
 
 
 def build_pktgen() -> None:
@@ -115,7 +116,7 @@ def build_lwip_echo() -> None:
                    check=True)
 
 
-def build_afxdp_plugin() -> None:
+def build_bpf_plugin() -> None:
     """Compile the BPF plugin (the AF_XDP backend and the steering program's loader, which
     AF_PACKET uses too) into its own shared object, the only one linked with libxdp and
     libbpf (bpf_plugin.c loads it when first asked), so that a wheel installed without
@@ -125,24 +126,24 @@ def build_afxdp_plugin() -> None:
     subprocess.run(["cc", "-shared", "-fPIC", *FLAGS, "-fvisibility=hidden",
                     "-I", str(NATIVE / "include"),
                     "-I", str(NATIVE), *(str(NATIVE / f) for f in PLUGIN_SOURCES),
-                    "-o", str(ROOT / "ministack" / AFXDP_PLUGIN), *libs], check=True)
+                    "-o", str(ROOT / "ministack" / BPF_PLUGIN), *libs], check=True)
 
 
-XDP_OBJ = "ministack_xdp.bpf.o"
-AFXDP_PLUGIN = "libms_afxdp.so"
+STEER_OBJ = "ministack_steer.bpf.o"
+BPF_PLUGIN = "libms_bpf.so"
 
 
 def build_helpers() -> None:
     """The programs and objects installed beside the extension: ms-pktgen, ms-lwip-echo
-    (with liblwip-dev), the XDP program and the AF_XDP plugin (with libxdp)."""
+    (with liblwip-dev), the steering program and the BPF plugin (with libxdp)."""
     build_pktgen()
     if lwip_available():
         build_lwip_echo()
-    if afxdp_available():
-        build_xdp_program()
-        build_afxdp_plugin()
-    else:  # a plugin of an earlier build with AF_XDP must not outlive it
-        (ROOT / "ministack" / AFXDP_PLUGIN).unlink(missing_ok=True)
+    if bpf_buildable():
+        build_steering_program()
+        build_bpf_plugin()
+    else:  # a plugin of an earlier build with BPF must not outlive it
+        (ROOT / "ministack" / BPF_PLUGIN).unlink(missing_ok=True)
 
 
 # cffi runs this file as "__cffi__" when setuptools builds the package (setup.py names it

@@ -172,12 +172,12 @@ def check_virtual() -> Check:
     return Check(name, "ok", "a frame crossed the in-memory wire each way (no root needed)")
 
 
-XDP_OBJ = Path(__file__).resolve().parent / "ministack_xdp.bpf.o"
+STEER_OBJ = Path(__file__).resolve().parent / "ministack_steer.bpf.o"
 
 
-# Where bpf_plugin.c looks for the BPF plugin (MINISTACK_AFXDP_PLUGIN overrides it).
-AFXDP_PLUGIN = Path(os.environ.get("MINISTACK_AFXDP_PLUGIN")
-                    or Path(__file__).resolve().parent / "libms_afxdp.so")
+# Where bpf_plugin.c looks for the BPF plugin (MINISTACK_BPF_PLUGIN overrides it).
+BPF_PLUGIN = Path(os.environ.get("MINISTACK_BPF_PLUGIN")
+                  or Path(__file__).resolve().parent / "libms_bpf.so")
 
 
 def afxdp_status() -> tuple[bool, str]:
@@ -189,9 +189,9 @@ def afxdp_status() -> tuple[bool, str]:
     if not ok:
         return False, why
     try:
-        XDP_OBJ.stat()
+        STEER_OBJ.stat()
     except FileNotFoundError:
-        return False, f"its XDP program {XDP_OBJ} is missing: reinstall MiniStack"
+        return False, f"its steering program {STEER_OBJ} is missing: reinstall MiniStack"
     except OSError:
         pass  # there, but not this user's to read (root's install): root is who uses it
     return True, ""
@@ -208,8 +208,8 @@ def check_afxdp_built() -> Check:
             if r.returncode == 0:
                 versions.append(f"{lib_name} {r.stdout.strip()}")
         return Check(name, "ok", f"built with {', '.join(versions) or 'libxdp and libbpf'}; "
-                     f"steering program {XDP_OBJ.name} (AF_XDP, and AF_PACKET's tc ingress)")
-    if AFXDP_PLUGIN.exists():
+                     f"steering program {STEER_OBJ.name} (AF_XDP, and AF_PACKET's tc ingress)")
+    if BPF_PLUGIN.exists():
         # Built (a wheel, say), but the libraries it needs are not on this machine.
         check = missing_or_unavailable(name, ["libxdp1", "libbpf1"])
         check.detail = f"{why}; real interfaces cannot be used (AF_XDP and AF_PACKET need it)"

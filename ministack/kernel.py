@@ -120,7 +120,7 @@ def _try_socket(af: int, kind: int, proto: int) -> socket.socket | None:
 
 class IngressSteering:
     """The AF_PACKET backend's steering on its own, without a switch: the steering program
-    (native/xdp/ministack_xdp.bpf.c, the XDP program's rules) at the interface's tc
+    (native/xdp/ministack_steer.bpf.c, the XDP program's rules) at the interface's tc
     ingress, dropping before the host stack the frames addressed to each tuple added. A
     switch on AF_PACKET has its own; benchmarks give a bare packet socket this one, so
     that the kernel does no work on its flow either. Needs root.

@@ -1,6 +1,6 @@
 /* The BPF plugin, loaded when first asked for: the AF_XDP backend and AF_PACKET's ingress
  * steering (nic_afxdp.c, bpf_steer.c) are built into their own shared object,
- * libms_afxdp.so, next to the extension module, and linked with libxdp and libbpf; nothing
+ * libms_bpf.so, next to the extension module, and linked with libxdp and libbpf; nothing
  * else links them. A wheel installed where those libraries are missing (a JupyterHub
  * image, a machine without compilers) still imports and runs on the virtual NIC, and says
  * why a real interface cannot, instead of failing to import. */
@@ -22,11 +22,11 @@ static int loaded;              /* 1 tried */
 static const struct ms_bpf_plugin *entry; /* NULL: not available, why in load_why */
 static char load_why[512];
 
-/* $MINISTACK_AFXDP_PLUGIN, or libms_afxdp.so in the folder of the object this code is in
+/* $MINISTACK_BPF_PLUGIN, or libms_bpf.so in the folder of the object this code is in
  * (the extension module's, ministack/). */
 static int plugin_path(char *out, size_t len)
 {
-    const char *env = getenv("MINISTACK_AFXDP_PLUGIN");
+    const char *env = getenv("MINISTACK_BPF_PLUGIN");
     if (env && *env)
         return snprintf(out, len, "%s", env) < (int)len ? 0 : -1;
     Dl_info info;
@@ -34,7 +34,7 @@ static int plugin_path(char *out, size_t len)
         return -1;
     char self[PATH_MAX];
     snprintf(self, sizeof(self), "%s", info.dli_fname);
-    return snprintf(out, len, "%s/%s", dirname(self), MS_AFXDP_PLUGIN) < (int)len ? 0 : -1;
+    return snprintf(out, len, "%s/%s", dirname(self), MS_BPF_PLUGIN) < (int)len ? 0 : -1;
 }
 
 static void load_once(void)

@@ -26,10 +26,10 @@
 #include "ms_header_rules.h"
 #include "nic.h"
 
-/* Where the compiled program is, unless MINISTACK_XDP_OBJ says otherwise. The Makefile
+/* Where the compiled program is, unless MINISTACK_STEER_OBJ says otherwise. The Makefile
  * passes the absolute build path; this default only serves a run from the repository root. */
-#ifndef MS_XDP_OBJ_PATH
-#define MS_XDP_OBJ_PATH "native/build/ministack_xdp.bpf.o"
+#ifndef MS_STEER_OBJ_PATH
+#define MS_STEER_OBJ_PATH "native/build/ministack_steer.bpf.o"
 #endif
 
 /* The key of ms_bindings; the layout is fixed by the program (struct ms_key there). */
@@ -39,7 +39,7 @@ struct steer_key {
     uint16_t port;     /* network byte order */
     uint8_t ip[16];    /* IPv4 in ip[0..4), the rest zero */
 };
-_Static_assert(sizeof(struct steer_key) == 20, "ms_key in ministack_xdp.bpf.c is 20 bytes");
+_Static_assert(sizeof(struct steer_key) == 20, "ms_key in ministack_steer.bpf.c is 20 bytes");
 
 void ms_bpf_say(char *err, size_t errlen, const char *fmt, ...)
 {
@@ -53,15 +53,15 @@ void ms_bpf_say(char *err, size_t errlen, const char *fmt, ...)
 int ms_bpf_steer_load(struct ms_bpf_steer *s, const char *prog, char *err, size_t errlen)
 {
     s->prog_fd = s->bindings_fd = s->to_host_fd = s->kept_fd = -1;
-    const char *path = getenv("MINISTACK_XDP_OBJ");
+    const char *path = getenv("MINISTACK_STEER_OBJ");
     if (!path || !*path)
-        path = MS_XDP_OBJ_PATH;
+        path = MS_STEER_OBJ_PATH;
     s->obj = bpf_object__open_file(path, NULL);
     if (!s->obj) {
         int e = errno;
         ms_bpf_say(err, errlen,
             "could not open the steering program %s: %s; build it (make -C native "
-            "build/ministack_xdp.bpf.o) or point MINISTACK_XDP_OBJ at it",
+            "build/ministack_steer.bpf.o) or point MINISTACK_STEER_OBJ at it",
             path, strerror(e));
         return -e;
     }
@@ -76,7 +76,7 @@ int ms_bpf_steer_load(struct ms_bpf_steer *s, const char *prog, char *err, size_
     }
     if (!want) {
         ms_bpf_say(err, errlen, "the steering object %s has no %s program; rebuild it from "
-            "native/xdp/ministack_xdp.bpf.c", path, prog);
+            "native/xdp/ministack_steer.bpf.c", path, prog);
         return -ENOENT;
     }
     int rc = bpf_object__load(s->obj);
@@ -95,7 +95,7 @@ int ms_bpf_steer_load(struct ms_bpf_steer *s, const char *prog, char *err, size_
     s->kept_fd = bpf_object__find_map_fd_by_name(s->obj, "ms_kept");
     if (s->bindings_fd < 0 || s->kept_fd < 0) {
         ms_bpf_say(err, errlen, "the steering object %s has no ms_bindings or ms_kept map; rebuild "
-            "it from native/xdp/ministack_xdp.bpf.c", path);
+            "it from native/xdp/ministack_steer.bpf.c", path);
         return -ENOENT;
     }
     return 0;
@@ -270,7 +270,7 @@ static void ingress_kept(struct ms_ingress *g, uint64_t *frames, uint64_t *bytes
     ms_bpf_steer_count(g->s.kept_fd, frames, bytes);
 }
 
-/* The plugin's entry points (nic.h): the only symbol libms_afxdp.so exports. */
+/* The plugin's entry points (nic.h): the only symbol libms_bpf.so exports. */
 __attribute__((visibility("default"))) const struct ms_bpf_plugin ms_bpf_plugin = {
     .afxdp_new = ms_afxdp_plugin_new,
     .ingress_new = ingress_new,

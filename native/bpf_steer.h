@@ -1,6 +1,6 @@
-/* The steering program (xdp/ministack_xdp.bpf.c) loaded into the kernel: its object, its
+/* The steering program (xdp/ministack_steer.bpf.c) loaded into the kernel: its object, its
  * maps and what both backends that share a NIC with the host stack do with them. Only the
- * BPF plugin (libms_afxdp.so: nic_afxdp.c, bpf_steer.c) includes this; it is the one
+ * BPF plugin (libms_bpf.so: nic_afxdp.c, bpf_steer.c) includes this; it is the one
  * object linked with libbpf. */
 #ifndef MS_BPF_STEER_H
 #define MS_BPF_STEER_H
@@ -18,7 +18,7 @@ struct ms_bpf_steer {
     int kept_fd;        /* ms_kept: per-CPU counts of frames taken from it */
 };
 
-/* Open the object ($MINISTACK_XDP_OBJ, else MS_XDP_OBJ_PATH) and load it with program
+/* Open the object ($MINISTACK_STEER_OBJ, else MS_STEER_OBJ_PATH) and load it with program
  * `prog` ("ms_xdp" or "ms_tc") to run; 0, or -errno with err saying why and what to do. */
 int ms_bpf_steer_load(struct ms_bpf_steer *s, const char *prog, char *err, size_t errlen);
 /* Add (add=1) or remove a binding's key in ms_bindings; 0 or -errno. */

@@ -62,11 +62,11 @@ struct ms_nic_ops {
     /* The XDP mode a program attached in, "native" or "generic"; NULL when the backend
      * uses no XDP program. */
     const char *(*xdp_mode)(struct ms_nic *nic);
-    /* What the kernel side does with a frame from the network before the switch can see
-     * it: 1 it hands the frame to the switch, 0 it keeps it for the host stack, or
-     * -errno. Runs the attached XDP program on a copy (BPF_PROG_TEST_RUN): the frame goes
-     * nowhere, but a first fragment's datagram is remembered as if it had arrived. NULL
-     * when the switch sees every frame. */
+    /* What the kernel side does with a frame from the network: 1 it takes the frame from
+     * the host stack for the switch, 0 it leaves it to the host stack, or -errno. Runs the
+     * attached steering program on a copy (BPF_PROG_TEST_RUN): the frame goes nowhere, but
+     * a first fragment's datagram is remembered as if it had arrived. NULL when nothing
+     * is steered (the virtual NIC). */
     int (*kernel_steers)(struct ms_nic *nic, const uint8_t *frame, uint32_t len);
     void (*destroy)(struct ms_nic *nic);
 };
@@ -80,7 +80,7 @@ struct ms_nic {
 struct ms_nic *ms_nic_afpacket_new(const char *ifname, uint32_t buf_size, char *err,
                                    size_t errlen);
 /* AF_XDP and AF_PACKET's ingress steering need libbpf (and AF_XDP libxdp), so they live
- * in their own shared object, libms_afxdp.so (nic_afxdp.c, bpf_steer.c), that
+ * in their own shared object, libms_bpf.so (nic_afxdp.c, bpf_steer.c), that
  * bpf_plugin.c loads on first use: a machine without those libraries still imports
  * MiniStack. The plugin exports one symbol, a table of these entry points. */
 typedef struct ms_nic *ms_afxdp_new_fn(const char *ifname, uint32_t buf_size, char *err,
@@ -95,7 +95,7 @@ struct ms_bpf_plugin {
     void (*ingress_kept)(struct ms_ingress *g, uint64_t *frames, uint64_t *bytes);
     void (*ingress_destroy)(struct ms_ingress *g);
 };
-#define MS_AFXDP_PLUGIN "libms_afxdp.so"
+#define MS_BPF_PLUGIN "libms_bpf.so"
 #define MS_BPF_PLUGIN_ENTRY "ms_bpf_plugin"
 ms_afxdp_new_fn ms_afxdp_plugin_new; /* in the plugin */
 struct ms_nic *ms_nic_afxdp_new(const char *ifname, uint32_t buf_size, char *err,

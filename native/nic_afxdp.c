@@ -1,4 +1,4 @@
-/* The AF_XDP backend. An XDP program (ms_xdp of xdp/ministack_xdp.bpf.c, loaded by
+/* The AF_XDP backend. An XDP program (ms_xdp of xdp/ministack_steer.bpf.c, loaded by
  * bpf_steer.c) on the interface steers the frames a port bound (its ms_bindings map, kept
  * in step by binding()) to one AF_XDP
  * socket on queue 0, in copy mode; everything else goes on to the kernel stack untouched,

@@ -3,7 +3,7 @@
 #
 # The datapath: the cffi extension and libministack.a.
 CORE_SRCS := reasons.c parse.c table.c filter.c frag.c neigh.c answer.c offload.c port_shm.c app.c framefd.c framelog.c nic_virtual.c nic_afpacket.c bpf_plugin.c switch.c forward.c
-# The BPF plugin, libms_afxdp.so (the only object linked with libbpf and libxdp): the
+# The BPF plugin, libms_bpf.so (the only object linked with libbpf and libxdp): the
 # AF_XDP backend and the steering program's loader, which AF_PACKET uses too.
 PLUGIN_SRCS := nic_afxdp.c bpf_steer.c
 # The benchmark drivers, which the core does not name (tools/bench.h).

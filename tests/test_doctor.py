@@ -97,12 +97,12 @@ def test_what_is_missing_comes_with_the_command_that_installs_it(
     monkeypatch.setattr(doctor, "afxdp_status",
                         lambda: (False, "the AF_XDP backend does not load: libxdp.so.1: "
                                         "cannot open shared object file"))
-    monkeypatch.setattr(doctor, "AFXDP_PLUGIN", tmp_path)  # exists
+    monkeypatch.setattr(doctor, "BPF_PLUGIN", tmp_path)  # exists
     monkeypatch.setattr(doctor, "apt_candidate", lambda p: "1.0-1")
     c = doctor.check_afxdp_built()
     assert c.status == "missing" and "libxdp1" in c.fix and "libxdp.so.1" in c.detail, c
     # AF_XDP left out of the build, on a distribution that has libxdp.
-    monkeypatch.setattr(doctor, "AFXDP_PLUGIN", tmp_path / "nothing-here.so")
+    monkeypatch.setattr(doctor, "BPF_PLUGIN", tmp_path / "nothing-here.so")
     monkeypatch.setattr(doctor, "installed", lambda p: False)
     monkeypatch.setattr(doctor, "apt_candidate", lambda p: "1.0-1")
     c = doctor.check_afxdp_built()

@@ -313,8 +313,8 @@ def test_the_steering_program_loads_and_steers_with_every_installed_clang(
     for (clang, version), backend in itertools.product(clangs.items(), BACKENDS):
         obj = Path(str(tmp_path)) / f"xdp-{version}.o"
         if not obj.exists():
-            _build.compile_xdp_program(obj, clang)
-        monkeypatch.setenv("MINISTACK_XDP_OBJ", str(obj))
+            _build.compile_steering_program(obj, clang)
+        monkeypatch.setenv("MINISTACK_STEER_OBJ", str(obj))
         try:
             with ms.Switch(nic=topo.host_if, backend=backend) as sw:
                 a = sw.port("a")

@@ -55,8 +55,8 @@ def build_and_install_the_wheel() -> dict[str, Any]:
         assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
         (wheel,) = dist.glob("ministack-*.whl")
         names = zipfile.ZipFile(wheel).namelist()
-        for part in ("ministack/_native", "ministack/libms_afxdp.so",
-                     "ministack/ministack_xdp.bpf.o", "ministack/ms-pktgen"):
+        for part in ("ministack/_native", "ministack/libms_bpf.so",
+                     "ministack/ministack_steer.bpf.o", "ministack/ms-pktgen"):
             assert any(n.startswith(part) for n in names), (part, names)
         with fresh_debian() as root:
             r = run_in(root, SCRIPT, str(wheel), timeout=1800)

@@ -1,6 +1,7 @@
-/* The header rules both the switch's parser (parse.c) and the XDP program
- * (xdp/ministack_xdp.bpf.c) apply, so that the kernel's half of an AF_XDP NIC takes from
- * the kernel exactly the frames the switch would deliver (tests/test_steering.py). In the
+/* The header rules both the switch's parser (parse.c) and the steering program
+ * (xdp/ministack_steer.bpf.c, as XDP for AF_XDP and at tc ingress for AF_PACKET) apply, so
+ * that the kernel's half of a real NIC takes from the kernel exactly the frames the switch
+ * would deliver (tests/test_steering.py). In the
  * spirit of xdp-tools' parsing_helpers.h: one header that gcc and clang -target bpf both
  * build. So it is plain C with no library and no pointers: each rule is a step over bytes
  * the caller has already read within bounds, because only the caller knows how to prove

@@ -17,7 +17,7 @@
  * kernel here is one the switch delivers, and every frame the switch would deliver is
  * taken (tests/test_steering.py runs both programs on the tests' frames).
  *
- * Build: clang -O2 -g -target bpf -c ministack_xdp.bpf.c (see native/Makefile). */
+ * Build: clang -O2 -g -target bpf -c ministack_steer.bpf.c (see native/Makefile). */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
 #include <linux/in.h>
