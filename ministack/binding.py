@@ -16,6 +16,11 @@ from ministack._native import ffi, lib
 
 __all__ = ["ffi", "lib", "strerror", "timeout_ms"]
 
+# The steering program is compiled into the package at install time; the C loader
+# (bpf_steer.c) reads where from $MINISTACK_STEER_OBJ, unless someone set it already.
+os.environ.setdefault("MINISTACK_STEER_OBJ",
+                      os.path.join(os.path.dirname(__file__), "ministack_steer.bpf.o"))
+
 
 def strerror(rc: int) -> str:
     """The message of a C call's negative errno return (anything else as a number).

@@ -649,9 +649,6 @@ class Switch(Closing):
     def _attach(self, nic: str, backend: str) -> None:
         from ministack import kernel
 
-        # The steering program is compiled into the package at install time.
-        os.environ.setdefault("MINISTACK_STEER_OBJ",
-                              os.path.join(os.path.dirname(__file__), "ministack_steer.bpf.o"))
         err = ffi.new("char[]", 512)
         for b in (["afxdp", "afpacket"] if backend == "auto" else [backend]):
             if lib.ms_switch_attach(self._sw, nic.encode(), b.encode(), err, 512) == 0:
