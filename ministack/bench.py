@@ -151,12 +151,14 @@ COST_STAGES = ("copy", "parse", "filter", "ring_stage")
 def cost(path: str, seconds: float = 0.5, bindings: int = 1000) -> dict[str, Any]:
     """Where a row's time per frame goes, on one core with its frames in cache: ns per
     frame of the copy, of the parser after it, of the filter (port->wire, port->port) or
-    the demultiplexer (wire->port) after that, all three as the switch runs them, and the
+    the demultiplexer (wire->port) after that, all three as the switch runs them
+    (``switch_ns``: the three together); of the switch's whole loop (``loop_ns``: a round
+    of its own switch, run on this thread, port->wire and wire->port only); and of the
     whole stage of the same-work ring. The fastest of many short rounds each, so steal
     does not inflate them.
 
     >>> c = cost("port->wire", 0.05)
-    >>> c["copy_ns"] > 0 and c["switch_ns"] >= c["copy_ns"]
+    >>> c["copy_ns"] > 0 and c["loop_ns"] >= c["switch_ns"] >= c["copy_ns"]
     True
     """
     frames, by_src, entries = _row(path, PEER_MAC, bindings)
@@ -167,9 +169,27 @@ def cost(path: str, seconds: float = 0.5, bindings: int = 1000) -> dict[str, Any
     if rc < 0:
         raise RuntimeError(f"cost driver failed: {os.strerror(-rc)}")
     copy, parse, whole, ring = (ns[i] for i in range(lib.MS_BENCH_COST_STAGES))
-    return {"path": path, "copy_ns": _sig(copy), "parse_ns": _sig(max(parse - copy, 0)),
-            ("filter_ns" if tx else "demux_ns"): _sig(max(whole - parse, 0)),
-            "switch_ns": _sig(whole), "ring_stage_ns": _sig(ring)}
+    out = {"path": path, "copy_ns": _sig(copy), "parse_ns": _sig(max(parse - copy, 0)),
+           ("filter_ns" if tx else "demux_ns"): _sig(max(whole - parse, 0)),
+           "switch_ns": _sig(whole), "ring_stage_ns": _sig(ring)}
+    if path in ("port->wire", "wire->port"):
+        out["loop_ns"] = _sig(loop_cost(path, seconds, bindings))
+    return out
+
+
+def loop_cost(path: str, seconds: float = 0.5, bindings: int = 1000) -> float:
+    """ns per frame of the switch's whole round on one core, frames in cache: a switch of
+    the driver's own, never started, run one round at a time (``ms_switch_poll``)."""
+    frames, _, n = _row(path, PEER_MAC, bindings)
+    ports = [5000] if path == "port->wire" else [10000 + i for i in range(n)]
+    ns = ffi.new("double *")
+    rc = lib.ms_bench_loop_cost(b"".join(frames), ffi.new("uint32_t[]", [len(f) for f in frames]),
+                                len(frames), bytes.fromhex(PEER_MAC.replace(":", "")),
+                                socket.inet_aton(SRC_IP), ffi.new("uint16_t[]", ports),
+                                len(ports), path == "port->wire", seconds, ns)
+    if rc < 0:
+        raise RuntimeError(f"loop cost driver failed: {os.strerror(-rc)}")
+    return ns[0]
 
 
 SWITCH_ROWS = {"port->wire": lambda batch, s, n: port_to_wire(batch, s),
@@ -540,13 +560,15 @@ def table(r: dict[str, Any]) -> str:
         lines.append(f"(a ring that only copies: {r['copy_ring_mpps']:.2f} Mpps)")
     if r.get("per_frame"):
         lines.append("ns per frame on one core, frames in cache (the switch's copy, parse and "
-                     "filter or demux; the ring stage's whole work):")
+                     "filter or demux, the three together, its whole loop; the ring stage's "
+                     "whole work):")
         lines.append(f"{'path':<22}{'copy':>8}{'parse':>8}{'filter':>8}{'switch':>8}"
-                     f"{'ring':>8}")
+                     f"{'loop':>8}{'ring':>8}")
         for c in r["per_frame"]:
             step = c.get("filter_ns", c.get("demux_ns", 0.0))
             lines.append(f"{c['path']:<22}{c['copy_ns']:>8.2f}{c['parse_ns']:>8.2f}"
-                         f"{step:>8.2f}{c['switch_ns']:>8.2f}{c['ring_stage_ns']:>8.2f}")
+                         f"{step:>8.2f}{c['switch_ns']:>8.2f}{c.get('loop_ns', 0.0):>8.2f}"
+                         f"{c['ring_stage_ns']:>8.2f}")
     veth = [row for row in r["results"] if "backend" in row]
     if veth:
         lines.append(f"veth pair into a namespace ({veth[0]['backend']}), against a bare "

@@ -347,7 +347,7 @@ static __attribute__((flatten)) uint32_t nic_rx(ms_switch *sw)
     return n;
 }
 
-static uint32_t round_locked(ms_switch *sw)
+uint32_t ms_fwd_round(ms_switch *sw)
 {
     uint32_t work = 0;
     sw->now = ms_now_ns();
@@ -364,7 +364,7 @@ void *ms_fwd_loop(void *arg)
     int64_t last_work = ms_now_ns();
     while (atomic_load_explicit(&sw->running, memory_order_relaxed)) {
         pthread_mutex_lock(&sw->mu);
-        uint32_t work = round_locked(sw);
+        uint32_t work = ms_fwd_round(sw);
         pthread_mutex_unlock(&sw->mu);
         if (atomic_load_explicit(&sw->ctl_waiting, memory_order_relaxed))
             sched_yield(); /* glibc mutexes are not fair: let the control call in */
@@ -387,7 +387,7 @@ void *ms_fwd_loop(void *arg)
                 atomic_store(&sw->ports[i]->shm->kick_wanted, 1);
         int nic_fd = sw->nic->ops->arm(sw->nic);
         atomic_thread_fence(memory_order_seq_cst);
-        work = round_locked(sw);
+        work = ms_fwd_round(sw);
         pthread_mutex_unlock(&sw->mu);
         if (work) {
             last_work = 0;

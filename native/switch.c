@@ -193,6 +193,18 @@ int ms_switch_start(ms_switch *sw)
     return 0;
 }
 
+int ms_switch_poll(ms_switch *sw)
+{
+    if (!sw->nic)
+        return -EINVAL;
+    if (sw->started)
+        return -EBUSY;
+    ctl_lock(sw);
+    uint32_t n = ms_fwd_round(sw);
+    ctl_unlock(sw);
+    return (int)n;
+}
+
 static void port_free(struct ms_swport *p)
 {
     if (p->shm)

@@ -108,6 +108,7 @@ static inline int ms_is_local(const ms_switch *sw, const struct ms_parsed *pp)
 
 /* forward.c: the loop, and what explain() and the control operations share with it. */
 void *ms_fwd_loop(void *sw);
+uint32_t ms_fwd_round(ms_switch *sw); /* one round, under sw->mu: frames handled */
 uint32_t ms_fwd_port_tx(ms_switch *sw, int id);
 int ms_fwd_classify_tx(ms_switch *sw, int port, const uint8_t *f, uint32_t len,
                        struct ms_parsed *pp, int *to, int64_t now);

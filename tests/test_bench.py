@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 
+import ministack as ms
 from ministack import bench
 
 
@@ -76,11 +77,24 @@ def test_cost_breaks_a_row_into_copy_parse_and_filter() -> None:
         assert c["copy_ns"] > 0 and c["ring_stage_ns"] > 0, c
         parts = c["copy_ns"] + c["parse_ns"] + c[step]
         assert math.isclose(parts, c["switch_ns"], rel_tol=0.01, abs_tol=0.01), c
+        # The whole loop (its own switch, polled on this thread) does all of that and more.
+        assert c["loop_ns"] > c["copy_ns"], c
     text = bench.table({"results": [{"path": "port->wire", "bindings": 1, "batch": 256,
                                      "mpps": 1.0, "baseline_mpps": 1.0, "ratio": 1.0}],
                         "cores": 2, "seconds": 0.1, "per_frame": rows,
                         "python_send_batch_mpps": 1.0})
     assert "ns per frame" in text and "wire->port" in text
+
+
+def test_a_running_switch_cannot_be_polled_from_outside() -> None:
+    """ms_switch_poll (the loop cost's one-core round) is for a switch never started: with
+    the switch's own thread running it refuses, so no round ever runs twice at once."""
+    import errno
+
+    from ministack.binding import lib
+
+    with ms.Switch() as sw:
+        assert lib.ms_switch_poll(sw.handle) == -errno.EBUSY
 
 
 def test_against_another_checkout_pairs_runs_and_reports_paired_ratio() -> None:

@@ -247,6 +247,10 @@ int ms_ingress_binding(struct ms_ingress *g, int add, int family, int proto,
                        const uint8_t *ip, uint16_t port);
 void ms_ingress_destroy(struct ms_ingress *g);
 int ms_switch_start(ms_switch *sw);
+/* One round of the forwarding loop on the calling thread, for a switch never started
+ * (benchmarks that measure the loop on one core): the frames it handled, -EBUSY when the
+ * switch's own thread runs, -EINVAL with no NIC attached. */
+int ms_switch_poll(ms_switch *sw);
 void ms_switch_destroy(ms_switch *sw);
 /* Wait until every frame queued so far by ports and the wire has been handled (timeout_ms
  * -1: no limit). 0, or -ETIMEDOUT. */

@@ -31,6 +31,14 @@ int ms_bench_same_work(const uint8_t *frames, const uint32_t *lens, uint32_t nfr
 #define MS_BENCH_COST_STAGES 4
 int ms_bench_cost(const uint8_t *frames, const uint32_t *lens, uint32_t nframes,
                   uint32_t entries, int tx, double seconds, double *ns);
+/* Nanoseconds per frame of the switch's whole round on one core (ms_switch_poll, frames in
+ * cache): a switch of its own (MAC `mac`, address ip4) on the virtual NIC, with one port
+ * bound to UDP (ip4, ports[i]) for each i. Frames go in from the port (tx) or the wire,
+ * 256 per round, and the other side is emptied between rounds, untimed. The fastest
+ * round over `seconds`. */
+int ms_bench_loop_cost(const uint8_t *frames, const uint32_t *lens, uint32_t nframes,
+                       const uint8_t *mac, const uint8_t *ip4, const uint16_t *ports,
+                       uint32_t nports, int tx, double seconds, double *ns);
 /* Drive traffic into `src` (a port id, or -1 for the wire) and drain `dst` (port id or -1)
  * with the given precomposed frames, cycled; the driver on CPU 0, the switch on CPU 1. */
 int ms_bench_run(ms_switch *sw, int src, int dst, const uint8_t *frames, const uint32_t *lens,
