@@ -37,21 +37,23 @@ def _pack(frames: Iterable[Frame], buf_size: int) -> tuple[bytes, array, int]:
     """Frames packed back to back, their lengths, and how many there are."""
     if not isinstance(frames, (list, tuple)):
         frames = list(frames)
+    # Lengths in a list first: summing or scanning an array makes an int per item, and
+    # for a batch of 256 that is a quarter of what send_batch() costs in Python.
     try:
         data = b"".join(frames)
-        lens = array("I", map(len, frames))
-        if len(data) != sum(lens):  # memoryviews of wider items count items, not bytes
+        sizes = list(map(len, frames))
+        if len(data) != sum(sizes):  # memoryviews of wider items count items, not bytes
             raise TypeError
     except TypeError:
         frames = [frame_bytes(f) for f in frames]
         data = b"".join(frames)
-        lens = array("I", map(len, frames))
-    if lens and max(lens) > buf_size:
-        i = max(range(len(lens)), key=lens.__getitem__)
+        sizes = list(map(len, frames))
+    if sizes and max(sizes) > buf_size:
+        i = max(range(len(sizes)), key=sizes.__getitem__)
         raise ValueError(
-            f"frame {i} is {lens[i]} bytes, larger than a port buffer ({buf_size} bytes); "
+            f"frame {i} is {sizes[i]} bytes, larger than a port buffer ({buf_size} bytes); "
             f"split it, or create the switch with a larger buf_size")
-    return data, lens, len(lens)
+    return data, array("I", sizes), len(sizes)
 
 
 def open_app(memfd: int, doorbell: int, wake_fd: int) -> Any:

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -90,8 +91,30 @@ static int64_t now_ms(void)
 
 /* Sleep until the switch moves r's tail past `seen`, or the deadline (-1: none) passes.
  * Returns 0 when woken or the tail moved, -ETIMEDOUT otherwise. */
+/* A sender that finds its ring full, or a receiver that finds it empty, looks again for
+ * this long before it sleeps: the switch frees (or fills) a batch in microseconds, and a
+ * wake-up through the eventfd costs tens of them in a virtual machine. */
+#define SPIN_NS 20000
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static int tail_moved(struct ms_ring *r, uint32_t seen)
+{
+    return atomic_load_explicit(&r->tail, memory_order_acquire) != seen;
+}
+
 static int wait_tail(ms_app *a, struct ms_ring *r, uint32_t seen, int64_t deadline)
 {
+    for (int64_t until = now_ns() + SPIN_NS; now_ns() < until;) {
+        if (tail_moved(r, seen))
+            return 0;
+        sched_yield(); /* two cores: the switch may need this one */
+    }
     atomic_store_explicit(&r->cur, seen, memory_order_relaxed);
     atomic_fetch_or(&r->flags, MS_RING_NEED_WAKEUP);
     atomic_thread_fence(memory_order_seq_cst);
