@@ -72,10 +72,11 @@ step() {
 # debootstrap, git and slirp4netns (the fresh-machine and course VM tests copy the checkout
 # into a new Debian, networked through slirp4netns so that what it sets up stays out of
 # this machine's network), chromium (the browser test; on Ubuntu `chromium` is only a snap
-# wrapper, so Playwright brings its own).
+# wrapper, so Playwright brings its own), QEMU, busybox, cpio and Debian's kernel headers (the
+# VALE module is built for that kernel and tested in it, booted under QEMU).
 REQUIRED=(python3 python3-venv python3-dev gcc make pkg-config clang llvm libbpf-dev
           liblwip-dev iproute2 iputils-ping tcpdump tshark ethtool debootstrap git
-          slirp4netns nodejs)
+          slirp4netns nodejs qemu-system-x86 busybox-static cpio linux-headers-amd64)
 # Debian's npm, unless npm came with another nodejs (NodeSource's bundles it, and conflicts).
 command -v npm >/dev/null || REQUIRED+=(npm)
 if [ "${ID:-}" = debian ]; then REQUIRED+=(chromium); fi

@@ -42,7 +42,7 @@ static int nd_verdict(const struct ms_parsed *p, int port, const uint8_t *mac,
 
 /* DESIGN.md's order, every check: the verdict on whatever the fast test below did not
  * pass. Out of line, so that the loops keep only the fast test in their instructions. */
-static __attribute__((noinline)) int filter_tx_in_order(
+static __attribute__((__noinline__)) int filter_tx_in_order(
     const struct ms_parsed *p, int port, uint32_t mtu, const uint8_t *mac,
     const struct ms_table *t, const struct ms_frags *fr, int64_t now_ns, int *frag_to)
 {

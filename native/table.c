@@ -272,7 +272,8 @@ int ms_table_nearest(const struct ms_table *t, int owner, int family, int proto,
                    (key_port(&e->key) != port ? MS_NEAR_PORT : 0);
         /* Fewest differing fields first; among equals, port < protocol < address, then
          * the nearer port number (5001 is a slip for 5000, not for 6000). */
-        int64_t cost = (int64_t)(__builtin_popcount((unsigned)diff) * 8 +
+        int fields = (diff & 1) + (diff >> 1 & 1) + (diff >> 2 & 1); /* no libgcc call */
+        int64_t cost = (int64_t)(fields * 8 +
                                  (diff & MS_NEAR_IP ? 4 : 0) + (diff & MS_NEAR_PROTO ? 2 : 0))
                            << 17 |
                        (diff & MS_NEAR_PORT ? abs((int)key_port(&e->key) - (int)port) : 0);

@@ -1,0 +1,2 @@
+/* See stdint.h. */
+#include <linux/errno.h>

@@ -1,0 +1,3 @@
+/* See stdint.h. */
+#include <linux/stddef.h>
+#include <linux/types.h>

@@ -1,0 +1,2 @@
+/* See stdint.h. */
+#include <linux/string.h>
