@@ -60,9 +60,9 @@ int ms_bpf_steer_load(struct ms_bpf_steer *s, const char *prog, char *err, size_
     if (!s->obj) {
         int e = errno;
         ms_bpf_say(err, errlen,
-            "could not open the steering program %s: %s; build it (make -C native "
-            "build/ministack_steer.bpf.o) or point MINISTACK_STEER_OBJ at it",
-            path, strerror(e));
+                   "could not open the steering program %s: %s; build it (make -C native "
+                   "build/ministack_steer.bpf.o) or point MINISTACK_STEER_OBJ at it",
+                   path, strerror(e));
         return -e;
     }
     /* Load only the program this backend runs: the other one's attach type and helpers
@@ -76,17 +76,17 @@ int ms_bpf_steer_load(struct ms_bpf_steer *s, const char *prog, char *err, size_
     }
     if (!want) {
         ms_bpf_say(err, errlen, "the steering object %s has no %s program; rebuild it from "
-            "native/xdp/ministack_steer.bpf.c", path, prog);
+                   "native/xdp/ministack_steer.bpf.c", path, prog);
         return -ENOENT;
     }
     int rc = bpf_object__load(s->obj);
     if (rc < 0) {
         int e = -rc;
         ms_bpf_say(err, errlen, "could not load the steering program %s (%s) into the kernel: %s%s",
-            path, prog, strerror(e),
-            e == EPERM || e == EACCES
-                ? "; run as root (loading BPF needs CAP_BPF or CAP_SYS_ADMIN)"
-                : "; libbpf printed the kernel's reason on stderr");
+                   path, prog, strerror(e),
+                   e == EPERM || e == EACCES
+                       ? "; run as root (loading BPF needs CAP_BPF or CAP_SYS_ADMIN)"
+                       : "; libbpf printed the kernel's reason on stderr");
         return rc;
     }
     s->prog_fd = bpf_program__fd(want);
@@ -95,7 +95,7 @@ int ms_bpf_steer_load(struct ms_bpf_steer *s, const char *prog, char *err, size_
     s->kept_fd = bpf_object__find_map_fd_by_name(s->obj, "ms_kept");
     if (s->bindings_fd < 0 || s->kept_fd < 0) {
         ms_bpf_say(err, errlen, "the steering object %s has no ms_bindings or ms_kept map; rebuild "
-            "it from native/xdp/ministack_steer.bpf.c", path);
+                   "it from native/xdp/ministack_steer.bpf.c", path);
         return -ENOENT;
     }
     return 0;
@@ -201,7 +201,7 @@ static struct ms_ingress *ingress_new(const char *ifname, char *err, size_t errl
     unsigned ifindex = ifname && strlen(ifname) < IF_NAMESIZE ? if_nametoindex(ifname) : 0;
     if (!ifindex) {
         ms_bpf_say(err, errlen, "there is no interface named %s here (ip link show lists them)",
-            ifname ? ifname : "");
+                   ifname ? ifname : "");
         return NULL;
     }
     struct ms_ingress *g = calloc(1, sizeof(*g));
@@ -221,7 +221,7 @@ static struct ms_ingress *ingress_new(const char *ifname, char *err, size_t errl
     libbpf_set_print(loud);
     if (rc < 0 && rc != -EEXIST) {
         ms_bpf_say(err, errlen, "could not add a clsact qdisc to %s for ingress steering: %s%s",
-            ifname, strerror(-rc), rc == -EPERM ? "; run as root (CAP_NET_ADMIN)" : "");
+                   ifname, strerror(-rc), rc == -EPERM ? "; run as root (CAP_NET_ADMIN)" : "");
         ingress_destroy(g);
         return NULL;
     }
@@ -231,7 +231,7 @@ static struct ms_ingress *ingress_new(const char *ifname, char *err, size_t errl
     rc = bpf_tc_attach(&hook, &opts);
     if (rc < 0) {
         ms_bpf_say(err, errlen, "could not attach the steering program at %s's tc ingress: %s%s",
-            ifname, strerror(-rc), rc == -EPERM ? "; run as root (CAP_NET_ADMIN)" : "");
+                   ifname, strerror(-rc), rc == -EPERM ? "; run as root (CAP_NET_ADMIN)" : "");
         ingress_destroy(g);
         return NULL;
     }

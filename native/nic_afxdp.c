@@ -330,7 +330,7 @@ static int create_socket(struct nic_afxdp *x, char *err, size_t errlen)
     if (area == MAP_FAILED) {
         int e = errno;
         ms_bpf_say(err, errlen, "could not allocate %zu MiB of AF_XDP packet memory: %s",
-             x->area_size >> 20, strerror(e));
+                   x->area_size >> 20, strerror(e));
         return -e;
     }
     x->area = area;
@@ -347,11 +347,11 @@ static int create_socket(struct nic_afxdp *x, char *err, size_t errlen)
         int e = rc < 0 ? -rc : errno;
         x->umem = NULL;
         ms_bpf_say(err, errlen,
-             "could not register %zu MiB of AF_XDP packet memory (UMEM): %s%s",
-             x->area_size >> 20, strerror(e),
-             e == ENOMEM || e == EPERM
-                 ? "; run as root or raise the locked-memory limit (ulimit -l)"
-                 : "");
+                   "could not register %zu MiB of AF_XDP packet memory (UMEM): %s%s",
+                   x->area_size >> 20, strerror(e),
+                   e == ENOMEM || e == EPERM
+                       ? "; run as root or raise the locked-memory limit (ulimit -l)"
+                       : "");
         return -e;
     }
 
@@ -367,10 +367,10 @@ static int create_socket(struct nic_afxdp *x, char *err, size_t errlen)
         int e = rc < 0 ? -rc : errno;
         x->xsk = NULL;
         ms_bpf_say(err, errlen, "could not create an AF_XDP socket on %s queue %u: %s%s",
-             x->ifname, QUEUE, strerror(e),
-             e == EPERM || e == EACCES ? perm_hint(e)
-             : e == EBUSY ? "; another AF_XDP socket is bound to that queue, close it first"
-                          : "");
+                   x->ifname, QUEUE, strerror(e),
+                   e == EPERM || e == EACCES ? perm_hint(e)
+                   : e == EBUSY ? "; another AF_XDP socket is bound to that queue, close it first"
+                                : "");
         return -e;
     }
     x->fd = xsk_socket__fd(x->xsk);
@@ -398,7 +398,7 @@ static int create_socket(struct nic_afxdp *x, char *err, size_t errlen)
     if (bpf_map_update_elem(xsks_fd, &key, &x->fd, BPF_ANY) < 0) {
         int e = errno;
         ms_bpf_say(err, errlen, "could not register the AF_XDP socket of %s in the ms_xsks map: %s",
-             x->ifname, strerror(e));
+                   x->ifname, strerror(e));
         return -e;
     }
     return 0;
@@ -416,7 +416,7 @@ static int attach(struct nic_afxdp *x, char *err, size_t errlen)
     const char *only = getenv("MINISTACK_XDP_MODE");
     if (only && *only && strcmp(only, "native") != 0 && strcmp(only, "generic") != 0) {
         ms_bpf_say(err, errlen, "MINISTACK_XDP_MODE is \"%s\"; set it to native or generic, or "
-             "unset it to try both", only);
+                   "unset it to try both", only);
         return -EINVAL;
     }
     int e = 0;
@@ -437,15 +437,15 @@ static int attach(struct nic_afxdp *x, char *err, size_t errlen)
     }
     if (e == EBUSY || e == EEXIST)
         ms_bpf_say(err, errlen,
-             "could not attach XDP to %s: %s; it already has an XDP program (see ip link "
-             "show %s): remove it (ip link set dev %s xdp off, or xdpgeneric off for a "
-             "generic one) or use the afpacket backend",
-             x->ifname, strerror(e), x->ifname, x->ifname);
+                   "could not attach XDP to %s: %s; it already has an XDP program (see ip link "
+                   "show %s): remove it (ip link set dev %s xdp off, or xdpgeneric off for a "
+                   "generic one) or use the afpacket backend",
+                   x->ifname, strerror(e), x->ifname, x->ifname);
     else
         ms_bpf_say(err, errlen, "could not attach XDP to %s: %s%s", x->ifname, strerror(e),
-             e == EPERM || e == EACCES ? "; run as root"
-                                       : "; the kernel may lack XDP links (Linux 5.9+), "
-                                         "use the afpacket backend");
+                   e == EPERM || e == EACCES ? "; run as root"
+                                             : "; the kernel may lack XDP links (Linux 5.9+), "
+                                               "use the afpacket backend");
     return -e;
 }
 
@@ -460,16 +460,16 @@ struct ms_nic *ms_afxdp_plugin_new(const char *ifname, uint32_t buf_size, char *
     unsigned ifindex = if_nametoindex(ifname);
     if (!ifindex) {
         ms_bpf_say(err, errlen, "there is no interface named %s here (ip link show lists them)",
-             ifname);
+                   ifname);
         return NULL;
     }
     int nq = rx_queues(ifname);
     if (nq > 1) {
         ms_bpf_say(err, errlen,
-             "%s has %d receive queues and the AF_XDP backend reads queue 0 only; give it one "
-             "(ethtool -L %s combined 1; a veth: create it with numtxqueues 1 numrxqueues 1 on "
-             "both ends) or use the afpacket backend",
-             ifname, nq, ifname);
+                   "%s has %d receive queues and the AF_XDP backend reads queue 0 only; give "
+                   "it one (ethtool -L %s combined 1; a veth: create it with numtxqueues 1 "
+                   "numrxqueues 1 on both ends) or use the afpacket backend",
+                   ifname, nq, ifname);
         return NULL;
     }
     /* Received data starts XDP_HEADROOM into a frame; transmitted data at its start. */
@@ -478,17 +478,17 @@ struct ms_nic *ms_afxdp_plugin_new(const char *ifname, uint32_t buf_size, char *
     uint32_t frame_size = buf_size <= 2048 && need_rx <= 2048 - XDP_HEADROOM ? 2048 : 4096;
     if (buf_size > frame_size) {
         ms_bpf_say(err, errlen,
-             "the switch's %u-byte buffers do not fit AF_XDP frames (at most %u bytes): use "
-             "a buffer size of at most %u, or the afpacket backend",
-             buf_size, frame_size, frame_size);
+                   "the switch's %u-byte buffers do not fit AF_XDP frames (at most %u bytes): use "
+                   "a buffer size of at most %u, or the afpacket backend",
+                   buf_size, frame_size, frame_size);
         return NULL;
     }
     if (need_rx > frame_size - XDP_HEADROOM) {
         ms_bpf_say(err, errlen,
-             "%s has MTU %d and AF_XDP copy mode receives frames of at most %u bytes "
-             "(MTU %u): lower the MTU (ip link set dev %s mtu 1500) or use the afpacket "
-             "backend",
-             ifname, mtu, frame_size - XDP_HEADROOM, frame_size - XDP_HEADROOM - 14, ifname);
+                   "%s has MTU %d and AF_XDP copy mode receives frames of at most %u bytes "
+                   "(MTU %u): lower the MTU (ip link set dev %s mtu 1500) or use the afpacket "
+                   "backend",
+                   ifname, mtu, frame_size - XDP_HEADROOM, frame_size - XDP_HEADROOM - 14, ifname);
         return NULL;
     }
 

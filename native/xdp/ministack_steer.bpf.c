@@ -29,7 +29,7 @@
 
 #include "ms_header_rules.h"
 
-/* The binding key, shared with nic_afxdp.c (struct afxdp_key there):
+/* The binding key, shared with bpf_steer.c (struct steer_key there):
  *   family  4 or 6
  *   proto   the IP protocol number (IPv6: the upper-layer next header)
  *   port    the destination port, or the echo identifier for ICMP/ICMPv6 echo request and
