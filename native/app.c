@@ -82,15 +82,6 @@ static void kick(ms_app *a)
     }
 }
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Sleep until the switch moves r's tail past `seen`, or the deadline (-1: none) passes.
- * Returns 0 when woken or the tail moved, -ETIMEDOUT otherwise. */
 /* A sender that finds its ring full, or a receiver that finds it empty, looks again for
  * this long before it sleeps: the switch frees (or fills) a batch in microseconds, and a
  * wake-up through the eventfd costs tens of them in a virtual machine. */
@@ -103,11 +94,15 @@ static int64_t now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+static int64_t now_ms(void) { return now_ns() / 1000000; }
+
 static int tail_moved(struct ms_ring *r, uint32_t seen)
 {
     return atomic_load_explicit(&r->tail, memory_order_acquire) != seen;
 }
 
+/* Sleep until the switch moves r's tail past `seen`, or the deadline (-1: none) passes.
+ * Returns 0 when woken or the tail moved, -ETIMEDOUT otherwise. */
 static int wait_tail(ms_app *a, struct ms_ring *r, uint32_t seen, int64_t deadline)
 {
     for (int64_t until = now_ns() + SPIN_NS; now_ns() < until;) {
@@ -118,7 +113,7 @@ static int wait_tail(ms_app *a, struct ms_ring *r, uint32_t seen, int64_t deadli
     atomic_store_explicit(&r->cur, seen, memory_order_relaxed);
     atomic_fetch_or(&r->flags, MS_RING_NEED_WAKEUP);
     atomic_thread_fence(memory_order_seq_cst);
-    if (atomic_load_explicit(&r->tail, memory_order_acquire) != seen)
+    if (tail_moved(r, seen))
         return 0;
     int timeout = -1;
     if (deadline >= 0) {
@@ -132,7 +127,7 @@ static int wait_tail(ms_app *a, struct ms_ring *r, uint32_t seen, int64_t deadli
     uint64_t v;
     ssize_t n = read(a->wake_fd, &v, sizeof(v));
     (void)n;
-    if (rc == 0 && atomic_load_explicit(&r->tail, memory_order_acquire) == seen)
+    if (rc == 0 && !tail_moved(r, seen))
         return -ETIMEDOUT;
     return 0;
 }

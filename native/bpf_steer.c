@@ -118,18 +118,28 @@ int ms_bpf_steer_binding(struct ms_bpf_steer *s, int add, int family, int proto,
     return rc < 0 ? -errno : 0;
 }
 
-int ms_bpf_steer_run(struct ms_bpf_steer *s, const uint8_t *frame, uint32_t len,
-                     uint32_t *retval)
+int ms_bpf_steer_test(struct ms_bpf_steer *s, const uint8_t *frame, uint32_t len,
+                      uint32_t take, uint32_t keep)
 {
+    /* No interface hands on less than an Ethernet header, and one with nothing after it
+     * has no IP header a port could own (the kernel's skb test run refuses it). */
+    if (len <= 14)
+        return 0;
     /* No context: an XDP run sees receive queue 0, the one the AF_XDP socket is on.
      * (Naming the interface in a context makes Linux 6.1 run it where the XSK map lookup
      * fails.) */
     LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = frame, .data_size_in = len, .repeat = 1);
-    int rc = bpf_prog_test_run_opts(s->prog_fd, &opts);
+    int rc = bpf_prog_test_run_opts(s->prog_fd, &opts); /* libbpf: -errno */
+    /* Linux (6.18 at least) will not build a test socket buffer whose IP header is cut
+     * short; at the hook the program's first rule leaves such a frame to the kernel. */
+    uint16_t type = (uint16_t)(frame[12] << 8 | frame[13]);
+    if (rc == -EINVAL &&
+        ((type == 0x0800 && ms_rule_ipv4_header(0, 0, len - 14) == MS_HDR_SHORT) ||
+         (type == 0x86dd && ms_rule_ipv6_header(0, 0, len - 14) == MS_HDR_SHORT)))
+        return 0;
     if (rc < 0)
-        return rc; /* libbpf: -errno */
-    *retval = opts.retval;
-    return 0;
+        return rc;
+    return opts.retval == take ? 1 : opts.retval == keep ? 0 : -EPROTO;
 }
 
 /* Control path: allocation is fine here. */
@@ -248,21 +258,7 @@ static int ingress_binding(struct ms_ingress *g, int add, int family, int proto,
 /* 1: the host stack is kept from the frame (the switch has it), 0: it gets it too. */
 static int ingress_steers(struct ms_ingress *g, const uint8_t *frame, uint32_t len)
 {
-    /* No interface hands on less than an Ethernet header, and one with nothing after it
-     * has no IP header a port could own (the kernel's skb test run refuses it). */
-    if (len <= 14)
-        return 0;
-    uint32_t act;
-    int rc = ms_bpf_steer_run(&g->s, frame, len, &act);
-    /* Linux (6.18 at least) will not build a test socket buffer whose IP header is cut
-     * short; at the hook the program's first rule passes such a frame to the kernel. */
-    uint16_t type = (uint16_t)(frame[12] << 8 | frame[13]);
-    if (rc == -EINVAL && ((type == 0x0800 && ms_rule_ipv4_header(0, 0, len - 14) == MS_HDR_SHORT) ||
-                          (type == 0x86dd && ms_rule_ipv6_header(0, 0, len - 14) == MS_HDR_SHORT)))
-        return 0;
-    if (rc < 0)
-        return rc;
-    return act == TC_ACT_SHOT ? 1 : act == TC_ACT_OK ? 0 : -EPROTO;
+    return ms_bpf_steer_test(&g->s, frame, len, TC_ACT_SHOT, TC_ACT_OK);
 }
 
 static void ingress_kept(struct ms_ingress *g, uint64_t *frames, uint64_t *bytes)

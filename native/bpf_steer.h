@@ -24,10 +24,11 @@ int ms_bpf_steer_load(struct ms_bpf_steer *s, const char *prog, char *err, size_
 /* Add (add=1) or remove a binding's key in ms_bindings; 0 or -errno. */
 int ms_bpf_steer_binding(struct ms_bpf_steer *s, int add, int family, int proto,
                          const uint8_t *ip, uint16_t port);
-/* Run the loaded program on a copy of a frame (BPF_PROG_TEST_RUN): its return value in
- * *retval, 0, or -errno. */
-int ms_bpf_steer_run(struct ms_bpf_steer *s, const uint8_t *frame, uint32_t len,
-                     uint32_t *retval);
+/* Run the loaded program on a copy of a frame (BPF_PROG_TEST_RUN): 1 when it returns
+ * `take` (the frame is the switch's), 0 when it returns `keep` (the host stack's), else
+ * -errno (-EPROTO for any other return). */
+int ms_bpf_steer_test(struct ms_bpf_steer *s, const uint8_t *frame, uint32_t len,
+                      uint32_t take, uint32_t keep);
 /* Add a per-CPU count map's totals to *frames and *bytes. */
 void ms_bpf_steer_count(int map_fd, uint64_t *frames, uint64_t *bytes);
 void ms_bpf_steer_close(struct ms_bpf_steer *s);

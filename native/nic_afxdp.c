@@ -257,13 +257,7 @@ static const char *x_xdp_mode(struct ms_nic *n)
 
 static int x_kernel_steers(struct ms_nic *n, const uint8_t *frame, uint32_t len)
 {
-    if (len < 14) /* no interface hands on less than an Ethernet header */
-        return 0;
-    uint32_t act;
-    int rc = ms_bpf_steer_run(&nx(n)->steer, frame, len, &act);
-    if (rc < 0)
-        return rc;
-    return act == XDP_REDIRECT ? 1 : act == XDP_PASS ? 0 : -EPROTO;
+    return ms_bpf_steer_test(&nx(n)->steer, frame, len, XDP_REDIRECT, XDP_PASS);
 }
 
 static const struct ms_nic_ops afxdp_ops = {
