@@ -380,27 +380,6 @@ static int address_is_local(ms_switch *sw, int family, const uint8_t *ip)
     return ms_is_local(sw, &probe);
 }
 
-/* Which (protocol, port) pairs can be bound at all. */
-static int check_tuple(int family, int proto, int l4port)
-{
-    if (proto < 0 || proto > 255)
-        return MS_BIND_BAD_PROTOCOL;
-    if (family == 6 && ms_ipv6_is_ext_header(proto))
-        return MS_BIND_BAD_PROTOCOL;   /* the parser never reports these as a protocol */
-    if ((family == 6 && proto == MS_IP_ICMP) || (family == 4 && proto == MS_IP_ICMPV6))
-        return MS_BIND_BAD_PROTOCOL;   /* ICMP and ICMPv6 each belong to one family */
-    if (l4port < 0 || l4port > 65535)
-        return MS_BIND_BAD_PORT;
-    if (ms_proto_has_ports(family, proto)) {
-        int echo = proto == MS_IP_ICMP || proto == MS_IP_ICMPV6;
-        if (!echo && l4port == 0)
-            return MS_BIND_BAD_PORT;   /* port 0 is "any" to sockets, never a source port */
-    } else if (l4port != 0) {
-        return MS_BIND_BAD_PORT;       /* a port-less protocol binds port 0 */
-    }
-    return MS_BIND_OK;
-}
-
 /* The ports Linux reserves below ip_unprivileged_port_start: every port-based protocol's,
  * but not the ICMP echo identifier (ping sockets have no such rule). */
 static int needs_bind_service(int family, int proto, int l4port, int privileged_below)
@@ -420,7 +399,7 @@ int ms_bind(ms_switch *sw, int id, int family, const uint8_t *ip, int proto, int
         rc = -ENOENT;
     else if (!address_is_local(sw, family, ip))
         rc = MS_BIND_ADDRESS_NOT_LOCAL;
-    else if ((rc = check_tuple(family, proto, l4port)) == MS_BIND_OK &&
+    else if ((rc = ms_table_check_tuple(family, proto, l4port)) == MS_BIND_OK &&
              needs_bind_service(family, proto, l4port, privileged_below))
         rc = MS_BIND_NOT_PERMITTED;
     else if (rc == MS_BIND_OK) {

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "parse.h"
 #include "table.h"
 
 enum { K_EXACT = 1, K_ADDR = 2, K_PROTO = 3 };
@@ -284,4 +285,24 @@ int ms_table_nearest(const struct ms_table *t, int owner, int family, int proto,
         }
     }
     return best;
+}
+
+int ms_table_check_tuple(int family, int proto, int l4port)
+{
+    if (proto < 0 || proto > 255)
+        return MS_BIND_BAD_PROTOCOL;
+    if (family == 6 && ms_ipv6_is_ext_header(proto))
+        return MS_BIND_BAD_PROTOCOL;   /* the parser never reports these as a protocol */
+    if ((family == 6 && proto == MS_IP_ICMP) || (family == 4 && proto == MS_IP_ICMPV6))
+        return MS_BIND_BAD_PROTOCOL;   /* ICMP and ICMPv6 each belong to one family */
+    if (l4port < 0 || l4port > 65535)
+        return MS_BIND_BAD_PORT;
+    if (ms_proto_has_ports(family, proto)) {
+        int echo = proto == MS_IP_ICMP || proto == MS_IP_ICMPV6;
+        if (!echo && l4port == 0)
+            return MS_BIND_BAD_PORT;   /* port 0 is "any" to sockets, never a source port */
+    } else if (l4port != 0) {
+        return MS_BIND_BAD_PORT;       /* a port-less protocol binds port 0 */
+    }
+    return MS_BIND_OK;
 }

@@ -28,6 +28,10 @@ int ms_table_has_addr(const struct ms_table *t, int owner, int family, const uin
 int ms_table_has_proto(const struct ms_table *t, int owner, int family, const uint8_t *ip,
                        int proto);
 
+/* MS_BIND_OK when (family, protocol, port) can be bound at all, else MS_BIND_BAD_PROTOCOL
+ * or MS_BIND_BAD_PORT: the one rule both switches (user space and the VALE module) apply. */
+int ms_table_check_tuple(int family, int proto, int l4port);
+
 /* 0, or -EEXIST (held by any port), -ENOSPC (max_bindings reached). */
 int ms_table_add(struct ms_table *t, int owner, int family, int proto, const uint8_t *ip,
                  uint16_t port);
