@@ -380,14 +380,6 @@ static int address_is_local(ms_switch *sw, int family, const uint8_t *ip)
     return ms_is_local(sw, &probe);
 }
 
-/* The ports Linux reserves below ip_unprivileged_port_start: every port-based protocol's,
- * but not the ICMP echo identifier (ping sockets have no such rule). */
-static int needs_bind_service(int family, int proto, int l4port, int privileged_below)
-{
-    return l4port < privileged_below && ms_proto_has_ports(family, proto) &&
-           proto != MS_IP_ICMP && proto != MS_IP_ICMPV6;
-}
-
 int ms_bind(ms_switch *sw, int id, int family, const uint8_t *ip, int proto, int l4port,
             int privileged_below)
 {
@@ -400,7 +392,7 @@ int ms_bind(ms_switch *sw, int id, int family, const uint8_t *ip, int proto, int
     else if (!address_is_local(sw, family, ip))
         rc = MS_BIND_ADDRESS_NOT_LOCAL;
     else if ((rc = ms_table_check_tuple(family, proto, l4port)) == MS_BIND_OK &&
-             needs_bind_service(family, proto, l4port, privileged_below))
+             ms_table_needs_bind_service(family, proto, l4port, privileged_below))
         rc = MS_BIND_NOT_PERMITTED;
     else if (rc == MS_BIND_OK) {
         int e = ms_table_add(sw->table, id, family, proto, ip, (uint16_t)l4port);

@@ -306,3 +306,11 @@ int ms_table_check_tuple(int family, int proto, int l4port)
     }
     return MS_BIND_OK;
 }
+
+/* The ports Linux reserves below ip_unprivileged_port_start: every port-based protocol's,
+ * but not the ICMP echo identifier (ping sockets have no such rule). */
+int ms_table_needs_bind_service(int family, int proto, int l4port, int privileged_below)
+{
+    return l4port < privileged_below && ms_proto_has_ports(family, proto) &&
+           proto != MS_IP_ICMP && proto != MS_IP_ICMPV6;
+}

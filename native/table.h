@@ -31,6 +31,9 @@ int ms_table_has_proto(const struct ms_table *t, int owner, int family, const ui
 /* MS_BIND_OK when (family, protocol, port) can be bound at all, else MS_BIND_BAD_PROTOCOL
  * or MS_BIND_BAD_PORT: the one rule both switches (user space and the VALE module) apply. */
 int ms_table_check_tuple(int family, int proto, int l4port);
+/* Whether binding the tuple takes CAP_NET_BIND_SERVICE, below privileged_below (the
+ * host's ip_unprivileged_port_start), as a socket's bind() would. */
+int ms_table_needs_bind_service(int family, int proto, int l4port, int privileged_below);
 
 /* 0, or -EEXIST (held by any port), -ENOSPC (max_bindings reached). */
 int ms_table_add(struct ms_table *t, int owner, int family, int proto, const uint8_t *ip,

@@ -203,8 +203,10 @@ static int do_bind(struct ctl_req *r)
     b->result = ms_table_check_tuple(b->family, b->proto, b->port);
     if (b->result != MS_BIND_OK)
         return 0;
-    if (ms_proto_has_ports(b->family, b->proto) && b->proto != MS_IP_ICMP &&
-        b->proto != MS_IP_ICMPV6 && inet_port_requires_bind_service(v->net, b->port) &&
+    /* The kernel's helper hides where each version keeps ip_unprivileged_port_start. */
+    if (ms_table_needs_bind_service(b->family, b->proto, b->port,
+                                    inet_port_requires_bind_service(v->net, b->port)
+                                        ? b->port + 1 : 0) &&
         !ns_capable(v->net->user_ns, CAP_NET_BIND_SERVICE)) {
         b->result = MS_BIND_NOT_PERMITTED;
         return 0;
