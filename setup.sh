@@ -167,10 +167,11 @@ dpkg -s libxdp-dev >/dev/null 2>&1 ||
 # Derivatives (Mint, Raspberry Pi OS, ...) pass the checks above by ID_LIKE: judge their Python.
 python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' ||
     die "MiniStack needs Python 3.11 or newer, and this system's python3 is $(python3 -V 2>&1 | cut -d' ' -f2); use $SUPPORTED"
-if [ -x .venv/bin/python ]; then
+# A venv interrupted while it was made has python but no pip: make it again.
+if [ -x .venv/bin/python ] && [ -x .venv/bin/pip ]; then
     say "keeping .venv"
 else
-    step "creating .venv" python3 -m venv .venv
+    step "creating .venv" python3 -m venv --clear .venv
 fi
 step "upgrading pip in .venv" .venv/bin/pip install --upgrade pip
 step "installing MiniStack, its lab and its test tools (compiles the datapath)" \
