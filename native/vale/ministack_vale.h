@@ -40,11 +40,20 @@ struct ms_vale_bind {
 
 #define MS_VALE_REASONS 16           /* room for enum ms_reason */
 
-/* The verdicts on what the descriptor's port sent since it was opened. */
+/* The verdicts on what the descriptor's port sent since it was opened, and the switch's
+ * counters; netmap_fd -1 asks for the switch's alone (port_index -1, the rest 0). */
 struct ms_vale_stats {
     int32_t netmap_fd;               /* in */
     int32_t port_index;              /* out */
     uint64_t frames[MS_VALE_REASONS];/* out: by enum ms_reason; [MS_R_OK] forwarded */
+    uint64_t tx_bytes;               /* out: of the frames forwarded */
+    uint64_t rx_frames, rx_bytes;    /* out: what the switch sent to this port */
+    uint64_t local_bytes;            /* out: of the frames [MS_R_LOCAL] counts */
+    /* out, the switch's, as Switch.stats()["nic"] shows them: what came from the NIC and
+     * what of it went to ports (kept from the host stack); what went to the NIC (from
+     * ports and the host stack) and to the host stack (from the NIC and ports) */
+    uint64_t nic_rx_frames, nic_rx_bytes, kept_frames, kept_bytes;
+    uint64_t nic_tx_frames, nic_tx_bytes, to_host_frames, to_host_bytes;
 };
 #define MS_VALE_STATS _IOWR('M', 3, struct ms_vale_stats)
 

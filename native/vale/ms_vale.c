@@ -89,24 +89,34 @@ static noinline int classify_fragment(struct ms_vale *v, const struct ms_parsed 
     return reason;
 }
 
-static inline uint32_t vp_port(const struct netmap_vp_adapter *vp)
+/* The lookup's answer, counted against the port it names (the NIC's and the host stack's
+ * too: what went to the wire, and to the kernel). */
+static inline uint32_t to_port(struct ms_vale *v, int to, uint32_t len)
 {
-    return vp ? (uint32_t)vp->bdg_port : NM_BDG_NOPORT;
+    atomic64_inc(&v->rx_frames[to]);
+    atomic64_add(len, &v->rx_bytes[to]);
+    return (uint32_t)to;
+}
+
+static inline uint32_t to_vp(struct ms_vale *v, const struct netmap_vp_adapter *vp,
+                             uint32_t len)
+{
+    return vp ? to_port(v, vp->bdg_port, len) : NM_BDG_NOPORT;
 }
 
 /* A frame a port sent that passed, for port `to` (a fragment's) or -1: its bound
  * destination (hairpin), else the host stack when it is for a host address, else the NIC. */
 static uint32_t tx_destination(struct ms_vale *v, const struct ms_parsed *pp, int from,
-                               int to)
+                               int to, uint32_t len)
 {
     if (pp->frag == MS_FRAG_NONE)
         to = ms_demux(pp, v->table, NULL, 0);
     if (to >= 0)
-        return to == from ? NM_BDG_NOPORT : (uint32_t)to;
+        return to == from ? NM_BDG_NOPORT : to_port(v, to, len);
     if ((pp->family == 4 || pp->family == 6) &&
         ms_vale_is_host_address(v, pp->family, pp->dst_ip))
-        return vp_port(v->host_vp);
-    return vp_port(v->nic_vp);
+        return to_vp(v, v->host_vp, len);
+    return to_vp(v, v->nic_vp, len);
 }
 
 /* netmap's bdg_lookup_fn_t: the port index the frame goes to, or NM_BDG_NOPORT. */
@@ -123,7 +133,7 @@ static uint32_t ms_vale_lookup(struct nm_bdg_fwd *ft, uint8_t *dst_ring,
     if (unlikely(!READ_ONCE(v->bdg)))
         WRITE_ONCE(v->bdg, na->na_bdg);
     if (na == v->host_vp)
-        return vp_port(v->nic_vp);
+        return to_vp(v, v->nic_vp, len);
     if (unlikely(port < 0 || port >= NM_BDG_MAXPORTS))
         return NM_BDG_NOPORT;
     if (unlikely(ft->ft_flags & NS_INDIRECT)) {
@@ -132,11 +142,17 @@ static uint32_t ms_vale_lookup(struct nm_bdg_fwd *ft, uint8_t *dst_ring,
     } else {
         ms_parse(f, len, &pp);
         if (na == v->nic_vp) {
+            atomic64_inc(&v->nic_rx_frames);
+            atomic64_add(len, &v->nic_rx_bytes);
             if (unlikely(pp.frag != MS_FRAG_NONE))
                 classify_fragment(v, &pp, -1, &to);
             else
                 to = ms_demux(&pp, v->table, NULL, 0);
-            return to >= 0 ? (uint32_t)to : vp_port(v->host_vp);
+            if (to < 0)
+                return to_vp(v, v->host_vp, len);
+            atomic64_inc(&v->kept_frames);
+            atomic64_add(len, &v->kept_bytes);
+            return to_port(v, to, len);
         }
         if (unlikely(pp.frag != MS_FRAG_NONE)) {
             reason = classify_fragment(v, &pp, port, &to);
@@ -146,9 +162,13 @@ static uint32_t ms_vale_lookup(struct nm_bdg_fwd *ft, uint8_t *dst_ring,
         }
     }
     atomic64_inc(&v->verdicts[port][reason]);
-    if (reason == MS_R_OK)
-        return tx_destination(v, &pp, port, to);
-    if (reason != MS_R_LOCAL)
+    if (reason == MS_R_OK) {
+        atomic64_add(len, &v->tx_bytes[port]);
+        return tx_destination(v, &pp, port, to, len);
+    }
+    if (reason == MS_R_LOCAL)
+        atomic64_add(len, &v->local_bytes[port]);
+    else
         log_drop(v, na, reason, f, len);
     return NM_BDG_NOPORT;
 }
@@ -172,6 +192,10 @@ void ms_vale_port_gone(struct ms_vale *v, int port)
     ms_vale_release_port(v, port);
     for (int r = 0; r < MS_R_COUNT; r++)
         atomic64_set(&v->verdicts[port][r], 0);
+    atomic64_set(&v->tx_bytes[port], 0);
+    atomic64_set(&v->rx_frames[port], 0);
+    atomic64_set(&v->rx_bytes[port], 0);
+    atomic64_set(&v->local_bytes[port], 0);
     spin_lock_irqsave(&v->log_lock, flags);
     v->port_since[port] = v->log_seq;  /* its drops are not the next port's to read */
     spin_unlock_irqrestore(&v->log_lock, flags);

@@ -58,6 +58,13 @@ struct ms_vale {
     u64 port_since[NM_BDG_MAXPORTS];  /* the first log seq the index's current port owns */
     /* Per VALE port and reason (MS_R_OK: forwarded). */
     atomic64_t verdicts[NM_BDG_MAXPORTS][MS_R_COUNT];
+    atomic64_t tx_bytes[NM_BDG_MAXPORTS];   /* of the frames forwarded */
+    /* What the lookup sent to the port (from the NIC, or another port's hairpin): a frame
+     * VALE then finds no room for in the port's ring is lost there, as on any VALE port. */
+    atomic64_t rx_frames[NM_BDG_MAXPORTS], rx_bytes[NM_BDG_MAXPORTS];
+    atomic64_t local_bytes[NM_BDG_MAXPORTS];
+    /* What came from the NIC, and what of it went to ports rather than the host stack. */
+    atomic64_t nic_rx_frames, nic_rx_bytes, kept_frames, kept_bytes;
 };
 
 /* ms_vale.c */

@@ -244,14 +244,38 @@ static int whose(struct ctl_req *r)
     return err ? err : r->err;
 }
 
+/* The switch's own counters, which anyone may read (netmap_fd -1 asks for these alone). */
+static void switch_stats(struct ms_vale *v, struct ms_vale_stats *s)
+{
+    s->nic_rx_frames = (u64)atomic64_read(&v->nic_rx_frames);
+    s->nic_rx_bytes = (u64)atomic64_read(&v->nic_rx_bytes);
+    s->kept_frames = (u64)atomic64_read(&v->kept_frames);
+    s->kept_bytes = (u64)atomic64_read(&v->kept_bytes);
+    s->nic_tx_frames = s->nic_tx_bytes = s->to_host_frames = s->to_host_bytes = 0;
+    if (v->nic_vp) {
+        s->nic_tx_frames = (u64)atomic64_read(&v->rx_frames[v->nic_vp->bdg_port]);
+        s->nic_tx_bytes = (u64)atomic64_read(&v->rx_bytes[v->nic_vp->bdg_port]);
+    }
+    if (v->host_vp) {
+        s->to_host_frames = (u64)atomic64_read(&v->rx_frames[v->host_vp->bdg_port]);
+        s->to_host_bytes = (u64)atomic64_read(&v->rx_bytes[v->host_vp->bdg_port]);
+    }
+}
+
 static int do_stats(struct ctl_req *r, struct ms_vale_stats *s)
 {
+    struct ms_vale *v = r->v;
     int err = whose(r);
     if (err)
         return err;
     s->port_index = r->port;
     for (int i = 0; i < MS_R_COUNT; i++)
-        s->frames[i] = (u64)atomic64_read(&r->v->verdicts[r->port][i]);
+        s->frames[i] = (u64)atomic64_read(&v->verdicts[r->port][i]);
+    s->tx_bytes = (u64)atomic64_read(&v->tx_bytes[r->port]);
+    s->rx_frames = (u64)atomic64_read(&v->rx_frames[r->port]);
+    s->rx_bytes = (u64)atomic64_read(&v->rx_bytes[r->port]);
+    s->local_bytes = (u64)atomic64_read(&v->local_bytes[r->port]);
+    switch_stats(v, s);
     return 0;
 }
 
@@ -303,6 +327,12 @@ static long ms_vale_ioctl(struct file *file, unsigned int cmd, unsigned long arg
         return -ENOTTY;
     if (copy_from_user(&a, (void __user *)arg, _IOC_SIZE(cmd)))
         return -EFAULT;
+    if (cmd == MS_VALE_STATS && a.stats.netmap_fd == -1) {
+        memset(&a.stats, 0, sizeof(a.stats));
+        a.stats.netmap_fd = a.stats.port_index = -1;
+        switch_stats(r.v, &a.stats);
+        return copy_to_user((void __user *)arg, &a, _IOC_SIZE(cmd)) ? -EFAULT : 0;
+    }
     /* netmap_fd leads every request. */
     nf = fget(a.bind.netmap_fd);
     if (!nf)
