@@ -60,9 +60,23 @@ def cdef_from_header(text: str, reasons: str = "") -> str:
         if line.startswith("#"):
             if re.match(r"#define\s+\w+\s+\d+\s*$", line):
                 keep.append(line)
+            elif m := re.match(r"#define\s+(\w+)\s+_IO", line):  # an ioctl's number
+                keep.append(f"#define {m[1]} ...")
             continue
         keep.append(line)
     return "\n".join(keep)
+
+
+def netmap_include() -> str | None:
+    """Where netmap's public user header is (net/netmap_user.h): $MINISTACK_NETMAP_INCLUDE
+    (a netmap tree's sys/, say), or where ./setup.sh --netmap installs it. Then the VALE
+    backend's ports (native/app_netmap.c) are built in."""
+    import os
+
+    for d in [os.environ.get("MINISTACK_NETMAP_INCLUDE", ""), "/usr/local/include"]:
+        if d and (Path(d) / "net" / "netmap_user.h").exists():
+            return d
+    return None
 
 
 def bpf_buildable() -> bool:
@@ -151,20 +165,30 @@ def build_helpers() -> None:
 if __name__ in ("__cffi__", "__main__"):
     build_helpers()
 
+NETMAP_INCLUDE = netmap_include()
 ffibuilder = FFI()
 ffibuilder.cdef(cdef_from_header((NATIVE / "include" / "ministack.h").read_text(),
                                  (NATIVE / "include" / "ms_reasons.h").read_text()) +
-                cdef_from_header((NATIVE / "tools" / "bench.h").read_text()) + """
+                cdef_from_header((NATIVE / "tools" / "bench.h").read_text()) +
+                # The VALE module's ioctls, which ministack.vale makes with fcntl.ioctl.
+                cdef_from_header((NATIVE / "vale" / "ministack_vale.h").read_text()) + """
+static char *const ms_vale_switch;
+static char *const ms_vale_device;
 int ms_proto_has_ports(int family, int proto);
 int ms_ipv6_is_ext_header(int proto);
 void ms_parse(const uint8_t *frame, uint32_t len, struct ms_parsed *p);
 """)
 ffibuilder.set_source(
     "ministack._native",
-    '#include "ministack.h"\n#include "parse.h"\n#include "bench.h"\n',
+    '#include "ministack.h"\n#include "parse.h"\n#include "bench.h"\n'
+    '#include "vale/ministack_vale.h"\n'
+    'static char *const ms_vale_switch = MS_VALE_SWITCH;\n'
+    'static char *const ms_vale_device = MS_VALE_DEVICE;\n',
     # Relative to the project root, where setuptools runs the build.
     sources=[f"native/{s}" for s in SOURCES],
-    include_dirs=["native/include", "native", "native/tools"],
+    include_dirs=["native/include", "native", "native/tools"] + (
+        [NETMAP_INCLUDE] if NETMAP_INCLUDE else []),
+    define_macros=[("MS_HAVE_NETMAP", "1")] if NETMAP_INCLUDE else [],
     extra_compile_args=EXTENSION_FLAGS,
     extra_link_args=LINK_FLAGS,
     libraries=["pthread", "dl"],

@@ -22,7 +22,22 @@ struct ms_app {
     struct ms_ring_geom txg, rxg;   /* validated once at open */
     int memfd, doorbell, wake_fd;
     _Atomic int closing;            /* set by ms_app_interrupt: stop waiting */
+    struct ms_nm *nm;               /* a VALE port's netmap rings instead (app_netmap.c) */
 };
+
+ms_app *ms_app_open_netmap(int netmap_fd, uint64_t memsize, uint32_t offset)
+{
+    ms_app *a = calloc(1, sizeof(*a));
+    if (!a)
+        return NULL;
+    a->memfd = a->doorbell = a->wake_fd = -1;
+    a->nm = ms_nm_open(netmap_fd, memsize, offset);
+    if (!a->nm) {
+        free(a);
+        return NULL;
+    }
+    return a;
+}
 
 ms_app *ms_app_open(int memfd, int doorbell_fd, int wake_fd)
 {
@@ -49,6 +64,8 @@ void ms_app_close(ms_app *a)
 {
     if (!a)
         return;
+    if (a->nm)
+        ms_nm_close(a->nm);
     if (a->shm)
         munmap(a->shm, a->size);
     if (a->memfd >= 0)
@@ -63,13 +80,17 @@ void ms_app_close(ms_app *a)
 void ms_app_interrupt(ms_app *a)
 {
     atomic_store(&a->closing, 1);
+    if (a->nm) {
+        ms_nm_interrupt(a->nm);
+        return;
+    }
     uint64_t one = 1;
     ssize_t w = write(a->wake_fd, &one, sizeof(one));
     (void)w;
 }
 
-uint32_t ms_app_buf_size(ms_app *a) { return a->txg.buf_size; }
-uint32_t ms_app_slots(ms_app *a) { return a->txg.num_slots; }
+uint32_t ms_app_buf_size(ms_app *a) { return a->nm ? ms_nm_buf_size(a->nm) : a->txg.buf_size; }
+uint32_t ms_app_slots(ms_app *a) { return a->nm ? ms_nm_slots(a->nm) : a->txg.num_slots; }
 
 static void kick(ms_app *a)
 {
@@ -134,6 +155,8 @@ static int wait_tail(ms_app *a, struct ms_ring *r, uint32_t seen, int64_t deadli
 
 int ms_app_send(ms_app *a, const uint8_t *data, const uint32_t *lens, uint32_t n, int timeout_ms)
 {
+    if (a->nm)
+        return ms_nm_send(a->nm, data, lens, n, timeout_ms, &a->closing);
     struct ms_ring *r = &a->shm->tx;
     const struct ms_ring_geom *g = &a->txg;
     int64_t deadline = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
@@ -167,6 +190,8 @@ int ms_app_send(ms_app *a, const uint8_t *data, const uint32_t *lens, uint32_t n
 
 int ms_app_recv(ms_app *a, uint8_t *out, uint32_t *lens, uint32_t max, int timeout_ms)
 {
+    if (a->nm)
+        return ms_nm_recv(a->nm, out, lens, max, timeout_ms, &a->closing);
     struct ms_ring *r = &a->shm->rx;
     const struct ms_ring_geom *g = &a->rxg;
     int64_t deadline = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
@@ -189,11 +214,13 @@ int ms_app_recv(ms_app *a, uint8_t *out, uint32_t *lens, uint32_t max, int timeo
     return (int)n;
 }
 
-int ms_app_wake_fd(ms_app *a) { return a->wake_fd; }
+int ms_app_wake_fd(ms_app *a) { return a->nm ? ms_nm_wake_fd(a->nm) : a->wake_fd; }
 
 /* As wait_tail, for both rings at once and without sleeping: the caller polls wake_fd. */
 int ms_app_arm(ms_app *a, int rx, int tx)
 {
+    if (a->nm)
+        return ms_nm_arm(a->nm, rx, tx);
     int ready = 0;
     if (rx) {
         struct ms_ring *r = &a->shm->rx;

@@ -297,7 +297,7 @@ static int unbind_locked(ms_switch *sw, int id, int family, int proto, const uin
                          uint16_t l4port)
 {
     int e = ms_table_del(sw->table, id, family, proto, ip, l4port);
-    if (e == 0 && sw->nic->ops->binding)
+    if (e == 0 && sw->nic && sw->nic->ops->binding)
         sw->nic->ops->binding(sw->nic, 0, family, proto, ip, l4port);
     return e;
 }
@@ -397,7 +397,7 @@ int ms_bind(ms_switch *sw, int id, int family, const uint8_t *ip, int proto, int
     else if (rc == MS_BIND_OK) {
         int e = ms_table_add(sw->table, id, family, proto, ip, (uint16_t)l4port);
         rc = e == -EEXIST ? MS_BIND_IN_USE : e == -ENOSPC ? MS_BIND_NO_SPACE : MS_BIND_OK;
-        if (rc == MS_BIND_OK && sw->nic->ops->binding &&
+        if (rc == MS_BIND_OK && sw->nic && sw->nic->ops->binding &&
             sw->nic->ops->binding(sw->nic, 1, family, proto, ip, (uint16_t)l4port) < 0) {
             ms_table_del(sw->table, id, family, proto, ip, (uint16_t)l4port);
             rc = MS_BIND_NO_SPACE; /* the NIC's steering table is full */

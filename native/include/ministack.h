@@ -307,6 +307,13 @@ int ms_tapped(ms_switch *sw, uint64_t since, struct ms_frame_record *out, int ma
 ms_app *ms_app_open(int memfd, int doorbell_fd, int wake_fd);
 ms_app *ms_switch_app(ms_switch *sw, int port);    /* in-process handle for port */
 ms_app *ms_switch_wire(ms_switch *sw);             /* far end of the virtual wire */
+/* A port of the VALE module's switch: netmap_fd is /dev/netmap registered on valems:NAME
+ * (ms_vale_open_port, or one the daemon sent), memsize and offset what registering it
+ * answered (nr_memsize, nr_offset). The descriptor is duplicated. NULL with errno set;
+ * ENOTSUP when this library was built without netmap (ms_vale_built says so). */
+ms_app *ms_app_open_netmap(int netmap_fd, uint64_t memsize, uint32_t offset);
+int ms_vale_open_port(const char *name, int *netmap_fd, uint64_t *memsize, uint32_t *offset);
+int ms_vale_built(char *why, size_t len);   /* 1, or 0 and why not */
 void ms_app_close(ms_app *a);
 /* Wake any thread waiting in ms_app_send/recv on a and make it return; call before close
  * when another thread may be waiting. */
