@@ -409,8 +409,18 @@ class Port(PortRings):
         self.name = name
         self.mtu = mtu
         self._id = pid
-        app = lib.ms_switch_app(switch._sw, pid)
+        #: on backend="vale": the port's netmap descriptor (valems:NAME), else -1
+        self.netmap_fd = -1
+        if switch.backend == "vale":
+            from ministack import vale
+
+            self.netmap_fd, size, offset = vale.open_port(name)
+            app = lib.ms_app_open_netmap(self.netmap_fd, size, offset)
+        else:
+            app = lib.ms_switch_app(switch._sw, pid)
         if app == ffi.NULL:
+            if self.netmap_fd >= 0:
+                os.close(self.netmap_fd)
             raise PortError(f"could not map the memory of port {name!r}")
         self._init_rings(app)
 
@@ -470,7 +480,7 @@ class Port(PortRings):
             if rc == lib.MS_BIND_OK:
                 held = None
                 try:
-                    held = self._switch._host_bind(addr, proto, l4port)
+                    held = self._switch._host_bind(self, addr, proto, l4port)
                 finally:
                     if held != "held":  # refused by the kernel, or steering failed: undo
                         lib.ms_unbind(self._switch._sw, self._id, addr.version, addr.packed,
@@ -508,7 +518,8 @@ class Port(PortRings):
             rc = lib.ms_unbind(self._switch._sw, self._id, addr.version, addr.packed,
                                binding.proto, binding.local_port)
             if rc == 0:
-                self._switch._host_unbind(str(addr), binding.proto, binding.local_port)
+                self._switch._host_unbind(self, str(addr), binding.proto,
+                                          binding.local_port)
         if rc == lib.MS_BIND_NOT_OWNER:
             raise BindError("not-owner", f"{binding} is bound by port {binding.port!r}, not "
                             f"{self.name!r}; call unbind() on port {binding.port!r}")
@@ -529,6 +540,9 @@ class Port(PortRings):
         """
         with self._switch._lock:
             self._check_open()
+            if self.netmap_fd >= 0:
+                raise MiniStackError(f"port {self.name!r} is a VALE port: its netmap "
+                                     f"descriptor is port.netmap_fd")
             fds = [ffi.new("int *") for _ in range(3)]
             lib.ms_port_fds(self._switch._sw, self._id, fds[0], fds[1], fds[2])
             return fds[0][0], fds[1][0], fds[2][0]
@@ -550,8 +564,11 @@ class Port(PortRings):
                 mine = self.bindings()  # the switch's lock is reentrant
                 lib.ms_port_destroy(self._switch._sw, self._id)
                 for b in mine:
-                    self._switch._host_unbind(b.ip, b.proto, b.local_port)
+                    self._switch._host_unbind(self, b.ip, b.proto, b.local_port)
                 self._switch._ports.pop(self.name, None)
+            if self.netmap_fd >= 0:  # the VALE port goes, and the module forgets it
+                os.close(self.netmap_fd)
+                self.netmap_fd = -1
 
     def __enter__(self) -> "Port":
         return self
@@ -587,8 +604,10 @@ class Switch(Closing):
         self._lock = threading.RLock()
         self._ports: dict[str, Port] = {}
         self._wire: Wire | None = None
-        if backend not in ("auto", "afxdp", "afpacket"):
-            raise ValueError(f"backend must be 'auto', 'afxdp' or 'afpacket', not {backend!r}")
+        self._vale: Any = None   # ministack.vale.Control on backend="vale"
+        if backend not in ("auto", "afxdp", "afpacket", "vale"):
+            raise ValueError(f"backend must be 'auto', 'afxdp', 'afpacket' or 'vale', not "
+                             f"{backend!r}")
         for name, v in (("ring_slots", ring_slots), ("wire_slots", wire_slots)):
             if v < 2 or v & (v - 1):
                 raise ValueError(f"{name} must be a power of two >= 2, not {v}")
@@ -598,7 +617,7 @@ class Switch(Closing):
             raise ValueError(f"mtu must be in 68..{buf_size - 14} (buf_size - 14), not {mtu}")
         self.nic = nic
         self.mtu = mtu
-        #: "virtual", "afxdp" or "afpacket"
+        #: "virtual", "afxdp", "afpacket" or "vale"
         self.backend = "virtual"
         #: why backend="auto" did not use AF_XDP (None when it did, or was not asked)
         self.fallback_reason: str | None = None
@@ -609,6 +628,13 @@ class Switch(Closing):
                 raise ValueError(f"addresses come from {nic} itself; leave addresses out "
                                  f"(they are only for nic='virtual')")
             mac, addresses = kernel.interface_identity(nic)
+            if backend == "vale":
+                self._open_vale(nic)
+                # The module filters and forwards; this switch's table mirrors its
+                # bindings for explain(), so its ports need no rings to speak of.
+                ring_slots = wire_slots = 2
+                with open(f"/sys/class/net/{nic}/mtu") as f:
+                    self.mtu = mtu = int(f.read())
         self.mac = _mac_text(_mac_bytes(mac))
         addrs = list(DEFAULT_ADDRESSES if addresses is None else addresses)
         parsed = []
@@ -636,9 +662,9 @@ class Switch(Closing):
             if nic == "virtual":
                 if lib.ms_switch_attach_virtual(self._sw) < 0:
                     raise MiniStackError("could not create the virtual wire")
-            else:
+            elif backend != "vale":
                 self._attach(nic, backend)
-            if lib.ms_switch_start(self._sw) < 0:
+            if self._vale is None and lib.ms_switch_start(self._sw) < 0:
                 raise MiniStackError("could not start the switch thread")
         except BaseException:
             self.close()
@@ -663,17 +689,57 @@ class Switch(Closing):
         #: "native" or "generic" XDP with the afxdp backend, else None
         self.xdp_mode = ffi.string(lib.ms_switch_xdp_mode(self._sw)).decode() or None
 
-    def _host_bind(self, addr: Any, proto: int, l4port: int) -> str:
+    def _open_vale(self, nic: str) -> None:
+        from ministack import vale
+
+        ok, why = vale.available(nic)
+        if not ok:
+            raise MiniStackError(f"backend='vale' on {nic}: {why}")
+        self.backend = "vale"
+        self._vale = vale.Control()
+
+    def _not_on_vale(self, what: str, why: str) -> None:
+        if self._vale is not None:
+            raise MiniStackError(f"{what} is not available on backend='vale': {why}")
+
+    def _host_bind(self, port: Port, addr: Any, proto: int, l4port: int) -> str:
         """Reserve a new binding in the host kernel (the NIC's steering program, which
-        keeps its flow from the kernel stack, gets it in C): "held", or why the kernel
-        refused it ("in-use", "not-permitted")."""
+        keeps its flow from the kernel stack, gets it in C; on backend="vale" the module
+        binds it, and reserves it itself): "held", or why the kernel refused it
+        ("in-use", "not-permitted")."""
+        if self._vale is not None:
+            return self._vale_bind(port, addr, proto, l4port)
         if self._reservations is None:
             return "held"
         return self._reservations.reserve(str(addr), proto, l4port)
 
-    def _host_unbind(self, ip: str, proto: int, l4port: int) -> None:
-        if self._reservations is not None:
+    def _host_unbind(self, port: Port, ip: str, proto: int, l4port: int) -> None:
+        if self._vale is not None:
+            addr = ipaddress.ip_address(ip)
+            self._vale.bind(port.netmap_fd, addr.version, addr.packed, proto, l4port,
+                            unbind=True)
+        elif self._reservations is not None:
             self._reservations.release(ip, proto, l4port)
+
+    def _vale_bind(self, port: Port, addr: Any, proto: int, l4port: int) -> str:
+        """The module's answer for a tuple this switch's own table has just accepted: the
+        same rules in the same order, so it refuses only what the kernel knows and this
+        process cannot (a kernel socket holds it, or another process's VALE port does)."""
+        try:
+            rc = self._vale.bind(port.netmap_fd, addr.version, addr.packed, proto, l4port)
+        except OSError as e:
+            if e.errno == errno.EXDEV:
+                raise MiniStackError(f"port {port.name!r} shares its packet memory with "
+                                     f"another VALE port; the module binds only on ports "
+                                     f"whose memory is their own") from None
+            raise
+        if rc == lib.MS_BIND_OK:
+            return "held"
+        if rc == lib.MS_BIND_IN_USE:
+            return "in-use"
+        if rc == lib.MS_BIND_NOT_PERMITTED:
+            return "not-permitted"
+        raise self._bind_error(rc, port.name, addr, proto, l4port, Caller.this_process())
 
     # --- lifecycle ------------------------------------------------------------------
 
@@ -694,6 +760,8 @@ class Switch(Closing):
             if self._sw != ffi.NULL:
                 lib.ms_switch_destroy(self._sw)
             self._sw = ffi.NULL
+            if self._vale is not None:
+                self._vale.close()
             # After the NIC is detached: no socket left behind.
             if self._reservations is not None:
                 self._reservations.close()
@@ -725,6 +793,7 @@ class Switch(Closing):
         ...     sw.pin(0)
         """
         self._check_open()
+        self._not_on_vale("pin()", "the module forwards in the sending thread")
         rc = lib.ms_switch_pin(self._sw, cpu)
         if rc < 0:
             raise MiniStackError(f"cannot pin the switch's thread to CPU {cpu}: "
@@ -747,6 +816,7 @@ class Switch(Closing):
         if self.nic == "virtual":
             raise MiniStackError("the virtual NIC has no neighbours to resolve; address "
                                  "frames to any MAC, the wire takes them all")
+        self._not_on_vale("resolve()", "the module has no neighbour table yet")
         # The switch's own neighbour lookup, the one that answers ports' ARP and NDP.
         addr = ipaddress.ip_address(ip)
         mac = ffi.new("uint8_t[6]")
@@ -1041,6 +1111,16 @@ class Switch(Closing):
     # --- observation ----------------------------------------------------------------
 
     def _port_stats(self, pid: int) -> dict[str, Any]:
+        if self._vale is not None:
+            port = next(p for p in self._ports.values() if p._id == pid)
+            v = self._vale.stats(port.netmap_fd)
+            return {
+                "tx": {"frames": v.frames[lib.MS_R_OK], "bytes": v.tx_bytes},
+                "rx": {"frames": v.rx_frames, "bytes": v.rx_bytes},
+                "local": {"frames": v.frames[lib.MS_R_LOCAL], "bytes": v.local_bytes,
+                          "answers": 0},   # the module answers no neighbour yet
+                "drops": {r: v.frames[REASONS.index(r)] for r in PORT_DROP_REASONS},
+            }
         s = ffi.new("struct ms_port_stats *")
         lib.ms_port_stats(self._sw, pid, s)
         return {
@@ -1066,6 +1146,16 @@ class Switch(Closing):
         AF_PACKET's at tc ingress) took from the host stack because a port bound them.
         """
         ports = {name: self._port_stats(p._id) for name, p in self._ports.items()}
+        if self._vale is not None:
+            v = self._vale.stats(-1)
+            return {"ports": ports, "nic": {
+                "rx": {"frames": v.nic_rx_frames, "bytes": v.nic_rx_bytes},
+                "tx": {"frames": v.nic_tx_frames, "bytes": v.nic_tx_bytes},
+                "to-host": {"frames": v.to_host_frames, "bytes": v.to_host_bytes},
+                "kept-from-host": {"frames": v.kept_frames, "bytes": v.kept_bytes},
+                # the module sends every frame from the NIC a port did not bind to the host
+                "drops": {r: 0 for r in NIC_DROP_REASONS},
+            }}
         n = ffi.new("struct ms_nic_stats *")
         lib.ms_nic_stats(self._sw, n)
         nic = {
@@ -1091,9 +1181,22 @@ class Switch(Closing):
         limit = max(0, min(int(limit), lib.MS_FRAMELOG_LEN))
         if limit == 0:
             return []
+        if self._vale is not None:
+            return self._vale_drops(limit)
         recs = ffi.new("struct ms_frame_record[]", limit)
         n = lib.ms_drops(self._sw, recs, limit)
         return [_frame_record(r) for r in recs[0:n]]
+
+    def _vale_drops(self, limit: int) -> list[dict[str, Any]]:
+        """drops() from the module's log: each port's own, merged by sequence number."""
+        out = []
+        for p in self._ports.values():
+            for d in self._vale.drops(p.netmap_fd):
+                out.append({"seq": d["seq"] + 1, "port": p.name, "direction": "tx",
+                            "reason": REASONS[d["reason"]], "code": d["reason"],
+                            "peer": None, "time": d["time_ns"] / 1e9, "len": d["len"],
+                            "frame": d["head"]})
+        return sorted(out, key=lambda d: d["seq"])[-limit:]
 
     def tap(self, ports: str | Sequence[str] | None = None) -> "Tap":
         """Start recording every frame the switch handles for ``ports`` (a port's name,
@@ -1113,6 +1216,7 @@ class Switch(Closing):
         names = [ports] if isinstance(ports, str) else list(ports or [])
         with self._lock:
             self._check_open()
+            self._not_on_vale("tap()", "capture on the NIC with tcpdump instead")
             targets = []
             for name in names or [None]:
                 if name is None:
@@ -1167,5 +1271,7 @@ class Switch(Closing):
     @_locked
     def sync(self, timeout: float | None = 1.0) -> bool:
         """Wait until the switch has handled every frame queued so far; False on timeout."""
+        if self._vale is not None:
+            return True  # the module handles a port's frames within its send()
         return lib.ms_switch_sync(self._sw, timeout_ms(timeout)) == 0
 
