@@ -12,7 +12,9 @@ A check's status is one of:
 - ``missing``: something this distribution has is not installed (the fix installs it);
 - ``broken``: installed, but it does not work here (the detail says what failed);
 - ``unavailable``: this distribution has no package for it (nothing to install);
-- ``needs-root``: cannot be checked without root (run doctor with sudo).
+- ``needs-root``: cannot be checked without root (run doctor with sudo);
+- ``optional``: works without it, and could be set up here (the fix does it): the VALE
+  kernel switch, which needs netmap built for this kernel.
 
 The exit status is 1 when any check is ``missing`` or ``broken``, else 0.
 """
@@ -345,6 +347,39 @@ def check_xdp(name: str, topo: Any, afxdp_built: bool) -> Check:
     return Check(name, "ok", detail + (f" (not {'; '.join(why)})" if why else ""))
 
 
+def check_vale() -> Check:
+    """The VALE kernel switch (backend="vale"): in use here, or whether netmap and
+    ministack_vale could be built and loaded for this kernel."""
+    from ministack import vale
+    from ministack.errors import MiniStackError
+
+    name = "VALE kernel switch"
+    release = platform.release()
+    ok, why = vale.available()
+    if ok:
+        try:
+            fd, _, _ = vale.open_port("doctor")  # for real: netmap and the module answer
+            os.close(fd)
+        except MiniStackError as e:
+            return Check(name, "broken", str(e), "rmmod ministack_vale netmap, then "
+                         f"{setup_cmd()} --netmap")
+        nic = vale.attached_nic()
+        return Check(name, "ok", f"ministack_vale is loaded ({'on ' + nic if nic else 'no NIC'})"
+                     f" and a port of {vale.SWITCH} opens: backend='vale' works")
+    if vale.attached_nic() is not None and os.path.exists(vale.DEVICE):
+        return Check(name, "needs-root", why, doctor_cmd())   # loaded; /dev/netmap is root's
+    if not os.path.exists("/proc/modules"):
+        return Check(name, "unavailable", f"this kernel ({release}) cannot load modules, so "
+                     f"neither netmap nor ministack_vale; the user-space switch needs neither")
+    headers = os.path.isdir(f"/lib/modules/{release}/build")
+    if not headers and apt_candidate(f"linux-headers-{release}") is None:
+        return Check(name, "unavailable", f"no headers for this kernel ({release}) here or "
+                     f"in apt, so netmap cannot be built for it")
+    return Check(name, "optional", f"{why}; netmap and the module can be built for this "
+                 f"kernel ({release}; its headers are {'installed' if headers else 'in apt'})",
+                 f"{setup_cmd()} --netmap")
+
+
 def check_chromium() -> Check:
     name = "chromium (browser test)"
     if os.path.exists("/usr/bin/chromium"):
@@ -491,6 +526,7 @@ def run_checks(progress: Callable[[Check], None] | None = None) -> list[Check]:
     for c in check_real_interfaces(built.status == "ok"):
         add(c)
     add(check_lwip())
+    add(check_vale())
     add(check_chromium())
     add(check_lab())
     add(check_course())
@@ -531,13 +567,15 @@ def summary(checks: list[Check], seconds: float) -> str:
     '1 of 2 need attention: the fix is under each (1.0 s)'
     """
     n = {s: sum(c.status == s for c in checks) for s in
-         ("ok", "missing", "broken", "unavailable", "needs-root")}
+         ("ok", "missing", "broken", "unavailable", "needs-root", "optional")}
     bad = n["missing"] + n["broken"]
     if bad:
         return f"{bad} of {len(checks)} need attention: the fix is under each ({seconds:.1f} s)"
     line = f"nothing missing or broken: {n['ok']} of {len(checks)} ok"
     if n["unavailable"]:
-        line += f", {n['unavailable']} not in this distribution"
+        line += f", {n['unavailable']} not available here (the detail says why)"
+    if n["optional"]:
+        line += f", {n['optional']} optional, not set up (its fix sets it up)"
     if n["needs-root"]:
         line += f", {n['needs-root']} not checked without root ({doctor_cmd()} checks them)"
     return f"{line} ({seconds:.1f} s)"

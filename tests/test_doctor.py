@@ -15,7 +15,7 @@ from ministack import doctor
 
 NAMES = ["virtual NIC", "BPF built in", "root / capabilities",
          "network namespaces", "AF_PACKET on a veth", "XDP on a veth",
-         "lwIP on a port", "chromium (browser test)", "the lab",
+         "lwIP on a port", "VALE kernel switch", "chromium (browser test)", "the lab",
          "grading and the class server", "test tools"]
 ROOT_ONLY = ["root / capabilities", "network namespaces", "AF_PACKET on a veth",
              "XDP on a veth"]
@@ -37,7 +37,13 @@ def test_doctor_as_root_finds_everything_setup_installs_working() -> None:
     by_name = {c["name"]: c for c in report["checks"]}
     assert list(by_name) == NAMES
     assert r.returncode == 0 and report["ok"], json.dumps(report, indent=1)
-    assert all(c["status"] == "ok" for c in report["checks"]), json.dumps(report, indent=1)
+    # The VALE switch needs a kernel that loads modules; these machines' cannot (its test
+    # boots Debian's under QEMU, and runs this check there).
+    vale = by_name["VALE kernel switch"]
+    if not os.path.exists("/proc/modules"):
+        assert vale["status"] == "unavailable" and "cannot load modules" in vale["detail"]
+    others = [c for c in report["checks"] if c is not vale]
+    assert all(c["status"] == "ok" for c in others), json.dumps(report, indent=1)
     assert "libxdp" in by_name["BPF built in"]["detail"]
     assert by_name["XDP on a veth"]["detail"].startswith("native and generic XDP attached")
     assert netns_and_links() == before, "doctor left a namespace or an interface behind"
@@ -150,3 +156,31 @@ def test_course_check_is_quiet_on_a_students_install_and_names_what_an_instructo
     c = doctor.check_course()
     assert c.status == "unavailable" and not c.failing, c
     assert "ministack[course]" in c.fix, c
+
+
+def test_the_vale_check_says_whether_netmap_could_be_set_up_here(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the module is not loaded: optional (with the command that sets it up) where
+    this kernel loads modules and its headers can be had, unavailable where not. The 'ok'
+    verdict is checked in the guest of tests/test_vale.py, where the module is loaded."""
+    from ministack import vale
+
+    monkeypatch.setattr(vale, "available", lambda nic=None: (False, "not built with netmap"))
+    monkeypatch.setattr(vale, "attached_nic", lambda: None)
+    real_exists = os.path.exists
+    monkeypatch.setattr(doctor.os.path, "exists",
+                        lambda p: True if p == "/proc/modules" else real_exists(p))
+    monkeypatch.setattr(doctor.os.path, "isdir", lambda p: False)   # no headers installed
+    monkeypatch.setattr(doctor, "apt_candidate", lambda p: "6.1.0-57")
+    c = doctor.check_vale()
+    assert (c.status, c.fix) == ("optional", f"{doctor.setup_cmd()} --netmap"), c
+    assert not c.failing and "not built with netmap" in c.detail and "in apt" in c.detail, c
+    line = doctor.summary([doctor.Check("a", "ok", ""), c], 1.0)
+    assert "1 optional, not set up" in line and line.startswith("nothing missing"), line
+    monkeypatch.setattr(doctor, "apt_candidate", lambda p: None)
+    c = doctor.check_vale()
+    assert c.status == "unavailable" and "no headers for this kernel" in c.detail, c
+    monkeypatch.setattr(doctor.os.path, "exists",
+                        lambda p: False if p == "/proc/modules" else real_exists(p))
+    c = doctor.check_vale()
+    assert c.status == "unavailable" and "cannot load modules" in c.detail, c
