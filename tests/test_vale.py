@@ -18,10 +18,12 @@ none."""
 from __future__ import annotations
 
 import glob
+import json
 import os
 import re
 import shutil
 import subprocess
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -91,12 +93,34 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]
             cwd=netmap)
         run(["make", "-j2"], cwd=netmap, timeout=900)
     run(["make", "-C", str(ROOT / "native"), "vale", f"KDIR={kdir}", f"NETMAP={netmap}"])
-    (veth,) = (tmp / "image" / "lib" / "modules").glob("*/kernel/drivers/net/veth.ko")
+    # The Python package with its extension built against netmap's user header (what
+    # ./setup.sh --netmap installs), for backend="vale" in the guest.
+    pkg = tmp / "pkg"
+    for part in ("ministack", "native"):
+        shutil.copytree(ROOT / part, pkg / part,
+                        ignore=shutil.ignore_patterns("_native*", "__pycache__", "build"))
+    # As setup.py's cffi_modules does: the build script run by path, in the tree's root.
+    r = subprocess.run([sys.executable, "-c", "import runpy; "
+                        "runpy.run_path('ministack/_build.py')['ffibuilder'].compile()"],
+                       cwd=pkg, env={**os.environ, "MINISTACK_NETMAP_INCLUDE": str(netmap / "sys")},
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    mods = tmp / "image" / "lib" / "modules"
+    (veth,) = mods.glob("*/kernel/drivers/net/veth.ko")
     yield {"vmlinuz": next((tmp / "image" / "boot").glob("vmlinuz-*")),
-           "netmap.ko": netmap / "netmap.ko", "veth.ko": veth,
+           "netmap.ko": netmap / "netmap.ko", "veth.ko": veth, "pkg": pkg,
+           **{f"{m}.ko": next(mods.glob(f"*/kernel/**/{m}.ko")) for m in NINE_P},
            "ministack_vale.ko": ROOT / "native" / "build" / "vale" / "ministack_vale.ko",
            "ms-vale-io": ROOT / "native" / "build" / "vale" / "ms-vale-io", "tmp": tmp}
 
+
+# An address on the wire that the guest never gives veth0 (phase 2 makes REMOTE4 its own).
+PEER_IP4 = "10.0.0.9"
+
+# What mounting this machine's root over 9p takes, in load order: the guest runs this
+# machine's Python on it (read-only), so the lab's own interpreter and packages are tested.
+NINE_P = ["virtio_ring", "virtio", "virtio_pci_modern_dev", "virtio_pci_legacy_dev",
+          "virtio_pci", "9pnet", "9pnet_virtio", "netfs", "fscache", "9p"]
 
 # The guest: veth0 is the NIC, with the tests' addresses and MAC; veth1 is the wire.
 GUEST_INIT = """#!/bin/busybox sh
@@ -111,13 +135,19 @@ for a in {v6}; do ip -6 addr add $a/64 dev veth0 nodad; done
 ip link set lo up; ip link set veth1 up; ip link set veth0 up
 insmod /mods/netmap.ko && insmod /mods/ministack_vale.ko nic=veth0 && echo "=== loaded"
 echo "=== script"; ms-vale-io < /script; echo "=== end"
+for m in {nine_p}; do insmod /mods/$m.ko; done
+mkdir /host && mount -t 9p -o trans=virtio,version=9p2000.L,ro hostroot /host
+for d in proc sys dev; do mount --rbind /$d /host/$d; done
+chroot /host /usr/bin/env PYTHONPATH={pkg} {python} -X faulthandler {guest_py} \\
+    veth0 veth1 {ip4} {ip4_b} {peer}
 echo "=== rmmod"
 (echo "open held"; echo "bind held 4 {ip4} 17 7200"; echo "sleep 4000") | ms-vale-io &
 sleep 2; rmmod ministack_vale && echo "=== removed with a port open"
 ls /proc/ministack_vale 2>/dev/null || echo "=== files gone"
 echo "hostbind 4 udp {ip4} 7200" | ms-vale-io
 wait
-insmod /mods/ministack_vale.ko && echo "=== loaded again" && rmmod ministack_vale && echo "=== removed again"
+insmod /mods/ministack_vale.ko && echo "=== loaded again" &&
+    rmmod ministack_vale && echo "=== removed again"
 echo "=== done"
 poweroff -f
 """
@@ -138,11 +168,14 @@ def boot(built: dict[str, Path], script: str) -> str:
         for lib in re.findall(r"(/\S+\.so[.\d]*)", run(["ldd", str(binary)])):
             (root / lib.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(lib, root / lib.lstrip("/"))
-    for ko in ("veth.ko", "netmap.ko", "ministack_vale.ko"):
+    for ko in ["veth.ko", "netmap.ko", "ministack_vale.ko"] + [f"{m}.ko" for m in NINE_P]:
         shutil.copy(built[ko], root / "mods")
     v4 = " ".join(a for a in ADDRESSES if ":" not in a)
     v6 = " ".join(a for a in ADDRESSES if ":" in a)
-    (root / "init").write_text(GUEST_INIT.format(mac=NIC_MAC, v4=v4, v6=v6, ip4=IP4))
+    (root / "init").write_text(GUEST_INIT.format(
+        mac=NIC_MAC, v4=v4, v6=v6, ip4=IP4, ip4_b=IP4_B, peer=PEER_IP4,
+        nine_p=" ".join(NINE_P), pkg=built["pkg"], python=sys.executable,
+        guest_py=ROOT / "tests" / "vale_guest.py"))
     (root / "init").chmod(0o755)
     (root / "script").write_text(script)
     files = subprocess.run(["find", "."], cwd=root, capture_output=True, check=True).stdout
@@ -153,6 +186,8 @@ def boot(built: dict[str, Path], script: str) -> str:
     r = subprocess.run(["qemu-system-x86_64", "-accel", "tcg", "-smp", "2", "-m", "1024",
                         "-kernel", str(built["vmlinuz"]), "-initrd", str(initrd),
                         "-append", "console=ttyS0 quiet panic=-1", "-nographic",
+                        "-virtfs", "local,path=/,mount_tag=hostroot,security_model=none,"
+                        "readonly=on,multidevs=remap",
                         "-no-reboot"], capture_output=True, text=True, timeout=600)
     return (r.stdout + r.stderr).replace("\r", "")
 
@@ -439,3 +474,64 @@ def test_removing_the_module_with_a_port_open_leaks_nothing(guest: Guest) -> Non
     # the host can bind the tuple, and the module loads again (no "it exists").
     assert re.search(rf"^hostbind udp {IP4} 7200 errno 0$", after, re.M), after
     assert "=== loaded again" in after and "=== removed again" in after, after
+
+
+# --- the public API on backend="vale" (tests/vale_guest.py, in the guest) ---------------
+
+
+@pytest.fixture(scope="module")
+def api(guest: Guest) -> dict:
+    line = re.search(r"^=== python (.*)$", guest.console, re.M)
+    assert line, guest.console.split("=== end")[-1][-5000:]
+    got = json.loads(line.group(1))
+    assert "error" not in got, got.get("trace")
+    return got
+
+
+def test_the_api_runs_on_the_module_and_each_frame_gets_explains_verdict(api: dict) -> None:
+    assert (api["backend"], api["mac"]) == ("vale", NIC_MAC)
+    # What `ministack doctor` says where the module is loaded.
+    assert api["doctor"]["status"] == "ok" and "on veth0" in api["doctor"]["detail"], api
+    for name, s in api["sent"].items():
+        action, reason, to = s["explain"]
+        wire, pb = s["frame"] in s["wire"], s["frame"] in s["pb"]
+        if action == "drop":
+            assert (s["forwarded"], s["dropped"], wire, pb) == (0, {reason: 1}, False, False), \
+                (name, s)
+        else:
+            assert (action, s["forwarded"], s["dropped"]) == ("forward", 1, {}), (name, s)
+            # explain() names the port a frame is for; the module delivered it there only.
+            assert (wire, pb) == ((False, True) if to == "pb" else (True, False)), (name, s)
+    verdicts = {n: s["explain"][0] for n, s in api["sent"].items()}
+    assert verdicts == {"to-the-wire": "forward", "spoofed-ip": "drop", "spoofed-mac": "drop",
+                        "another-port's-tuple": "drop", "hairpin": "forward"}, verdicts
+    assert api["sent"]["hairpin"]["explain"][2] == "pb"
+
+
+def test_the_api_moves_batches_both_ways_through_the_module(api: dict) -> None:
+    assert (api["batch_sent"], api["batch_wire"]) == (200, 200), api
+    assert api["inbound_explain"] == ["pa"]
+    assert api["inbound_received"] == 200, api
+    assert api["frame_fd_read"] and api["frame_fd_wire"], api
+
+
+def test_the_module_refuses_binds_as_binderror_with_the_users_reason(api: dict) -> None:
+    assert (api["bind_host-socket"], api["bind_other-port"], api["bind_not-local"]) == (
+        "in-use", "in-use", "address-not-local"), api
+
+
+def test_stats_drops_and_bindings_come_from_the_module(api: dict) -> None:
+    pa = api["stats"]["ports"]["pa"]
+    dropped = [s for s in api["sent"].values() if s["explain"][0] == "drop"]
+    # pa sent: 2 forwarded frames, 200 in the batch, 1 through frame_fd.
+    assert pa["tx"]["frames"] == 203, pa
+    assert pa["rx"]["frames"] == 201, pa       # 200 inbound and 1 through frame_fd
+    assert sum(pa["drops"].values()) == len(dropped), pa
+    assert api["stats"]["ports"]["pb"]["rx"]["frames"] == 1   # the hairpin
+    nic = api["stats"]["nic"]
+    assert nic["rx"]["frames"] >= 201 and nic["tx"]["frames"] >= 203, nic
+    assert nic["kept-from-host"]["frames"] >= 201, nic
+    # The module's drop log, as drops() gives it: port, reason and frame, in order.
+    assert api["drops"] == [["pa", s["explain"][1], s["frame"]] for s in dropped], api["drops"]
+    assert api["module_bindings_open"] == len(api["bindings"]) == 2, api["bindings"]
+    assert api["module_bindings_after_close"] == 1   # pb's: pa's went with its port

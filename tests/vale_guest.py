@@ -1,0 +1,131 @@
+"""What tests/test_vale.py's guest runs with Python: the public API on backend="vale", over
+ministack_vale.ko attached to NIC (argv[1]) whose veth peer WIRE (argv[2]) stands for the
+network. It asserts nothing itself; it prints one line, "=== python " and a JSON object of
+what each call gave, for the test to compare with explain() and with what the wire saw.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import time
+from dataclasses import asdict
+from typing import Any
+
+import ministack as ms
+from ministack import doctor
+from ministack.bench import udp_frame
+
+NIC, WIRE, IP4, IP4_B, PEER = sys.argv[1:6]
+PEER_MAC = "02:00:00:00:00:99"
+ETH_P_ALL = 0x0003
+SO_RCVBUFFORCE = 33  # <asm-generic/socket.h>; the socket module does not name it
+
+
+def wire_socket() -> socket.socket:
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+    s.bind((WIRE, 0))
+    # Room for a whole batch while this (emulated, slow) guest gets round to reading it.
+    s.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 8 << 20)
+    s.settimeout(0.3)
+    return s
+
+
+def heard(s: socket.socket) -> list[str]:
+    """Every frame the wire saw since the last call (hex)."""
+    out = []
+    try:
+        while True:
+            out.append(s.recv(65536).hex())
+    except (TimeoutError, socket.timeout):
+        return out
+
+
+def main() -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    wire = wire_socket()
+    with ms.Switch(nic=NIC, backend="vale") as sw:
+        out["backend"], out["mac"], out["mtu"] = sw.backend, sw.mac, sw.mtu
+        a, b = sw.port("pa"), sw.port("pb")
+        a.bind(IP4, "udp", 7000)
+        b.bind(IP4_B, "udp", 7001)
+        heard(wire)
+        # Each frame a port sends: explain()'s verdict, what the module counted, the wire.
+        frames = {
+            "to-the-wire": udp_frame(sw.mac, IP4, PEER, 7000, 9),
+            "spoofed-ip": udp_frame(sw.mac, "10.0.0.77", PEER, 7000, 9),
+            "spoofed-mac": udp_frame("02:00:00:00:00:66", IP4, PEER, 7000, 9),
+            "another-port's-tuple": udp_frame(sw.mac, IP4_B, PEER, 7001, 9),
+            "hairpin": udp_frame(sw.mac, IP4, IP4_B, 7000, 7001),
+        }
+        sent = {}
+        for name, f in frames.items():
+            v = sw.explain("pa", f)
+            before = a.stats()
+            a.send(f)
+            after = a.stats()
+            sent[name] = {
+                "frame": f.hex(), "explain": [v.action, v.reason, v.to],
+                "forwarded": after["tx"]["frames"] - before["tx"]["frames"],
+                "dropped": {r: n - before["drops"][r] for r, n in after["drops"].items()
+                            if n != before["drops"][r]},
+                "wire": heard(wire),
+                "pb": [x.hex() for x in b.recv_batch(8, timeout=0.2)],
+            }
+        out["sent"] = sent
+        # A batch both ways: 200 frames to the wire, 200 from it to pa.
+        batch = [udp_frame(sw.mac, IP4, PEER, 7000, 10000 + i) for i in range(200)]
+        nic_tx = sw.stats()["nic"]["tx"]["frames"]
+        out["batch_sent"] = a.send_batch(batch, timeout=5)
+        out["batch_nic_tx"] = sw.stats()["nic"]["tx"]["frames"] - nic_tx
+        out["batch_wire"] = len([h for h in heard(wire) if h in {f.hex() for f in batch}])
+        inbound = [udp_frame(PEER_MAC, PEER, IP4, 20000 + i, 7000, dst_mac=sw.mac)
+                   for i in range(200)]
+        out["inbound_explain"] = sorted({sw.explain("nic", f).to or "-" for f in inbound})
+        got: list[bytes] = []
+        for f in inbound:
+            wire.send(f)
+            got += a.recv_batch(256, timeout=0)
+        deadline = time.monotonic() + 5
+        while len(got) < len(inbound) and time.monotonic() < deadline:
+            got += a.recv_batch(256, timeout=0.5)
+        out["inbound_received"] = sum(1 for f in got if f in set(inbound))
+        # The TAP-like descriptor over netmap rings.
+        fd = a.frame_fd()
+        wire.send(inbound[0])
+        os.set_blocking(fd, True)
+        out["frame_fd_read"] = os.read(fd, 65536) == inbound[0]
+        os.write(fd, frames["to-the-wire"])
+        out["frame_fd_wire"] = frames["to-the-wire"].hex() in heard(wire)
+        os.close(fd)
+        # The module's refusals, as BindError.
+        held = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        held.bind((IP4, 7300))
+        for name, args in {"host-socket": (IP4, "udp", 7300), "other-port": (IP4_B, "udp", 7001),
+                           "not-local": ("10.0.0.77", "udp", 7301)}.items():
+            try:
+                a.bind(*args)
+                out[f"bind_{name}"] = "bound"
+            except ms.BindError as e:
+                out[f"bind_{name}"] = e.reason
+        held.close()
+        out["doctor"] = asdict(doctor.check_vale())
+        out["stats"] = sw.stats()
+        out["drops"] = [[d["port"], d["reason"], d["frame"].hex()] for d in sw.drops()]
+        out["bindings"] = [str(x) for x in sw.bindings()]
+        with open("/proc/ministack_vale/bindings") as f:
+            out["module_bindings_open"] = len(f.read().splitlines()) - 1
+        a.close()
+        with open("/proc/ministack_vale/bindings") as f:
+            out["module_bindings_after_close"] = len(f.read().splitlines()) - 1
+    return out
+
+
+if __name__ == "__main__":
+    try:
+        result = main()
+    except Exception as e:  # the test shows it
+        import traceback
+        result = {"error": f"{type(e).__name__}: {e}", "trace": traceback.format_exc()}
+    print("=== python " + json.dumps(result), flush=True)
