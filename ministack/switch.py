@@ -411,11 +411,14 @@ class Port(PortRings):
         self._id = pid
         #: on backend="vale": the port's netmap descriptor (valems:NAME), else -1
         self.netmap_fd = -1
+        #: on backend="vale": (size of its netmap memory, offset of its interface there)
+        self.netmap_region = (0, 0)
         if switch.backend == "vale":
             from ministack import vale
 
-            self.netmap_fd, size, offset = vale.open_port(name)
-            app = lib.ms_app_open_netmap(self.netmap_fd, size, offset)
+            self.netmap_fd, *region = vale.open_port(name)
+            self.netmap_region = (region[0], region[1])
+            app = lib.ms_app_open_netmap(self.netmap_fd, *self.netmap_region)
         else:
             app = lib.ms_switch_app(switch._sw, pid)
         if app == ffi.NULL:
@@ -816,7 +819,8 @@ class Switch(Closing):
         if self.nic == "virtual":
             raise MiniStackError("the virtual NIC has no neighbours to resolve; address "
                                  "frames to any MAC, the wire takes them all")
-        self._not_on_vale("resolve()", "the module has no neighbour table yet")
+        self._not_on_vale("resolve()", "the module answers ports' solicitations from the "
+                          "kernel's neighbour table itself (`ip neigh` shows it)")
         # The switch's own neighbour lookup, the one that answers ports' ARP and NDP.
         addr = ipaddress.ip_address(ip)
         mac = ffi.new("uint8_t[6]")
@@ -1118,7 +1122,7 @@ class Switch(Closing):
                 "tx": {"frames": v.frames[lib.MS_R_OK], "bytes": v.tx_bytes},
                 "rx": {"frames": v.rx_frames, "bytes": v.rx_bytes},
                 "local": {"frames": v.frames[lib.MS_R_LOCAL], "bytes": v.local_bytes,
-                          "answers": 0},   # the module answers no neighbour yet
+                          "answers": v.answers},
                 "drops": {r: v.frames[REASONS.index(r)] for r in PORT_DROP_REASONS},
             }
         s = ffi.new("struct ms_port_stats *")

@@ -30,13 +30,22 @@
 #include <time.h>
 #include <net/netmap_user.h>
 
+#include "vale/ministack_vale.h"
+
 struct ms_nm {
     int fd;                         /* /dev/netmap, registered on the port (ours, a dup) */
     void *mem;
     size_t memsize;
     struct netmap_ring *tx, *rx;    /* ring 0 of each: a VALE port has one pair by default */
     int stop_fd;                    /* eventfd: ms_app_interrupt() writes it */
-    int wake_fd;                    /* epoll over fd and stop_fd, for ms_app_wake_fd() */
+    int wake_fd;                    /* epoll over fd, stop_fd and answer_fd */
+    /* The switch's answers to this port's neighbour solicitations wait in the module
+     * (MS_VALE_ANSWERS on ctl_fd) until recv takes them, before its ring: a send that may
+     * have solicited sets answers_due and writes answer_fd, so a waiting recv wakes. */
+    int ctl_fd, answer_fd;
+    _Atomic int answers_due;
+    uint32_t queued, next;          /* answers taken from the module, not yet received */
+    struct ms_vale_answers answers;
 };
 
 int ms_vale_built(char *why, size_t len)
@@ -73,7 +82,7 @@ static void nm_free(struct ms_nm *m)
 {
     if (m->mem && m->mem != MAP_FAILED)
         munmap(m->mem, m->memsize);
-    const int fds[] = {m->fd, m->stop_fd, m->wake_fd};
+    const int fds[] = {m->fd, m->stop_fd, m->wake_fd, m->ctl_fd, m->answer_fd};
     for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
         if (fds[i] >= 0)
             close(fds[i]);
@@ -85,12 +94,15 @@ struct ms_nm *ms_nm_open(int netmap_fd, uint64_t memsize, uint32_t offset)
     struct ms_nm *m = calloc(1, sizeof(*m));
     if (!m)
         return NULL;
-    m->fd = m->stop_fd = m->wake_fd = -1;
+    m->fd = m->stop_fd = m->wake_fd = m->ctl_fd = m->answer_fd = -1;
     m->memsize = memsize;
     m->fd = fcntl(netmap_fd, F_DUPFD_CLOEXEC, 0);
     m->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    m->answer_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     m->wake_fd = epoll_create1(EPOLL_CLOEXEC);
-    if (m->fd < 0 || m->stop_fd < 0 || m->wake_fd < 0 || memsize < sizeof(struct netmap_if) ||
+    m->ctl_fd = open(MS_VALE_DEVICE, O_RDWR | O_CLOEXEC);   /* without it, no answers */
+    if (m->fd < 0 || m->stop_fd < 0 || m->answer_fd < 0 || m->wake_fd < 0 ||
+        memsize < sizeof(struct netmap_if) ||
         offset > memsize - sizeof(struct netmap_if))
         goto fail;
     m->mem = mmap(NULL, memsize, PROT_READ | PROT_WRITE, MAP_SHARED, m->fd, 0);
@@ -103,8 +115,10 @@ struct ms_nm *ms_nm_open(int netmap_fd, uint64_t memsize, uint32_t offset)
     m->rx = NETMAP_RXRING(nifp, 0);
     struct epoll_event stop = {.events = EPOLLIN, .data.fd = m->stop_fd};
     struct epoll_event port = {.events = 0, .data.fd = m->fd};
+    struct epoll_event answer = {.events = 0, .data.fd = m->answer_fd};
     if (epoll_ctl(m->wake_fd, EPOLL_CTL_ADD, m->stop_fd, &stop) < 0 ||
-        epoll_ctl(m->wake_fd, EPOLL_CTL_ADD, m->fd, &port) < 0)
+        epoll_ctl(m->wake_fd, EPOLL_CTL_ADD, m->fd, &port) < 0 ||
+        epoll_ctl(m->wake_fd, EPOLL_CTL_ADD, m->answer_fd, &answer) < 0)
         goto fail;
     return m;
 fail:
@@ -143,9 +157,11 @@ static int nm_wait(struct ms_nm *m, short events, int64_t deadline)
             return -ETIMEDOUT;
         timeout = left > 1000000 ? 1000000 : (int)left;
     }
-    struct pollfd pfd[2] = {{.fd = m->fd, .events = events},
-                            {.fd = m->stop_fd, .events = POLLIN}};
-    int rc = poll(pfd, 2, timeout);
+    /* A receiver also wakes for answers a send has just made. */
+    struct pollfd pfd[3] = {{.fd = m->fd, .events = events},
+                            {.fd = m->stop_fd, .events = POLLIN},
+                            {.fd = m->answer_fd, .events = POLLIN}};
+    int rc = poll(pfd, events & POLLIN ? 3 : 2, timeout);
     if (rc < 0)
         return errno == EINTR ? 0 : -errno;
     if (pfd[1].revents)
@@ -155,9 +171,41 @@ static int nm_wait(struct ms_nm *m, short events, int64_t deadline)
     return 0;
 }
 
+/* Whether a frame may be a neighbour solicitation (ARP, or ICMPv6 right after the IPv6
+ * header), which the switch may answer: then recv asks the module. Two loads per frame,
+ * where parsing it would cost the whole parser. */
+static int may_solicit(const uint8_t *f, uint32_t len)
+{
+    return len >= 14 && ((f[12] == 0x08 && f[13] == 0x06) ||
+                         (len >= 21 && f[12] == 0x86 && f[13] == 0xdd && f[20] == 58));
+}
+
+static void answers_due(struct ms_nm *m)
+{
+    uint64_t one = 1;
+    atomic_store(&m->answers_due, 1);
+    ssize_t w = write(m->answer_fd, &one, sizeof(one));
+    (void)w;
+}
+
+/* Take what the module answered since the last call, when a send may have asked. */
+static void take_answers(struct ms_nm *m)
+{
+    if (m->queued > m->next || !atomic_exchange(&m->answers_due, 0))
+        return;
+    uint64_t drained;
+    ssize_t rd = read(m->answer_fd, &drained, sizeof(drained));
+    (void)rd;
+    m->answers.netmap_fd = m->fd;
+    m->queued = m->next = 0;
+    if (ioctl(m->ctl_fd, MS_VALE_ANSWERS, &m->answers) == 0)
+        m->queued = m->answers.count;
+}
+
 int ms_nm_send(struct ms_nm *m, const uint8_t *data, const uint32_t *lens, uint32_t n,
                int timeout_ms, const _Atomic int *closing)
 {
+    int solicits = 0;
     struct netmap_ring *r = m->tx;
     int64_t deadline = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
     uint32_t sent = 0;
@@ -179,6 +227,7 @@ int ms_nm_send(struct ms_nm *m, const uint8_t *data, const uint32_t *lens, uint3
             struct netmap_slot *s = &r->slot[cur];
             uint32_t len = lens[sent + j];
             memcpy(NETMAP_BUF(r, s->buf_idx), data + off, len);
+            solicits |= may_solicit(data + off, len);
             s->len = (uint16_t)len;
             s->flags = 0;
             off += len;
@@ -189,6 +238,8 @@ int ms_nm_send(struct ms_nm *m, const uint8_t *data, const uint32_t *lens, uint3
         if (ioctl(m->fd, NIOCTXSYNC, NULL) < 0)
             return sent ? (int)sent : -errno;
     }
+    if (solicits && m->ctl_fd >= 0)   /* the switch answered, if at all, inside the sync */
+        answers_due(m);
     return (int)sent;
 }
 
@@ -197,13 +248,22 @@ int ms_nm_recv(struct ms_nm *m, uint8_t *out, uint32_t *lens, uint32_t max, int 
 {
     struct netmap_ring *r = m->rx;
     int64_t deadline = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
+    take_answers(m);
     if (nm_ring_empty(r) && ioctl(m->fd, NIOCRXSYNC, NULL) < 0)
         return -errno;
-    while (nm_ring_empty(r) && timeout_ms != 0 && !atomic_load(closing)) {
+    while (nm_ring_empty(r) && m->next == m->queued && timeout_ms != 0 &&
+           !atomic_load(closing)) {
         if (nm_wait(m, POLLIN, deadline) < 0)
             break;
+        take_answers(m);
     }
     uint32_t n = 0, cur = r->cur, size = r->nr_buf_size;
+    for (; n < max && m->next < m->queued; m->next++) {   /* the switch's answers first */
+        uint32_t len = m->answers.len[m->next];
+        len = len > MS_VALE_ANSWER_BYTES ? MS_VALE_ANSWER_BYTES : len;
+        memcpy(out + (size_t)n * size, m->answers.frames[m->next], len);
+        lens[n++] = len;
+    }
     while (n < max && cur != r->tail) {
         struct netmap_slot *s = &r->slot[cur];
         uint32_t len = s->len > size ? size : s->len;
@@ -221,7 +281,7 @@ int ms_nm_arm(struct ms_nm *m, int rx, int tx)
     int ready = 0;
     if (rx) {
         ioctl(m->fd, NIOCRXSYNC, NULL);
-        ready |= !nm_ring_empty(m->rx);
+        ready |= !nm_ring_empty(m->rx) || m->next < m->queued || atomic_load(&m->answers_due);
     }
     if (tx) {
         ioctl(m->fd, NIOCTXSYNC, NULL);
@@ -230,6 +290,8 @@ int ms_nm_arm(struct ms_nm *m, int rx, int tx)
     struct epoll_event ev = {.events = (rx ? EPOLLIN : 0) | (tx ? EPOLLOUT : 0),
                              .data.fd = m->fd};
     epoll_ctl(m->wake_fd, EPOLL_CTL_MOD, m->fd, &ev);
+    struct epoll_event answer = {.events = rx ? EPOLLIN : 0, .data.fd = m->answer_fd};
+    epoll_ctl(m->wake_fd, EPOLL_CTL_MOD, m->answer_fd, &answer);
     return ready;
 }
 

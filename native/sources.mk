@@ -8,7 +8,7 @@ CORE_SRCS := reasons.c parse.c table.c filter.c frag.c neigh.c answer.c offload.
 PLUGIN_SRCS := nic_afxdp.c bpf_steer.c
 # The datapath's rules as the VALE kernel module compiles them (native/vale/Kbuild): the
 # same files, built against the kernel with native/vale/compat/ for the C library.
-VALE_CORE_SRCS := parse.c table.c filter.c frag.c reasons.c
+VALE_CORE_SRCS := parse.c table.c filter.c frag.c reasons.c answer.c
 # The benchmark drivers, which the core does not name (tools/bench.h).
 TOOL_SRCS := tools/bench.c tools/bench_veth.c
 # The C application library (ministack_app.h), for ms-pktgen and ms-lwip-echo.

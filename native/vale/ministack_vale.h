@@ -54,6 +54,7 @@ struct ms_vale_stats {
      * ports and the host stack) and to the host stack (from the NIC and ports) */
     uint64_t nic_rx_frames, nic_rx_bytes, kept_frames, kept_bytes;
     uint64_t nic_tx_frames, nic_tx_bytes, to_host_frames, to_host_bytes;
+    uint64_t answers;                /* out: solicitations of this port answered */
 };
 #define MS_VALE_STATS _IOWR('M', 3, struct ms_vale_stats)
 
@@ -80,5 +81,21 @@ struct ms_vale_drops {
     uint64_t next;                   /* out */
 };
 #define MS_VALE_DROPS _IOWR('M', 4, struct ms_vale_drops)
+
+#define MS_VALE_ANSWER_SLOTS 4
+#define MS_VALE_ANSWER_BYTES 96
+
+/* The answers the switch made to the descriptor's port's neighbour solicitations (ARP
+ * requests, neighbour solicitations: verdict local) since the last call, oldest first, and
+ * taken: a VALE lookup can only choose where a frame goes, so the module keeps them and the
+ * port's library (native/app_netmap.c) delivers them before its ring. At most
+ * MS_VALE_ANSWER_SLOTS wait; later ones are not made until these are taken. */
+struct ms_vale_answers {
+    int32_t netmap_fd;               /* in */
+    uint32_t count;                  /* out */
+    uint16_t len[MS_VALE_ANSWER_SLOTS];
+    uint8_t frames[MS_VALE_ANSWER_SLOTS][MS_VALE_ANSWER_BYTES];
+};
+#define MS_VALE_ANSWERS _IOWR('M', 5, struct ms_vale_answers)
 
 #endif

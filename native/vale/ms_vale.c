@@ -12,18 +12,26 @@
  *   - from the NIC: to the port that bound (protocol, destination IP, destination port),
  *     a later fragment to where its first went, everything else to the host stack;
  *   - from the host stack: to the NIC, unfiltered (the kernel is not an application).
- * Neighbour resolution (verdict "local") is counted and goes nowhere yet: the user-space
- * switch answers from its neighbour table, and the module does not yet have one. */
+ * A port's neighbour solicitation (verdict "local") goes nowhere: the switch answers it,
+ * as the user-space switch does (answer.c, with the host's own MAC for a host address and
+ * the kernel's neighbour table of the NIC for the rest), but a lookup can only choose a
+ * destination, so the answer waits for the port's library to take it (MS_VALE_ANSWERS). */
 #include <linux/etherdevice.h>
 #include <linux/inetdevice.h>
 #include <linux/ktime.h>
 #include <linux/module.h>
 #include <linux/netdevice.h>
 #include <net/addrconf.h>
+#include <net/arp.h>
+#include <net/ndisc.h>
+#include <net/neighbour.h>
 #include <net/net_namespace.h>
 #include <net/route.h>
 
+#include "answer.h"
 #include "ms_vale.h"
+
+static_assert(MS_ANSWER_MAX <= MS_VALE_ANSWER_BYTES, "ministack_vale.h: answers do not fit");
 
 static struct ms_vale *vale;
 
@@ -119,6 +127,73 @@ static uint32_t tx_destination(struct ms_vale *v, const struct ms_parsed *pp, in
     return to_vp(v, v->nic_vp, len);
 }
 
+/* The MAC of the neighbour a port solicited: the host's for one of its addresses, else what
+ * the NIC's neighbour table knows; when it knows nothing, it is asked to resolve the address
+ * (the port's stack asks again, as stacks do, and then gets the answer). */
+static int neighbour_mac(struct ms_vale *v, const struct ms_parsed *pp, u8 mac[6])
+{
+    int family = pp->nd == MS_ND_NS ? 6 : 4, known;
+    struct neigh_table *tbl = &arp_tbl;
+    struct neighbour *n;
+
+    if (ms_vale_is_host_address(v, family, pp->nd_target)) {
+        ether_addr_copy(mac, v->mac);
+        return 1;
+    }
+    if (!v->dev)
+        return 0;
+    if (family == 6) {
+        if (!IS_ENABLED(CONFIG_IPV6))
+            return 0;
+        tbl = &nd_tbl;
+    }
+    n = neigh_lookup(tbl, pp->nd_target, v->dev);
+    if (!n) {
+        n = neigh_create(tbl, pp->nd_target, v->dev);
+        if (IS_ERR(n))
+            return 0;
+    }
+    known = (READ_ONCE(n->nud_state) & NUD_VALID) != 0;
+    if (known)
+        neigh_ha_snapshot(mac, n, v->dev);
+    else
+        neigh_event_send(n, NULL);
+    neigh_release(n);
+    return known;
+}
+
+/* Answer port's solicitation, if it asks for a neighbour the switch knows, into its queue. */
+static void answer(struct ms_vale *v, int port, const struct ms_parsed *pp)
+{
+    struct ms_vale_answer_queue *q = &v->answers[port];
+    unsigned long flags;
+    u8 mac[6];
+
+    if (!ms_answer_wanted(pp) || !neighbour_mac(v, pp, mac))
+        return;
+    spin_lock_irqsave(&v->answer_lock, flags);
+    if (q->count < MS_VALE_ANSWER_SLOTS) {
+        q->len[q->count] = (u16)ms_answer(pp, mac, q->frames[q->count]);
+        q->count++;
+        atomic64_inc(&v->answered[port]);
+    }
+    spin_unlock_irqrestore(&v->answer_lock, flags);
+}
+
+int ms_vale_take_answers(struct ms_vale *v, int port, struct ms_vale_answers *a)
+{
+    struct ms_vale_answer_queue *q = &v->answers[port];
+    unsigned long flags;
+
+    spin_lock_irqsave(&v->answer_lock, flags);
+    a->count = q->count;
+    memcpy(a->len, q->len, sizeof(a->len));
+    memcpy(a->frames, q->frames, sizeof(a->frames));
+    q->count = 0;
+    spin_unlock_irqrestore(&v->answer_lock, flags);
+    return 0;
+}
+
 /* netmap's bdg_lookup_fn_t: the port index the frame goes to, or NM_BDG_NOPORT. */
 static uint32_t ms_vale_lookup(struct nm_bdg_fwd *ft, uint8_t *dst_ring,
                                struct netmap_vp_adapter *na, void *private_data)
@@ -166,9 +241,10 @@ static uint32_t ms_vale_lookup(struct nm_bdg_fwd *ft, uint8_t *dst_ring,
         atomic64_add(len, &v->tx_bytes[port]);
         return tx_destination(v, &pp, port, to, len);
     }
-    if (reason == MS_R_LOCAL)
+    if (reason == MS_R_LOCAL) {
         atomic64_add(len, &v->local_bytes[port]);
-    else
+        answer(v, port, &pp);
+    } else
         log_drop(v, na, reason, f, len);
     return NM_BDG_NOPORT;
 }
@@ -196,6 +272,10 @@ void ms_vale_port_gone(struct ms_vale *v, int port)
     atomic64_set(&v->rx_frames[port], 0);
     atomic64_set(&v->rx_bytes[port], 0);
     atomic64_set(&v->local_bytes[port], 0);
+    atomic64_set(&v->answered[port], 0);
+    spin_lock_irqsave(&v->answer_lock, flags);
+    v->answers[port].count = 0;
+    spin_unlock_irqrestore(&v->answer_lock, flags);
     spin_lock_irqsave(&v->log_lock, flags);
     v->port_since[port] = v->log_seq;  /* its drops are not the next port's to read */
     spin_unlock_irqrestore(&v->log_lock, flags);
@@ -237,7 +317,7 @@ static int attach_nic(struct ms_vale *v)
     ether_addr_copy(v->mac, dev->dev_addr);
     v->mtu = dev->mtu;
     strscpy(v->nic, nic, sizeof(v->nic));
-    dev_put(dev);
+    v->dev = dev;   /* held until the module goes: its neighbour table answers ports */
     return 0;
 }
 
@@ -258,6 +338,8 @@ static void ms_vale_free(struct ms_vale *v)
 {
     ms_frags_free(v->frags);
     ms_table_free(v->table);
+    if (v->dev)
+        dev_put(v->dev);
     kvfree(v);
 }
 
@@ -277,6 +359,7 @@ static int __init ms_vale_init(void)
         return -ENOMEM;
     spin_lock_init(&v->frags_lock);
     spin_lock_init(&v->log_lock);
+    spin_lock_init(&v->answer_lock);
     INIT_LIST_HEAD(&v->reserved);
     v->net = &init_net;
     v->mtu = 1500;

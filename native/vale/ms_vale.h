@@ -65,11 +65,21 @@ struct ms_vale {
     atomic64_t local_bytes[NM_BDG_MAXPORTS];
     /* What came from the NIC, and what of it went to ports rather than the host stack. */
     atomic64_t nic_rx_frames, nic_rx_bytes, kept_frames, kept_bytes;
+    struct net_device *dev;        /* the NIC (held), whose neighbours answer ports */
+    /* Answers to each port's solicitations, until its library takes them (ANSWERS). */
+    spinlock_t answer_lock;
+    struct ms_vale_answer_queue {
+        u8 count;
+        u16 len[MS_VALE_ANSWER_SLOTS];
+        u8 frames[MS_VALE_ANSWER_SLOTS][MS_VALE_ANSWER_BYTES];
+    } answers[NM_BDG_MAXPORTS];
+    atomic64_t answered[NM_BDG_MAXPORTS];
 };
 
 /* ms_vale.c */
 int ms_vale_is_host_address(const struct ms_vale *v, int family, const uint8_t *ip);
 void ms_vale_port_gone(struct ms_vale *v, int port);   /* netmap's locks held */
+int ms_vale_take_answers(struct ms_vale *v, int port, struct ms_vale_answers *a);
 
 /* ms_vale_ctl.c */
 int ms_vale_ctl_init(struct ms_vale *v);

@@ -275,6 +275,7 @@ static int do_stats(struct ctl_req *r, struct ms_vale_stats *s)
     s->rx_frames = (u64)atomic64_read(&v->rx_frames[r->port]);
     s->rx_bytes = (u64)atomic64_read(&v->rx_bytes[r->port]);
     s->local_bytes = (u64)atomic64_read(&v->local_bytes[r->port]);
+    s->answers = (u64)atomic64_read(&v->answered[r->port]);
     switch_stats(v, s);
     return 0;
 }
@@ -318,12 +319,13 @@ static long ms_vale_ioctl(struct file *file, unsigned int cmd, unsigned long arg
         struct ms_vale_bind bind;
         struct ms_vale_stats stats;
         struct ms_vale_drops drops;
+        struct ms_vale_answers answers;
     } a;
     struct ctl_req r = {.v = ctl_vale, .b = &a.bind};
     struct file *nf;
     int err;
     if (cmd != MS_VALE_BIND && cmd != MS_VALE_UNBIND && cmd != MS_VALE_STATS &&
-        cmd != MS_VALE_DROPS)
+        cmd != MS_VALE_DROPS && cmd != MS_VALE_ANSWERS)
         return -ENOTTY;
     if (copy_from_user(&a, (void __user *)arg, _IOC_SIZE(cmd)))
         return -EFAULT;
@@ -353,6 +355,11 @@ static long ms_vale_ioctl(struct file *file, unsigned int cmd, unsigned long arg
         break;
     case MS_VALE_STATS:
         err = do_stats(&r, &a.stats);
+        break;
+    case MS_VALE_ANSWERS:
+        err = whose(&r);
+        if (!err)
+            err = ms_vale_take_answers(r.v, r.port, &a.answers);
         break;
     default:
         err = do_drops(&r, &a.drops);
