@@ -253,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--address", action="append", metavar="IP",
                    help="an address of the virtual NIC (repeatable)")
     p.add_argument("--group", help="only members of this group may connect")
-    p.add_argument("--backend", default="auto", choices=["auto", "afxdp", "afpacket"])
+    p.add_argument("--backend", default="auto", choices=["auto", "afxdp", "afpacket", "vale"])
     dl = Limits()
     for what, default in (("connections", dl.connections), ("ports", dl.ports),
                           ("bindings", dl.bindings)):

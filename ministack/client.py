@@ -11,7 +11,7 @@ from typing import Any
 
 from ministack import control
 from ministack.errors import BindError, MiniStackError, PortError
-from ministack.rings import Frame, PortRings, frame_bytes, open_app
+from ministack.rings import Frame, PortRings, frame_bytes, open_app, open_netmap_app
 from ministack.switch import Binding, Verdict
 
 DEFAULT_SOCKET = "/run/ministack.sock"
@@ -139,12 +139,14 @@ class Client:
     def port(self, name: str, mtu: int | None = None) -> ClientPort:
         """A new port with its own memory, mapped into this process."""
         reply, fds = self._call_fds("port", name=name, mtu=mtu)
+        netmap = reply.get("netmap")  # a VALE port: one netmap descriptor
         try:
-            if len(fds) != 3:
+            if len(fds) != (1 if netmap else 3):
                 raise MiniStackError(f"the daemon sent {len(fds)} descriptors for port "
-                                     f"{name!r}, not 3")
-            try:
-                app = open_app(fds[0], fds[1], fds[2])  # duplicates what it keeps
+                                     f"{name!r}, not {1 if netmap else 3}")
+            try:  # each duplicates what it keeps
+                app = open_netmap_app(fds[0], netmap["memsize"], netmap["offset"]) \
+                    if netmap else open_app(fds[0], fds[1], fds[2])
             except OSError:
                 raise MiniStackError(f"could not map the memory of port {name!r}") from None
         finally:

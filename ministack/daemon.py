@@ -297,12 +297,17 @@ class Daemon:
             if refusal is not None:
                 raise PortError(refusal)
             port = self.switch.port(name, mtu)
-            fds = list(port.descriptors())
+            extra: dict[str, Any] = {}
+            if port.netmap_fd >= 0:  # a VALE port: its netmap descriptor, and its layout
+                fds = [port.netmap_fd]
+                extra["netmap"] = dict(zip(("memsize", "offset"), port.netmap_region))
+            else:
+                fds = list(port.descriptors())
             with self._lock:
                 self._ports[name] = port
                 self._owners[name] = (caller.uid, cid)
                 self._nbind[name] = 0
-        return {"port": name, "mtu": port.mtu}, fds
+        return {"port": name, "mtu": port.mtu, **extra}, fds
 
     def _op_close_port(self, msg: dict[str, Any], caller: Caller, cid: int) -> tuple[dict, list]:
         port = self._own(msg["port"], caller.uid, cid)

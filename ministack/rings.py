@@ -66,6 +66,16 @@ def open_app(memfd: int, doorbell: int, wake_fd: int) -> Any:
     return app
 
 
+def open_netmap_app(netmap_fd: int, memsize: int, offset: int) -> Any:
+    """Map a VALE port's netmap rings from its registered netmap descriptor (the region's
+    size and its interface's offset in it, as NIOCCTRL gave them): the same handle as
+    open_app()'s. The descriptor is duplicated."""
+    app = lib.ms_app_open_netmap(netmap_fd, memsize, offset)
+    if app == ffi.NULL:
+        raise OSError("could not map the VALE port's netmap memory from its descriptor")
+    return app
+
+
 def afxdp_available() -> tuple[bool, str]:
     """Whether the AF_XDP backend was built into this install and loads here; if not, why."""
     why = ffi.new("char[]", 512)
