@@ -5,6 +5,13 @@
 #
 #   ./setup.sh             (asks sudo for the apt step when not root)
 #   ./setup.sh --dry-run   says which packages it would install, and touches nothing
+#   ./setup.sh --netmap    also the VALE kernel switch: builds netmap and ministack_vale.ko
+#                          for this kernel (its headers from apt), installs them and netmap's
+#                          user headers, loads both (nic=$MINISTACK_VALE_NIC, if set) and
+#                          has them load at boot; MiniStack is built with backend="vale".
+#                          netmap comes from $MINISTACK_NETMAP_SRC (a tarball or a tree) or
+#                          its pinned commit (git); $MINISTACK_KERNEL builds for another
+#                          installed or installable kernel release, loaded when it boots.
 #
 # One line per step; apt's and pip's own output goes to setup.log, shown when a step fails.
 # Exit status: doctor's (0 when everything this distribution can have works).
@@ -14,12 +21,15 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 DRY_RUN=no
-case "${1:-}" in
-    "") ;;
-    --dry-run) DRY_RUN=yes ;;
-    -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) printf 'setup: unknown option %s (try --help)\n' "$1" >&2; exit 2 ;;
-esac
+NETMAP=no
+for arg in "$@"; do
+    case "$arg" in
+        --dry-run) DRY_RUN=yes ;;
+        --netmap) NETMAP=yes ;;
+        -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) printf 'setup: unknown option %s (try --help)\n' "$arg" >&2; exit 2 ;;
+    esac
+done
 
 say() { printf 'setup: %s\n' "$*"; }
 die() { printf 'setup: %s\n' "$*" >&2; exit 1; }
@@ -77,6 +87,13 @@ step() {
 REQUIRED=(python3 python3-venv python3-dev gcc make pkg-config clang llvm libbpf-dev
           liblwip-dev iproute2 iputils-ping tcpdump tshark ethtool debootstrap git
           slirp4netns nodejs qemu-system-x86 busybox-static cpio linux-headers-amd64)
+# --netmap: the kernel's headers (netmap and the module are built against them) and kmod
+# (depmod, modprobe).
+KREL=${MINISTACK_KERNEL:-$(uname -r)}
+if [ $NETMAP = yes ] && [ ! -f "/lib/modules/$KREL/build/Makefile" ]; then
+    REQUIRED+=("linux-headers-$KREL")
+fi
+[ $NETMAP = no ] || REQUIRED+=(kmod)
 # Debian's npm, unless npm came with another nodejs (NodeSource's bundles it, and conflicts).
 command -v npm >/dev/null || REQUIRED+=(npm)
 if [ "${ID:-}" = debian ]; then REQUIRED+=(chromium); fi
@@ -148,6 +165,11 @@ apt_install() {
 need=($(missing "${REQUIRED[@]}"))
 if [ ${#need[@]} -gt 0 ]; then
     apt_update
+    if [ $NETMAP = yes ] && [[ " ${need[*]} " == *" linux-headers-$KREL "* ]]; then
+        load_candidates "linux-headers-$KREL"
+        [ -n "${cand[linux-headers-$KREL]:-}" ] ||
+            die "--netmap: this system's apt has no linux-headers-$KREL, so netmap cannot be built for kernel $KREL (MINISTACK_KERNEL=<release> builds for another kernel)"
+    fi
     apt_install "${need[@]}"
 fi
 need=($(missing $(optional)))
@@ -167,6 +189,37 @@ dpkg -s libxdp-dev >/dev/null 2>&1 ||
 # Derivatives (Mint, Raspberry Pi OS, ...) pass the checks above by ID_LIKE: judge their Python.
 python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' ||
     die "MiniStack needs Python 3.11 or newer, and this system's python3 is $(python3 -V 2>&1 | cut -d' ' -f2); use $SUPPORTED"
+# --netmap, before MiniStack is built: it finds netmap's user header in /usr/local/include.
+netmap_setup() {
+    local kdir=/lib/modules/$KREL/build tree=$PWD/.netmap/netmap
+    step "building netmap and ministack_vale.ko for kernel $KREL (native/vale/build.sh)" \
+        native/vale/build.sh "$kdir" "$PWD/.netmap"
+    step "installing netmap's user headers in /usr/local/include/net" \
+        $SUDO install -D -m 0644 -t /usr/local/include/net "$tree"/sys/net/netmap*.h
+    local mods=/lib/modules/$KREL/updates/ministack
+    step "installing netmap.ko and ministack_vale.ko in $mods" \
+        $SUDO install -D -m 0644 -t "$mods" "$tree/netmap.ko" native/build/vale/ministack_vale.ko
+    step "updating the module index (depmod $KREL)" $SUDO depmod -a "$KREL"
+    # Loaded at every boot (systemd-modules-load), attached to the NIC asked for, if any.
+    local nic=${MINISTACK_VALE_NIC:-}
+    printf 'netmap\nministack_vale\n' | $SUDO tee /etc/modules-load.d/ministack-vale.conf >/dev/null
+    if [ -n "$nic" ]; then
+        printf 'options ministack_vale nic=%s\n' "$nic" | $SUDO tee /etc/modprobe.d/ministack-vale.conf >/dev/null
+    else
+        $SUDO rm -f /etc/modprobe.d/ministack-vale.conf
+    fi
+    if [ "$KREL" != "$(uname -r)" ]; then
+        say "built for kernel $KREL, not this one ($(uname -r)): the modules load when it boots"
+    elif [ ! -e /proc/modules ]; then
+        say "this kernel cannot load modules: netmap and ministack_vale are installed, not loaded"
+    else
+        # A module of an earlier build must not stay loaded under the new one.
+        $SUDO modprobe -r ministack_vale 2>/dev/null || true
+        step "loading netmap and ministack_vale${nic:+ (nic=$nic)}" $SUDO modprobe ministack_vale
+    fi
+}
+[ $NETMAP = no ] || netmap_setup
+
 # A venv interrupted while it was made has python but no pip: make it again.
 if [ -x .venv/bin/python ] && [ -x .venv/bin/pip ]; then
     say "keeping .venv"

@@ -420,8 +420,9 @@ def expect_no_binding(sw: ms.Switch, frame: bytes) -> ms.Verdict:
 # A test that spends minutes installing into a fresh Debian, mostly waiting on dpkg and pip,
 # is marked background(job): its job starts in a thread when collection ends, and the test,
 # where it stands in the run, waits for the job's outcome (the `background` fixture), which
-# fails or skips it as the job did. Such a job must share nothing with the host that other
-# tests look at (fresh_debian.run_in gives it its own network namespace).
+# fails or skips it as the job did; tests that name the same job read its one outcome. Such
+# a job must share nothing with the host that other tests look at (fresh_debian.run_in
+# gives it its own network namespace).
 _BACKGROUND: dict[str, Future[Any]] = {}
 
 
@@ -430,8 +431,11 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             if (m := item.get_closest_marker("background"))]
     if jobs and not session.config.option.collectonly:
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ms-background")
-        for nodeid, job in jobs:
-            _BACKGROUND[nodeid] = pool.submit(job)
+        started: dict[Any, Future[Any]] = {}
+        for nodeid, job in jobs:  # tests that name the same job share its one run
+            if job not in started:
+                started[job] = pool.submit(job)
+            _BACKGROUND[nodeid] = started[job]
         pool.shutdown(wait=False)
 
 

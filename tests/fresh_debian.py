@@ -78,6 +78,23 @@ def debian_mirror() -> str:
     return "http://deb.debian.org/debian"
 
 
+def update_suites() -> str:
+    """sources.list lines for bookworm-updates and bookworm-security from this machine's
+    apt (or Debian's own), which an installed Debian has and debootstrap does not add:
+    point-release kernels and their headers are there."""
+    texts = [p.read_text() for p in sorted(Path("/etc/apt/sources.list.d").glob("*.sources"))]
+    lines = []
+    for stanza in "\n\n".join(texts).split("\n\n"):
+        fields = dict(re.findall(r"^([A-Za-z-]+):\s*(.*)$", stanza, re.M))
+        if "deb" not in fields.get("Types", "").split():
+            continue
+        for suite in fields.get("Suites", "").split():
+            if suite in ("bookworm-updates", "bookworm-security"):
+                lines.append(f"deb {fields['URIs'].split()[0]} {suite} main")
+    return "\n".join(lines) or ("deb http://deb.debian.org/debian bookworm-updates main\n"
+                                "deb http://deb.debian.org/debian-security bookworm-security main")
+
+
 def project_files() -> list[str]:
     """The project as a fresh clone has it, plus uncommitted edits: git's tracked and new
     files (never .venv, build outputs or setup.log, which .gitignore names)."""

@@ -21,15 +21,18 @@ from typing import Any
 import pytest
 
 from conftest import need, need_root
-from fresh_debian import copy_project, fresh_debian, run_in
+from fresh_debian import copy_project, fresh_debian, run_in, update_suites
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-# What the chroot runs (after fresh_debian.PRELUDE); $1 is the lab's port.
+# What the chroot runs (after fresh_debian.PRELUDE); $1 is the lab's port, $2 the sources
+# of Debian's updates and security suites.
 IN_CHROOT = r"""
 PORT=$1
-# What a Vagrant box provides: a user with password-less sudo, and the project at /vagrant.
+# What a Vagrant box provides: Debian's updates and security suites, a user with
+# password-less sudo, and the project at /vagrant.
+printf '%s\n' "$2" > "$R/etc/apt/sources.list.d/updates.list"
 chroot "$R" /bin/sh -c '
     set -e
     export DEBIAN_FRONTEND=noninteractive
@@ -75,8 +78,58 @@ SETUP_LINE = re.compile(r"^(setup: |MiniStack doctor: |  |nothing missing or bro
 
 def setup_lines(run: str) -> list[str]:
     """What ./setup.sh printed during one provisioning run."""
-    part = run.split("provision: running ./setup.sh as vagrant\n", 1)[1]
+    part = re.split(r"provision: running \./setup\.sh.* as vagrant\n", run, maxsplit=1)[1]
     return part.split("\nprovision: ", 1)[0].splitlines()
+
+
+def vale_build() -> tuple[dict[str, str], str]:
+    """What --netmap needs here, as the provisioning's environment: a kernel other than
+    this machine's (which loads no modules), with headers in apt, and netmap's tarball; or
+    {} and why not."""
+    from test_vale import kernel_headers, netmap_source
+
+    kdir, source = kernel_headers(), netmap_source()
+    if kdir is None or source is None or not source.is_file():
+        return {}, (f"a netmap tarball (MINISTACK_NETMAP_SRC, or ../shared/vendor/): {source}"
+                    f" and Debian's kernel headers (linux-headers-amd64): {kdir}")
+    return {"MINISTACK_KERNEL": kdir.name.removeprefix("linux-headers-"),
+            "MINISTACK_NETMAP_SRC": str(source), "MINISTACK_VALE_NIC": "veth0"}, ""
+
+
+# The provisioned system, booted in the kernel it built the VALE switch for: the modules
+# load as systemd-modules-load would load them, from what provisioning left in /etc, and
+# doctor's VALE check runs with the VM user's MiniStack.
+PROVISIONED_GUEST = """#!/bin/busybox sh
+/bin/busybox --install -s /bin
+mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
+for m in veth {nine_p}; do insmod /mods/$m.ko; done
+mkdir /host && mount -t 9p -o trans=virtio,version=9p2000.L,ro hostroot /host
+for d in proc sys dev; do mount --rbind /$d /host/$d; done
+chroot /host /bin/sh -c '
+    ip link add veth0 type veth peer name veth1 && ip link set veth0 up
+    for m in $(cat /etc/modules-load.d/ministack-vale.conf); do
+        modprobe $m && echo "=== loaded $m"
+    done
+    cd /home/vagrant/ministack && .venv/bin/python /root/vale_check.py'
+poweroff -f
+"""
+VALE_CHECK = """import dataclasses, json
+from ministack import doctor
+print("=== doctor " + json.dumps(dataclasses.asdict(doctor.check_vale())), flush=True)
+"""
+
+
+def boot_provisioned(root: Path, release: str) -> str:
+    """Boot `root` (the chroot, over 9p) in Debian's kernel `release`; its console."""
+    from test_vale import NINE_P, boot_guest, guest_kernel
+
+    tmp = root.parent / "guest"
+    tmp.mkdir()
+    kernel = guest_kernel(release, tmp)
+    (root / "root" / "vale_check.py").write_text(VALE_CHECK)
+    mods = {f"mods/{m}.ko": kernel[f"{m}.ko"] for m in ["veth", *NINE_P]}
+    return boot_guest(tmp, kernel["vmlinuz"],
+                      PROVISIONED_GUEST.format(nine_p=" ".join(NINE_P)), mods, share=root)
 
 
 def provision_twice_then_doctor() -> dict[str, Any]:
@@ -85,10 +138,15 @@ def provision_twice_then_doctor() -> dict[str, Any]:
     need_root()
     need(shutil.which("debootstrap") and shutil.which("unshare") and shutil.which("slirp4netns"),
          "debootstrap, unshare and slirp4netns (./setup.sh installs them)")
+    vale, why_not = vale_build()
     with fresh_debian() as root:
         copy_project(root / "vagrant")
+        if vale:  # the tarball, where the VM's user can read it
+            shutil.copy(vale["MINISTACK_NETMAP_SRC"], root / "srv" / "netmap.tar.gz")
+            vale["MINISTACK_NETMAP_SRC"] = "/srv/netmap.tar.gz"
         port = 8888  # the chroot's own network: nothing else listens there
-        r = run_in(root, IN_CHROOT, str(port), env=f"MINISTACK_LAB_PORT={port}")
+        env = " ".join([f"MINISTACK_LAB_PORT={port}", *(f"{k}={v}" for k, v in vale.items())])
+        r = run_in(root, IN_CHROOT, str(port), update_suites(), env=env)
         out = r.stdout + r.stderr
         (ROOT / "artifacts").mkdir(exist_ok=True)
         (ROOT / "artifacts" / "provision-chroot.log").write_text(out)
@@ -132,11 +190,22 @@ def provision_twice_then_doctor() -> dict[str, Any]:
         assert edited.read_text().endswith("student's edit\n")
         assert (root / "etc/systemd/system/ministack-lab.service").exists()
         assert (root / "etc/ministack/lab.env").stat().st_mode & 0o077 == 0
+        report["vale"] = {"why_not": why_not}
+        if vale:
+            release = vale["MINISTACK_KERNEL"]
+            report["vale"].update(
+                release=release, setup=setup, console=boot_provisioned(root, release),
+                headers=(root / "usr/local/include/net/netmap_user.h").exists(),
+                modules=sorted(p.name for p in
+                               (root / f"lib/modules/{release}/updates/ministack").glob("*.ko")),
+                dep=(root / f"lib/modules/{release}/modules.dep").read_text(),
+                load=(root / "etc/modules-load.d/ministack-vale.conf").read_text(),
+                options=(root / "etc/modprobe.d/ministack-vale.conf").read_text())
         return report
 
 
-@pytest.mark.slow
 # with_args: a mark given one callable would take it for the function it decorates.
+@pytest.mark.slow
 @pytest.mark.background.with_args(provision_twice_then_doctor)
 def test_provision_sh_in_a_fresh_debian_12_twice_then_doctor(background: dict[str, Any]) -> None:
     """provision_twice_then_doctor() ran beside the other tests; then doctor, as root on
@@ -144,4 +213,34 @@ def test_provision_sh_in_a_fresh_debian_12_twice_then_doctor(background: dict[st
     checks = {c["name"]: c for c in background["checks"]}
     assert checks["BPF built in"]["status"] == "ok", checks["BPF built in"]
     assert checks["XDP on a veth"]["status"] == "ok", checks["XDP on a veth"]
-    assert [c for c in background["checks"] if c["status"] != "ok"] == [], background
+    # This machine's kernel loads no modules: the VALE switch is checked in its own kernel.
+    vale = checks.pop("VALE kernel switch")
+    assert vale["status"] == "unavailable" and "cannot load modules" in vale["detail"], vale
+    assert [c for c in checks.values() if c["status"] != "ok"] == [], background
+
+
+@pytest.mark.slow
+@pytest.mark.background.with_args(provision_twice_then_doctor)
+def test_provision_builds_the_vale_switch_and_it_loads_in_the_kernel_it_was_built_for(
+        background: dict[str, Any]) -> None:
+    """The same provisioning, with --netmap for Debian's kernel (MINISTACK_KERNEL): netmap
+    and ministack_vale.ko built, installed and indexed, set to load at boot, MiniStack
+    built with backend="vale"; then that system booted in that kernel under QEMU, where the
+    modules load from /etc as at boot and doctor's VALE check is ok."""
+    vale = background["vale"]
+    need(not vale["why_not"], vale["why_not"])
+    release, setup = vale["release"], vale["setup"]
+    assert f"setup: building netmap and ministack_vale.ko for kernel {release} " \
+           "(native/vale/build.sh)" in setup, setup
+    assert any(line.startswith(f"setup: built for kernel {release}, not this one")
+               for line in setup), setup
+    assert vale["headers"] and vale["modules"] == ["ministack_vale.ko", "netmap.ko"], vale
+    assert "updates/ministack/ministack_vale.ko: updates/ministack/netmap.ko" in vale["dep"]
+    assert vale["load"].split() == ["netmap", "ministack_vale"]
+    assert vale["options"].strip() == "options ministack_vale nic=veth0"
+    console = vale["console"]
+    assert "=== loaded netmap" in console and "=== loaded ministack_vale" in console, console
+    line = re.search(r"^=== doctor (.*)$", console, re.M)
+    assert line, console[-4000:]
+    check = json.loads(line.group(1))
+    assert check["status"] == "ok" and "on veth0" in check["detail"], check

@@ -11,10 +11,10 @@ the module and through explain() on a user-space switch with the same addresses 
 bindings, and the two must agree on the verdict and on where the frame went.
 
 Needs qemu-system-x86, busybox-static, cpio, iproute2 and linux-headers-amd64 (./setup.sh
-installs them), the netmap tarball (or MINISTACK_NETMAP_TREE, a netmap tree already built for those
-headers), and apt's registry (the guest kernel is `apt-get
-download`ed to match the headers). No root: building modules and booting under TCG need
-none."""
+installs them), netmap's source (the tarball, or $MINISTACK_NETMAP_SRC: a tarball, or a
+tree, which native/vale/build.sh builds in place once), and apt's registry (the guest
+kernel is `apt-get download`ed to match the headers). No root: building modules and
+booting under TCG need none."""
 from __future__ import annotations
 
 import glob
@@ -31,7 +31,7 @@ from pathlib import Path
 import pytest
 from scapy.layers.inet import IP, UDP
 from scapy.layers.inet6 import IPv6
-from scapy.layers.l2 import Ether
+from scapy.layers.l2 import ARP, Ether
 
 import ministack as ms
 from ministack.switch import _COUNTED, REASONS, lib
@@ -44,8 +44,8 @@ ROOT = Path(__file__).resolve().parent.parent
 EADDRINUSE, EACCES, EXDEV, ENOTTY = 98, 13, 18, 25
 
 
-def netmap_tarball() -> Path | None:
-    given = os.environ.get("MINISTACK_NETMAP_SRC")
+def netmap_source() -> Path | None:
+    given = os.environ.get("MINISTACK_NETMAP_SRC")  # a tarball or a tree
     if given:
         return Path(given)
     found = sorted(glob.glob(str(ROOT.parent / "shared" / "vendor" / "netmap-*.tar.gz")))
@@ -58,8 +58,9 @@ def kernel_headers() -> Path | None:
     return Path(trees[-1]) if trees else None
 
 
-def run(cmd: list[str], cwd: Path | None = None, timeout: int = 600) -> str:
-    r = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+def run(cmd: list[str], cwd: Path | None = None, timeout: int = 600,
+        env: dict[str, str] | None = None) -> str:
+    r = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
     assert r.returncode == 0, f"{' '.join(cmd)} failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
     return r.stdout
 
@@ -73,26 +74,17 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]
          "qemu-system-x86, cpio, busybox-static and iproute2 (./setup.sh installs them)")
     kdir = kernel_headers()
     need(kdir, "Debian's kernel headers, linux-headers-amd64 (./setup.sh installs them)")
-    tarball = netmap_tarball()
-    need(tarball and tarball.exists(),
-         "netmap's source: MINISTACK_NETMAP_SRC=<netmap tarball>, or ../shared/vendor/")
-    assert kdir is not None and tarball is not None
-    release = kdir.name.removeprefix("linux-headers-")
+    source = netmap_source()
+    need(source and source.exists(),
+         "netmap's source: MINISTACK_NETMAP_SRC=<netmap tarball or tree>, or "
+         "../shared/vendor/")
+    assert kdir is not None and source is not None
     tmp = tmp_path_factory.mktemp("vale")
-    r = subprocess.run(["apt-get", "download", f"linux-image-{release}"], cwd=tmp,
-                       capture_output=True, text=True, timeout=300)
-    need(r.returncode == 0, f"apt's registry, for linux-image-{release} ({r.stderr.strip()})")
-    (deb,) = tmp.glob("linux-image-*.deb")
-    run(["dpkg-deb", "-x", str(deb), str(tmp / "image")])
-    netmap = Path(os.environ.get("MINISTACK_NETMAP_TREE", ""))
-    if not (netmap / "Module.symvers").exists():  # not already built for these headers
-        run(["tar", "xzf", str(tarball), "-C", str(tmp)])
-        (netmap,) = [p for p in tmp.iterdir() if p.name.startswith("netmap")]
-        # Only netmap.ko: ms-vale-io, built with the module, is the guest's only tool.
-        run(["./configure", f"--kernel-dir={kdir}", "--no-drivers", "--no-apps", "--no-utils"],
-            cwd=netmap)
-        run(["make", "-j2"], cwd=netmap, timeout=900)
-    run(["make", "-C", str(ROOT / "native"), "vale", f"KDIR={kdir}", f"NETMAP={netmap}"])
+    kernel = guest_kernel(kdir.name.removeprefix("linux-headers-"), tmp)
+    # As ./setup.sh --netmap builds them.
+    netmap = Path(run([str(ROOT / "native" / "vale" / "build.sh"), str(kdir), str(tmp)],
+                      timeout=1200, env={**os.environ, "MINISTACK_NETMAP_SRC": str(source)}
+                      ).split()[-1])
     # The Python package with its extension built against netmap's user header (what
     # ./setup.sh --netmap installs), for backend="vale" in the guest.
     pkg = tmp / "pkg"
@@ -105,13 +97,54 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]
                        cwd=pkg, env={**os.environ, "MINISTACK_NETMAP_INCLUDE": str(netmap / "sys")},
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
-    mods = tmp / "image" / "lib" / "modules"
-    (veth,) = mods.glob("*/kernel/drivers/net/veth.ko")
-    yield {"vmlinuz": next((tmp / "image" / "boot").glob("vmlinuz-*")),
-           "netmap.ko": netmap / "netmap.ko", "veth.ko": veth, "pkg": pkg,
-           **{f"{m}.ko": next(mods.glob(f"*/kernel/**/{m}.ko")) for m in NINE_P},
+    yield {**kernel, "netmap.ko": netmap / "netmap.ko", "pkg": pkg,
            "ministack_vale.ko": ROOT / "native" / "build" / "vale" / "ministack_vale.ko",
            "ms-vale-io": ROOT / "native" / "build" / "vale" / "ms-vale-io", "tmp": tmp}
+
+
+def guest_kernel(release: str, tmp: Path) -> dict[str, Path]:
+    """Debian's kernel `release` from apt, unpacked in tmp: its image ("vmlinuz") and the
+    modules a guest loads from its initramfs (veth, and those that mount 9p), by name."""
+    r = subprocess.run(["apt-get", "download", f"linux-image-{release}"], cwd=tmp,
+                       capture_output=True, text=True, timeout=300)
+    need(r.returncode == 0, f"apt's registry, for linux-image-{release} ({r.stderr.strip()})")
+    (deb,) = tmp.glob(f"linux-image-{release}_*.deb")
+    run(["dpkg-deb", "-x", str(deb), str(tmp / "image")])
+    mods = tmp / "image" / "lib" / "modules"
+    return {"vmlinuz": next((tmp / "image" / "boot").glob("vmlinuz-*")),
+            **{f"{m}.ko": next(mods.glob(f"*/kernel/**/{m}.ko")) for m in ["veth", *NINE_P]}}
+
+
+def boot_guest(tmp: Path, vmlinuz: Path, init: str, files: dict[str, Path],
+               share: Path = Path("/")) -> str:
+    """Boot vmlinuz under TCG on an initramfs of busybox, `init` and `files` (its path
+    there: the file; programs, under bin/ and usr/, with the libraries ldd names), with
+    `share` exported read-only over 9p as "hostroot"; its console output."""
+    root = tmp / "initramfs"
+    shutil.rmtree(root, ignore_errors=True)
+    for d in ("bin", "proc", "sys", "dev"):
+        (root / d).mkdir(parents=True)
+    for where, path in {"bin/busybox": Path("/bin/busybox"), **files}.items():
+        (root / where).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, root / where)
+        if where.startswith(("bin/", "usr/")) and where != "bin/busybox":  # programs
+            for lib in re.findall(r"(/\S+\.so[.\d]*)", run(["ldd", str(path)])):
+                (root / lib.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(lib, root / lib.lstrip("/"))
+    (root / "init").write_text(init)
+    (root / "init").chmod(0o755)
+    listing = subprocess.run(["find", "."], cwd=root, capture_output=True, check=True).stdout
+    cpio = subprocess.run(["cpio", "-o", "-H", "newc"], cwd=root, input=listing,
+                          capture_output=True, check=True).stdout
+    initrd = tmp / "initrd"
+    initrd.write_bytes(cpio)
+    r = subprocess.run(["qemu-system-x86_64", "-accel", "tcg", "-smp", "2", "-m", "1024",
+                        "-kernel", str(vmlinuz), "-initrd", str(initrd),
+                        "-append", "console=ttyS0 quiet panic=-1", "-nographic",
+                        "-virtfs", f"local,path={share},mount_tag=hostroot,"
+                        "security_model=none,readonly=on,multidevs=remap",
+                        "-no-reboot"], capture_output=True, text=True, timeout=600)
+    return (r.stdout + r.stderr).replace("\r", "")
 
 
 # An address on the wire that the guest never gives veth0 (phase 2 makes REMOTE4 its own).
@@ -138,6 +171,7 @@ echo "=== script"; ms-vale-io < /script; echo "=== end"
 for m in {nine_p}; do insmod /mods/$m.ko; done
 mkdir /host && mount -t 9p -o trans=virtio,version=9p2000.L,ro hostroot /host
 for d in proc sys dev; do mount --rbind /$d /host/$d; done
+mount -t tmpfs run /host/run   # the daemon's socket: the rest stays this machine's, read-only
 chroot /host /usr/bin/env PYTHONPATH={pkg} {python} -X faulthandler {guest_py} \\
     veth0 veth1 {ip4} {ip4_b} {peer}
 echo "=== rmmod"
@@ -154,42 +188,20 @@ poweroff -f
 
 
 def boot(built: dict[str, Path], script: str) -> str:
-    """Boot the guest kernel on an initramfs of busybox, ip, ms-vale-io, the modules and
-    `script` for ms-vale-io; its console output."""
-    root = built["tmp"] / "initramfs"
-    shutil.rmtree(root, ignore_errors=True)
-    for d in ("bin", "usr/sbin", "proc", "sys", "dev", "mods"):
-        (root / d).mkdir(parents=True)
-    shutil.copy("/bin/busybox", root / "bin")
+    """The guest of these tests, with `script` for ms-vale-io; its console output."""
     ip = shutil.which("ip")
     assert ip
-    for binary, where in ((built["ms-vale-io"], "bin"), (Path(ip), "usr/sbin")):
-        shutil.copy(binary, root / where)
-        for lib in re.findall(r"(/\S+\.so[.\d]*)", run(["ldd", str(binary)])):
-            (root / lib.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(lib, root / lib.lstrip("/"))
-    for ko in ["veth.ko", "netmap.ko", "ministack_vale.ko"] + [f"{m}.ko" for m in NINE_P]:
-        shutil.copy(built[ko], root / "mods")
+    files = {"bin/ms-vale-io": built["ms-vale-io"], "usr/sbin/ip": Path(ip),
+             **{f"mods/{ko}": built[ko] for ko in
+                ["veth.ko", "netmap.ko", "ministack_vale.ko"] + [f"{m}.ko" for m in NINE_P]}}
+    script_file = built["tmp"] / "script"
+    script_file.write_text(script)
     v4 = " ".join(a for a in ADDRESSES if ":" not in a)
     v6 = " ".join(a for a in ADDRESSES if ":" in a)
-    (root / "init").write_text(GUEST_INIT.format(
-        mac=NIC_MAC, v4=v4, v6=v6, ip4=IP4, ip4_b=IP4_B, peer=PEER_IP4,
-        nine_p=" ".join(NINE_P), pkg=built["pkg"], python=sys.executable,
-        guest_py=ROOT / "tests" / "vale_guest.py"))
-    (root / "init").chmod(0o755)
-    (root / "script").write_text(script)
-    files = subprocess.run(["find", "."], cwd=root, capture_output=True, check=True).stdout
-    cpio = subprocess.run(["cpio", "-o", "-H", "newc"], cwd=root, input=files,
-                          capture_output=True, check=True).stdout
-    initrd = built["tmp"] / "initrd"
-    initrd.write_bytes(cpio)
-    r = subprocess.run(["qemu-system-x86_64", "-accel", "tcg", "-smp", "2", "-m", "1024",
-                        "-kernel", str(built["vmlinuz"]), "-initrd", str(initrd),
-                        "-append", "console=ttyS0 quiet panic=-1", "-nographic",
-                        "-virtfs", "local,path=/,mount_tag=hostroot,security_model=none,"
-                        "readonly=on,multidevs=remap",
-                        "-no-reboot"], capture_output=True, text=True, timeout=600)
-    return (r.stdout + r.stderr).replace("\r", "")
+    init = GUEST_INIT.format(mac=NIC_MAC, v4=v4, v6=v6, ip4=IP4, ip4_b=IP4_B, peer=PEER_IP4,
+                             nine_p=" ".join(NINE_P), pkg=built["pkg"], python=sys.executable,
+                             guest_py=ROOT / "tests" / "vale_guest.py")
+    return boot_guest(built["tmp"], built["vmlinuz"], init, {**files, "script": script_file})
 
 
 # --- what the script does, and what explain() says it must give ----------------------
@@ -535,3 +547,35 @@ def test_stats_drops_and_bindings_come_from_the_module(api: dict) -> None:
     assert api["drops"] == [["pa", s["explain"][1], s["frame"]] for s in dropped], api["drops"]
     assert api["module_bindings_open"] == len(api["bindings"]) == 2, api["bindings"]
     assert api["module_bindings_after_close"] == 1   # pb's: pa's went with its port
+
+
+def test_the_daemon_hands_an_application_of_another_uid_its_vale_port(api: dict) -> None:
+    """`ministack daemon --backend vale`, and a client running as nobody: its port comes as
+    one netmap descriptor; it binds through the daemon (not below 1024: it lacks the
+    capability), its frame reaches the wire, a spoofed one does not, and the wire's
+    answer reaches it."""
+    d = api["daemon"]
+    app = d["app"]
+    assert isinstance(app, dict), app   # else the child's error
+    assert app["backend"] == "vale" and "7400" in app["bound"], app
+    assert app["below_1024"] == "not-permitted", app
+    assert d["sent"] in d["wire"], d
+    assert not [h for h in d["wire"] if h[68:76] == f"{7401:04x}0009"], d   # the spoofed one
+    assert app["received"] == [d["inbound"]], app
+    assert app["stats"]["tx"]["frames"] == 1 and app["stats"]["rx"]["frames"] == 1, app
+    assert app["stats"]["drops"]["spoofed-src-port"] == 1, app
+
+
+def test_the_module_answers_a_ports_arp_requests_through_its_library(api: dict) -> None:
+    """As the user-space switch does: for a host address, the NIC's MAC; for a neighbour
+    the kernel's table knows (PEER_IP4, set with `ip neigh`), its MAC. The answer arrives on
+    the port's own receive path, addressed to it."""
+    peer_mac = "02:00:00:00:00:99"   # vale_guest.py's, on the wire
+    for target, mac in ((IP4_B, NIC_MAC), (PEER_IP4, peer_mac)):
+        a = api["answers"][target]
+        assert a["explain"] == "local" and a["local"] == {"frames": 1, "answers": 1}, a
+        (answer,) = [bytes.fromhex(h) for h in a["got"]]
+        arp = Ether(answer)[ARP]
+        assert (arp.op, arp.psrc, arp.hwsrc, arp.pdst, arp.hwdst) == (
+            2, target, mac, IP4, NIC_MAC), arp.show(dump=True)
+        assert Ether(answer).dst == NIC_MAC

@@ -8,7 +8,9 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
 import sys
+import threading
 import time
 from dataclasses import asdict
 from typing import Any
@@ -40,6 +42,13 @@ def heard(s: socket.socket) -> list[str]:
             out.append(s.recv(65536).hex())
     except (TimeoutError, socket.timeout):
         return out
+
+
+def arp_request(mac: str, sender: str, target: str) -> bytes:
+    """Who has `target`? Tell `sender` (at mac)."""
+    m = bytes.fromhex(mac.replace(":", ""))
+    return (b"\xff" * 6 + m + b"\x08\x06" + bytes.fromhex("0001080006040001") + m +
+            socket.inet_aton(sender) + bytes(6) + socket.inet_aton(target))
 
 
 def main() -> dict[str, Any]:
@@ -74,6 +83,20 @@ def main() -> dict[str, Any]:
                 "pb": [x.hex() for x in b.recv_batch(8, timeout=0.2)],
             }
         out["sent"] = sent
+        # Neighbour resolution: the switch answers for a host address (with the NIC's MAC)
+        # and for a neighbour the kernel knows (its MAC), through pa's library.
+        subprocess.run(["ip", "neigh", "replace", PEER, "lladdr", PEER_MAC, "dev", NIC],
+                       check=True)
+        answers = {}
+        for target in (IP4_B, PEER):
+            req = arp_request(sw.mac, IP4, target)
+            before = a.stats()["local"]
+            a.send(req)
+            answers[target] = {"explain": sw.explain("pa", req).action,
+                               "got": [x.hex() for x in a.recv_batch(8, timeout=1)],
+                               "local": {k: a.stats()["local"][k] - before[k]
+                                         for k in ("frames", "answers")}}
+        out["answers"] = answers
         # A batch both ways: 200 frames to the wire, 200 from it to pa.
         batch = [udp_frame(sw.mac, IP4, PEER, 7000, 10000 + i) for i in range(200)]
         nic_tx = sw.stats()["nic"]["tx"]["frames"]
@@ -122,9 +145,77 @@ def main() -> dict[str, Any]:
     return out
 
 
+def as_nobody(fn: Any) -> Any:
+    """fn() in a forked child as nobody (65534): what it returned, or the error's text."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(r)
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            try:
+                got: Any = fn()
+            except Exception as e:  # reported, not raised: this is a child
+                got = f"{type(e).__name__}: {e}"
+            os.write(w, json.dumps(got).encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        text = f.read()
+    os.waitpid(pid, 0)
+    return json.loads(text) if text else "the child died"
+
+
+def through_the_daemon() -> dict[str, Any]:
+    """`ministack daemon --backend vale`: an application of another uid gets its port's
+    netmap descriptor, binds through the daemon, sends and receives on netmap's rings."""
+    from ministack.client import connect
+    from ministack.daemon import Daemon
+
+    path = "/run/ministack-vale.sock"
+    daemon = Daemon(nic=NIC, socket_path=path, backend="vale")
+    daemon.listen()
+    threading.Thread(target=daemon.serve_forever, daemon=True).start()
+    mac, wire = daemon.switch.mac, wire_socket()
+    out: dict[str, Any] = {}
+    try:
+        def app() -> dict[str, Any]:
+            with connect(path) as c:
+                got: dict[str, Any] = {"backend": c.status()["switch"]["backend"]}
+                p = c.port("dapp")
+                got["bound"] = str(p.bind(IP4, "udp", 7400))
+                try:
+                    p.bind(IP4, "udp", 80)
+                except ms.BindError as e:
+                    got["below_1024"] = e.reason
+                p.send(udp_frame(mac, IP4, PEER, 7400, 9))
+                p.send(udp_frame(mac, IP4, PEER, 7401, 9))   # not its port: dropped
+                got["received"] = [f.hex() for f in p.recv_batch(8, timeout=3)]
+                got["stats"] = p.stats()
+                return got
+        heard(wire)
+        inbound = udp_frame(PEER_MAC, PEER, IP4, 9, 7400, dst_mac=mac)
+        threading.Timer(1.5, wire.send, (inbound,)).start()  # once the app is bound
+        out["app"] = as_nobody(app)
+        out["inbound"] = inbound.hex()
+        out["wire"] = heard(wire)
+        out["sent"] = udp_frame(mac, IP4, PEER, 7400, 9).hex()
+    finally:
+        daemon.close()
+        wire.close()
+    return out
+
+
 if __name__ == "__main__":
     try:
         result = main()
+        try:
+            result["daemon"] = through_the_daemon()
+        except Exception as e:  # the daemon's test shows it
+            result["daemon"] = {"app": f"{type(e).__name__}: {e}"}
     except Exception as e:  # the test shows it
         import traceback
         result = {"error": f"{type(e).__name__}: {e}", "trace": traceback.format_exc()}

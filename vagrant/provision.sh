@@ -11,7 +11,8 @@
 #
 # Environment: MINISTACK_USER (default vagrant), MINISTACK_LAB_PORT (default 8888, the port
 # inside the VM; the Vagrantfile forwards it), MINISTACK_HOST_PORT (the port on the host, for
-# the printed URL; default the same).
+# the printed URL; default the same). MINISTACK_KERNEL, MINISTACK_NETMAP_SRC and
+# MINISTACK_VALE_NIC go to ./setup.sh --netmap (./setup.sh --help).
 set -euo pipefail
 
 SOURCE=${1:-/vagrant}
@@ -48,13 +49,24 @@ fi
 say "copying $SOURCE to $PROJECT"
 install -d -o "$VM_USER" -g "$(id -gn "$VM_USER")" "$PROJECT"
 rsync -a --delete --chown="$VM_USER:$(id -gn "$VM_USER")" \
-    --exclude=/.venv --exclude=/.git --exclude=/setup.log --exclude=/native/build --exclude=/artifacts \
+    --exclude=/.venv --exclude=/.git --exclude=/.netmap --exclude=/setup.log --exclude=/native/build --exclude=/artifacts \
     --exclude='*.bpf.o' --exclude=/ministack/ms-pktgen --exclude='*.so' \
     --exclude=__pycache__ --exclude=.ipynb_checkpoints "$SOURCE/" "$PROJECT/"
 
-# The README's set-up command, as the student would run it: an ordinary user with sudo.
-say "running ./setup.sh as $VM_USER"
-runuser -u "$VM_USER" -- env HOME="$HOME_DIR" bash -c "cd '$PROJECT' && ./setup.sh" ||
+# The README's set-up command, as the student would run it: an ordinary user with sudo;
+# with the VALE kernel switch too (--netmap), so students have both switches, wherever the
+# kernel loads modules (a VirtualBox or libvirt guest's does) or one is named to build for.
+SETUP_ARGS=""
+if [ -e /proc/modules ] || [ -n "${MINISTACK_KERNEL:-}" ]; then
+    SETUP_ARGS="--netmap"
+else
+    say "this kernel cannot load modules: setting up without the VALE kernel switch"
+fi
+say "running ./setup.sh${SETUP_ARGS:+ $SETUP_ARGS} as $VM_USER"
+runuser -u "$VM_USER" -- env HOME="$HOME_DIR" \
+    MINISTACK_KERNEL="${MINISTACK_KERNEL:-}" MINISTACK_NETMAP_SRC="${MINISTACK_NETMAP_SRC:-}" \
+    MINISTACK_VALE_NIC="${MINISTACK_VALE_NIC:-}" \
+    bash -c "cd '$PROJECT' && ./setup.sh $SETUP_ARGS" ||
     fail "./setup.sh failed (its messages are above)"
 
 # The student versions of the labs: copied once, never overwritten, so a rerun keeps their
