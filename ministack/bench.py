@@ -17,6 +17,10 @@ AF_PACKET endpoint, and lwIP's TCP echo (ministack lwip-echo) driven by the peer
 bulk and request/response, through MiniStack against the same lwIP on a bare AF_PACKET
 socket.
 
+``--vale`` measures only the VALE kernel switch (root, ministack_vale loaded on a veth):
+its port->nic and nic->port against netmap's own learning bridge, and its port->nic
+against the user-space switch's (``vale_rows``).
+
 Traffic for the first three is generated and drained by a C driver thread (native/tools/bench.c), so
 the figures measure the switch, not the interpreter. Targets live in the issues; a timed
 unit test never asserts them.
@@ -482,6 +486,144 @@ def veth_rows(seconds: float, backend: str = "auto") -> list[dict[str, Any]]:
             for p, m, b in (("port->veth", sw_out, base_out), ("veth->port", sw_in, base_in))]
 
 
+def _veth_pair(a: str, b: str, addr: str | None = None) -> None:
+    import subprocess
+
+    subprocess.run(["ip", "link", "add", a, "type", "veth", "peer", "name", b], check=True)
+    for name in (a, b):
+        subprocess.run(["ip", "link", "set", name, "up"], check=True)
+    if addr:
+        subprocess.run(["ip", "addr", "add", addr, "dev", a], check=True)
+
+
+def _mac_of(ifname: str) -> str:
+    with open(f"/sys/class/net/{ifname}/address") as f:
+        return f.read().strip()
+
+
+def _veth_peer(ifname: str) -> str:
+    """The other end of veth `ifname`, which must be in this namespace."""
+    with open(f"/sys/class/net/{ifname}/iflink") as f:
+        peer = int(f.read())
+    for name in os.listdir("/sys/class/net"):
+        with open(f"/sys/class/net/{name}/ifindex") as f:
+            if int(f.read()) == peer and name != ifname:
+                return name
+    raise RuntimeError(f"{ifname} is not one end of a veth pair whose other end is here")
+
+
+def vale_rows(seconds: float, reps: int = 3) -> list[dict[str, Any]]:
+    """vale:port->nic and vale:nic->port: a port of ministack_vale's switch (valems:, the
+    filter and demux) against a port of netmap's own learning bridge (vale0:, its default
+    lookup), each switch on a veth pair whose other end is the network, from and to the
+    same C driver over netmap's rings (ms_bench_veth_app: ms_app_send of 256 frames, or
+    ms_app_recv); then vale-vs-user-space:port->nic, the module's port->nic against the
+    user-space switch's (AF_PACKET) on a third pair. Rows alternate, reps each; medians.
+
+    Needs root, ministack_vale loaded with nic= one end of a veth pair (its other end in
+    this namespace), and this MiniStack built with netmap (``./setup.sh --netmap``)."""
+    import statistics
+    import subprocess
+
+    from ministack import vale
+    from ministack.topology import Topology
+
+    nic = vale.attached_nic()
+    ok, why = vale.available(nic or None)
+    if not ok or not nic:
+        raise RuntimeError(f"the VALE rows need ministack_vale on a veth pair: "
+                           f"{why or 'it is loaded with no nic='}")
+    peer = _veth_peer(nic)
+    pid = os.getpid() % 10000
+    plain, plain_peer, us, us_peer = (f"msv{pid}{x}" for x in ("a", "b", "c", "d"))
+    far = "198.18.0.9"   # on the wire: nobody's address
+
+    def frames(fs: list[bytes]) -> tuple[bytes, Any, int]:
+        return b"".join(fs), ffi.new("uint32_t[]", [len(f) for f in fs]), len(fs)
+
+    def app_run(app: Any, peer_if: str, into: bool, fs: list[bytes]) -> float:
+        return _veth_run(lib.ms_bench_veth_app, app, ffi.NULL, peer_if.encode(), int(into),
+                         *frames(fs), seconds)
+
+    # The user-space switch's far end in a namespace, as in veth_rows (an AF_PACKET
+    # receiver beside the switch's own socket in one namespace saw nothing in the guest).
+    topo = Topology(ns=f"ms-vbench{pid}", host_if=us, peer_if=us_peer,
+                    host_addrs=["198.18.1.2/24"], peer_addrs=["198.18.1.1/24"])
+    plain_fd = -1
+    plain_app: Any = ffi.NULL
+    runs: dict[str, list[float]] = {}
+    try:
+        _veth_pair(plain, plain_peer)
+        topo.up()
+        us_peer_mac = topo.exec("cat", f"/sys/class/net/{us_peer}/address").stdout.strip()
+        rc = lib.ms_vale_attach(f"vale0:{plain}".encode(), 1)
+        if rc < 0:
+            raise RuntimeError(f"netmap could not attach {plain} to vale0: {os.strerror(-rc)}")
+        fd, size, off = ffi.new("int *"), ffi.new("uint64_t *"), ffi.new("uint32_t *")
+        rc = lib.ms_vale_open_port(b"vale0:bench", fd, size, off)
+        if rc < 0:
+            raise RuntimeError(f"netmap could not open vale0:bench: {os.strerror(-rc)}")
+        plain_fd = fd[0]
+        plain_app = lib.ms_app_open_netmap(plain_fd, size[0], off[0])
+        with Switch(nic=nic, backend="vale") as sw, \
+                Switch(nic=us, backend="afpacket", ring_slots=16384) as user:
+            ip = next(a for a in sw.addresses if ":" not in a)
+            port = sw.port("bench")
+            port.bind(ip, "udp", 5000)
+            up = user.port("bench")
+            up.bind("198.18.1.2", "udp", 5000)
+            rows = {
+                "vale:port->nic": (
+                    lambda: app_run(port._app, peer, False,
+                                    [udp_frame(sw.mac, ip, far, 5000, 9, dst_mac=_mac_of(peer))]),
+                    lambda: app_run(plain_app, plain_peer, False,
+                                    [udp_frame(_mac_of(plain), ip, far, 5000, 9,
+                                               dst_mac=_mac_of(plain_peer))])),
+                "vale:nic->port": (
+                    lambda: app_run(port._app, peer, True,
+                                    [udp_frame(_mac_of(peer), far, ip, 9, 5000, dst_mac=sw.mac)]),
+                    lambda: app_run(plain_app, plain_peer, True,
+                                    [udp_frame(_mac_of(plain_peer), far, ip, 9, 5000,
+                                               dst_mac=_mac_of(plain))])),
+                "vale-vs-user-space:port->nic": (
+                    lambda: app_run(port._app, peer, False,
+                                    [udp_frame(sw.mac, ip, far, 5000, 9, dst_mac=_mac_of(peer))]),
+                    lambda: _veth_run(lib.ms_bench_veth_switch, user.handle, up.id,
+                                      topo.ns.encode(), us_peer.encode(), 0,
+                                      *frames([udp_frame(user.mac, "198.18.1.2", far, 5000, 9,
+                                                         dst_mac=us_peer_mac)]), seconds)),
+            }
+            # One run of each first, not counted: in a freshly booted guest the first run
+            # through a new switch and peer socket read 0 (the peer's ring was not ready).
+            for row, base in rows.values():
+                row(), base()
+            for rep in range(reps):
+                for path, (row, base) in rows.items():
+                    order = ((path, row), (path + "/base", base))
+                    for key, fn in order if rep % 2 == 0 else order[::-1]:
+                        runs.setdefault(key, []).append(fn())
+    finally:
+        if plain_app != ffi.NULL:
+            lib.ms_app_close(plain_app)
+        if plain_fd >= 0:
+            os.close(plain_fd)
+        lib.ms_vale_attach(f"vale0:{plain}".encode(), 0)
+        subprocess.run(["ip", "link", "del", plain], capture_output=True)
+        topo.down()
+    out = []
+    for path, baseline in (("vale:port->nic", "plain VALE (vale0:, learning bridge)"),
+                           ("vale:nic->port", "plain VALE (vale0:, learning bridge)"),
+                           ("vale-vs-user-space:port->nic",
+                            "the user-space switch, AF_PACKET, on a veth pair")):
+        m, b = statistics.median(runs[path]), statistics.median(runs[path + "/base"])
+        out.append({"path": path, "frame": FRAME, "bindings": 1, "batch": MS_BATCH,
+                    "mpps": _sig(m), "baseline": baseline, "baseline_mpps": _sig(b),
+                    "ratio": round(m / b, 3) if b else None,
+                    "runs": [_sig(x) for x in runs[path]],
+                    "baseline_runs": [_sig(x) for x in runs[path + "/base"]], "reps": reps})
+    return out
+
+
 def python_send_batch_runs(batch: int, seconds: float, reps: int = 3) -> dict[str, Any]:
     """python_send_batch() reps times: the median and every run.
 
@@ -700,7 +842,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-steal", type=float, default=0.03,
                     help="--against measures again a pair during which the hypervisor took "
                          "more than this share of the CPU (default 0.03)")
+    ap.add_argument("--vale", action="store_true",
+                    help="only the VALE rows (root; ministack_vale loaded on a veth, "
+                         "./setup.sh --netmap): the module against plain VALE and against "
+                         "the user-space switch")
     a = ap.parse_args(argv)
+    if a.vale:
+        rows = vale_rows(a.seconds, a.reps)
+        if a.json:
+            print(json.dumps({"rows": rows}))
+        else:
+            for r in rows:
+                print(f"{r['path']:<30} {r['mpps']:8.3f} Mpps  {r['baseline']}: "
+                      f"{r['baseline_mpps']:.3f} Mpps  ratio {r['ratio']}  "
+                      f"(runs {r['runs']} / {r['baseline_runs']})")
+        return 0
     if a.against:
         r = against(a.against, a.seconds, a.reps, a.max_steal)
         if a.json:

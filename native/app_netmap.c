@@ -78,6 +78,24 @@ int ms_vale_open_port(const char *name, int *fd, uint64_t *memsize, uint32_t *of
     return 0;
 }
 
+int ms_vale_attach(const char *name, int attach)
+{
+    struct nmreq_vale_attach at = {.reg.nr_mode = NR_REG_ALL_NIC};
+    struct nmreq_vale_detach de = {0};
+    struct nmreq_header hdr = {.nr_version = NETMAP_API,
+                               .nr_reqtype = attach ? NETMAP_REQ_VALE_ATTACH
+                                                    : NETMAP_REQ_VALE_DETACH,
+                               .nr_body = attach ? (uintptr_t)&at : (uintptr_t)&de};
+    if (snprintf(hdr.nr_name, sizeof(hdr.nr_name), "%s", name) >= (int)sizeof(hdr.nr_name))
+        return -ENAMETOOLONG;
+    int f = open(NETMAP_DEVICE_NAME, O_RDWR | O_CLOEXEC);
+    if (f < 0)
+        return -errno;
+    int rc = ioctl(f, NIOCCTRL, &hdr) < 0 ? -errno : 0;
+    close(f);
+    return rc;
+}
+
 static void nm_free(struct ms_nm *m)
 {
     if (m->mem && m->mem != MAP_FAILED)
@@ -308,6 +326,12 @@ int ms_vale_built(char *why, size_t len)
 int ms_vale_open_port(const char *name, int *fd, uint64_t *memsize, uint32_t *offset)
 {
     (void)name, (void)fd, (void)memsize, (void)offset;
+    return -ENOTSUP;
+}
+
+int ms_vale_attach(const char *name, int attach)
+{
+    (void)name, (void)attach;
     return -ENOTSUP;
 }
 

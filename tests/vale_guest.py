@@ -20,6 +20,7 @@ from ministack import doctor
 from ministack.bench import udp_frame
 
 NIC, WIRE, IP4, IP4_B, PEER = sys.argv[1:6]
+BENCH_SECONDS, BENCH_REPS = float(sys.argv[6]), int(sys.argv[7])
 PEER_MAC = "02:00:00:00:00:99"
 ETH_P_ALL = 0x0003
 SO_RCVBUFFORCE = 33  # <asm-generic/socket.h>; the socket module does not name it
@@ -216,6 +217,12 @@ if __name__ == "__main__":
             result["daemon"] = through_the_daemon()
         except Exception as e:  # the daemon's test shows it
             result["daemon"] = {"app": f"{type(e).__name__}: {e}"}
+        # The benchmark's VALE rows, in this kernel (the module is on NIC, a veth).
+        from ministack import bench
+        try:
+            result["bench"] = bench.vale_rows(BENCH_SECONDS, BENCH_REPS)
+        except Exception as e:  # the benchmark's test shows it
+            result["bench"] = f"{type(e).__name__}: {e}"
     except Exception as e:  # the test shows it
         import traceback
         result = {"error": f"{type(e).__name__}: {e}", "trace": traceback.format_exc()}

@@ -314,6 +314,10 @@ ms_app *ms_switch_wire(ms_switch *sw);             /* far end of the virtual wir
 ms_app *ms_app_open_netmap(int netmap_fd, uint64_t memsize, uint32_t offset);
 int ms_vale_open_port(const char *name, int *netmap_fd, uint64_t *memsize, uint32_t *offset);
 int ms_vale_built(char *why, size_t len);   /* 1, or 0 and why not */
+/* Attach (detach: attach 0) interface IF to a plain VALE switch, as `vale-ctl -a SW:IF`
+ * does (name "SW:IF"; the NIC only, not its host stack): the benchmark's baseline, netmap's
+ * own learning bridge. 0 or -errno. */
+int ms_vale_attach(const char *name, int attach);
 void ms_app_close(ms_app *a);
 /* Wake any thread waiting in ms_app_send/recv on a and make it return; call before close
  * when another thread may be waiting. */

@@ -70,4 +70,12 @@ struct ms_bench_sink;
 struct ms_bench_sink *ms_bench_sink_start(ms_switch *sw, int nap_ns);
 uint64_t ms_bench_sink_stop(struct ms_bench_sink *s);
 
+/* As ms_bench_veth_switch, for a port of any switch given as its application handle (a
+ * VALE port's, from ms_app_open_netmap, say): it sends MS_BATCH frames per ms_app_send
+ * (else receives with ms_app_recv) on CPU 1 while the peer end (ns NULL: this namespace)
+ * receives (or sends) on CPU 0. Counts what arrived at the far end. */
+int ms_bench_veth_app(ms_app *app, const char *ns, const char *peer_if, int to_port,
+                      const uint8_t *frames, const uint32_t *lens, uint32_t nframes,
+                      double seconds, struct ms_bench_result *r, char *err, size_t errlen);
+
 #endif
