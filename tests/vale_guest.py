@@ -1,7 +1,9 @@
 """What tests/test_vale.py's guest runs with Python: the public API on backend="vale", over
 ministack_vale.ko attached to NIC (argv[1]) whose veth peer WIRE (argv[2]) stands for the
-network. It asserts nothing itself; it prints one line, "=== python " and a JSON object of
-what each call gave, for the test to compare with explain() and with what the wire saw.
+network; argv[3:6] are the port's addresses and the wire's peer, argv[6:8] the
+benchmark's seconds and repetitions. It asserts nothing itself; it prints one line,
+"=== python " and a JSON object of what each call gave, for the test to compare with
+explain() and with what the wire saw.
 """
 from __future__ import annotations
 
@@ -19,8 +21,6 @@ import ministack as ms
 from ministack import doctor
 from ministack.bench import udp_frame
 
-NIC, WIRE, IP4, IP4_B, PEER = sys.argv[1:6]
-BENCH_SECONDS, BENCH_REPS = float(sys.argv[6]), int(sys.argv[7])
 PEER_MAC = "02:00:00:00:00:99"
 ETH_P_ALL = 0x0003
 SO_RCVBUFFORCE = 33  # <asm-generic/socket.h>; the socket module does not name it
@@ -210,7 +210,9 @@ def through_the_daemon() -> dict[str, Any]:
     return out
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":   # (pytest's doctest collection imports this file too)
+    NIC, WIRE, IP4, IP4_B, PEER = sys.argv[1:6]
+    BENCH_SECONDS, BENCH_REPS = float(sys.argv[6]), int(sys.argv[7])
     try:
         result = main()
         try:
