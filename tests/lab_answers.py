@@ -56,6 +56,8 @@ WRONG = {
         "ex2_batch": 'by_batch = {b: bench.port_to_wire(b, 0.3) for b in (1, 16, 256)}\nwhy = "A"',
         # Mpps is millions of frames per second: forgets the million
         "ex3_ns": 'ns_per_frame = 1e9 / result["mpps"]',
+        # believes the kernel switch filters less
+        "ex4_vale": 'kernel_vs_user = "A"',
     },
     "06-your-own-stack": {
         # answers from the client's port instead of the one it bound
