@@ -164,6 +164,16 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Reset answer_fd after it woke a waiter (answers_due says whether to ask): drained before
+ * the flag is read, so a send in between leaves it readable for the next wait, and a stale
+ * count never keeps a waiter spinning. */
+static void drain_answer_fd(struct ms_nm *m)
+{
+    uint64_t count;
+    ssize_t rd = read(m->answer_fd, &count, sizeof(count));
+    (void)rd;
+}
+
 /* Sleep in netmap's poll (which syncs the ring itself) until `events` or an interrupt;
  * -ETIMEDOUT once the deadline (-1: none) has passed, -EINTR when interrupted. */
 static int nm_wait(struct ms_nm *m, short events, int64_t deadline)
@@ -184,6 +194,8 @@ static int nm_wait(struct ms_nm *m, short events, int64_t deadline)
         return errno == EINTR ? 0 : -errno;
     if (pfd[1].revents)
         return -EINTR;
+    if ((events & POLLIN) && pfd[2].revents)
+        drain_answer_fd(m);
     if (pfd[0].revents & (POLLERR | POLLNVAL))
         return -EIO;
     return 0;
@@ -211,9 +223,6 @@ static void take_answers(struct ms_nm *m)
 {
     if (m->queued > m->next || !atomic_exchange(&m->answers_due, 0))
         return;
-    uint64_t drained;
-    ssize_t rd = read(m->answer_fd, &drained, sizeof(drained));
-    (void)rd;
     m->answers.netmap_fd = m->fd;
     m->queued = m->next = 0;
     if (ioctl(m->ctl_fd, MS_VALE_ANSWERS, &m->answers) == 0)
@@ -298,6 +307,7 @@ int ms_nm_arm(struct ms_nm *m, int rx, int tx)
 {
     int ready = 0;
     if (rx) {
+        drain_answer_fd(m);
         ioctl(m->fd, NIOCRXSYNC, NULL);
         ready |= !nm_ring_empty(m->rx) || m->next < m->queued || atomic_load(&m->answers_due);
     }

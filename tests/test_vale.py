@@ -605,4 +605,8 @@ def test_the_benchmark_measures_the_module_against_plain_vale_and_user_space(
     for r in rows:
         assert r["mpps"] > 0 and r["baseline_mpps"] > 0, r
         assert len(r["runs"]) == len(r["baseline_runs"]) == r["reps"], r
-        assert r["ratio"] == pytest.approx(r["mpps"] / r["baseline_mpps"], rel=0.01), r
+        pairs = [x / y for x, y in zip(r["runs"], r["baseline_runs"])]
+        assert r["pair_ratios"] == pytest.approx(pairs, rel=0.01), r
+        assert min(pairs) <= r["ratio"] <= max(pairs), r
+        assert r["ratio_of_medians"] == pytest.approx(r["mpps"] / r["baseline_mpps"],
+                                                      rel=0.01), r
