@@ -27,6 +27,7 @@
 #include <net/neighbour.h>
 #include <net/net_namespace.h>
 #include <net/route.h>
+#include <stdlib.h>
 
 #include "answer.h"
 #include "ms_vale.h"
@@ -34,6 +35,7 @@
 static_assert(MS_ANSWER_MAX <= MS_VALE_ANSWER_BYTES, "ministack_vale.h: answers do not fit");
 
 static struct ms_vale *vale;
+atomic_long_t ms_vale_outstanding = ATOMIC_LONG_INIT(0);
 
 static char *mac = "02:4d:53:00:00:01";
 module_param(mac, charp, 0444);
@@ -340,7 +342,7 @@ static void ms_vale_free(struct ms_vale *v)
     ms_table_free(v->table);
     if (v->dev)
         dev_put(v->dev);
-    kvfree(v);
+    free(v);
 }
 
 /* Called with netmap's locks held: lets the bridge be freed when its last port leaves. */
@@ -354,7 +356,7 @@ static void *let_go(void *private_data, void *callback_data, int *error)
 static int __init ms_vale_init(void)
 {
     int err = 0;
-    struct ms_vale *v = kvzalloc(sizeof(*v), GFP_KERNEL);
+    struct ms_vale *v = calloc(1, sizeof(*v));
     if (!v)
         return -ENOMEM;
     spin_lock_init(&v->frags_lock);
@@ -365,7 +367,7 @@ static int __init ms_vale_init(void)
     v->mtu = 1500;
     if (!mac_pton(mac, v->mac)) {
         pr_err("ministack_vale: mac=%s is not a MAC address (02:4d:53:00:00:01, say)\n", mac);
-        kvfree(v);
+        free(v);
         return -EINVAL;
     }
     v->table = ms_table_new(16384);
@@ -409,6 +411,7 @@ fail:
 static void __exit ms_vale_exit(void)
 {
     struct ms_vale *v = vale;
+    long n;
     int err;
     ms_vale_ctl_exit(v);
     if (*v->nic)
@@ -427,6 +430,11 @@ static void __exit ms_vale_exit(void)
     }
     vale = NULL;
     ms_vale_free(v);
+    n = atomic_long_read(&ms_vale_outstanding);
+    if (n)
+        pr_err("ministack_vale: unloaded; %ld of its allocations were never freed\n", n);
+    else
+        pr_info("ministack_vale: unloaded; nothing of it left allocated\n");
 }
 
 module_init(ms_vale_init);

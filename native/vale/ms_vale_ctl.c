@@ -20,6 +20,7 @@
 #include <linux/uaccess.h>
 #include <net/ip.h>
 #include <net/sock.h>
+#include <stdlib.h>
 
 #include "ms_vale.h"
 
@@ -135,9 +136,11 @@ static void *unbind_locked(void *private_data, void *callback_data, int *error)
 
 static void release(struct ms_vale_reservation *res)
 {
-    if (res && res->sock)
+    if (res && res->sock) {
         sock_release(res->sock);
-    kfree(res);
+        atomic_long_dec(&ms_vale_outstanding);
+    }
+    free(res);
 }
 
 void ms_vale_release_port(struct ms_vale *v, int port)
@@ -180,11 +183,13 @@ static int reserve(struct ms_vale *v, const struct ms_vale_bind *b, struct socke
     err = sock_create_kern(v->net, b->family == 4 ? AF_INET : AF_INET6, type, b->proto, out);
     if (err)
         return err;
+    atomic_long_inc(&ms_vale_outstanding);   /* counted as an allocation: see stdlib.h */
     err = kernel_bind(*out, (struct sockaddr *)&ss, len);
     if (!err && type == SOCK_STREAM)
         err = kernel_listen(*out, 1);
     if (err) {
         sock_release(*out);
+        atomic_long_dec(&ms_vale_outstanding);
         *out = NULL;
     }
     return err;
@@ -211,7 +216,7 @@ static int do_bind(struct ctl_req *r)
         b->result = MS_BIND_NOT_PERMITTED;
         return 0;
     }
-    r->res = kzalloc(sizeof(*r->res), GFP_KERNEL);
+    r->res = calloc(1, sizeof(*r->res));
     if (!r->res)
         return ENOMEM;
     r->res->tuple = (struct ms_binding_info){.family = b->family, .proto = b->proto,
